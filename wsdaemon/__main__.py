@@ -1,0 +1,3 @@
+from wsdaemon.cli import main
+
+main()

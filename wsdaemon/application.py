@@ -1,0 +1,104 @@
+"""The application object a game developer writes callbacks for.
+
+    app = Application()
+
+    @app.on_message
+    def message(conn, data):
+        conn.send(data)
+
+``wsdaemon run --app mygame:app`` loads it. Callbacks are plain synchronous
+calls from the loop: no coroutine, future or queue per message.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .http11 import Request
+    from .server import Server
+
+
+def _ignore(*args: Any) -> None:
+    return None
+
+
+class Application:
+    """Callbacks for open, message and close, plus the subprotocols it speaks."""
+
+    def __init__(self, name: str = "app", subprotocols: Iterable[str] = ()) -> None:
+        self.name = name
+        self.subprotocols: list[str] = list(subprotocols)
+        self.server: Server | None = None
+        self._on_open: Callable = _ignore
+        self._on_message: Callable = _ignore
+        self._on_close: Callable = _ignore
+        self._on_start: list[Callable] = []
+        self._on_stop: list[Callable] = []
+
+    # -- decorators --------------------------------------------------------------
+
+    def on_open(self, fn: Callable[[Any], None]) -> Callable:
+        """``fn(conn)`` when a connection is open (after its handshake)."""
+        self._on_open = fn
+        return fn
+
+    def on_message(self, fn: Callable[[Any, str | bytes], None]) -> Callable:
+        """``fn(conn, message)``: ``str`` for text, ``bytes`` for binary."""
+        self._on_message = fn
+        return fn
+
+    def on_close(self, fn: Callable[[Any, int, str], None]) -> Callable:
+        """``fn(conn, code, reason)`` once per opened connection."""
+        self._on_close = fn
+        return fn
+
+    def on_start(self, fn: Callable[[Server], None]) -> Callable:
+        """``fn(server)`` when the server starts: schedule timers here."""
+        self._on_start.append(fn)
+        return fn
+
+    def on_stop(self, fn: Callable[[Server], None]) -> Callable:
+        self._on_stop.append(fn)
+        return fn
+
+    # -- called by the server ----------------------------------------------------
+
+    def handle_open(self, conn: Any) -> None:
+        self._on_open(conn)
+
+    def handle_message(self, conn: Any, message: str | bytes) -> None:
+        self._on_message(conn, message)
+
+    def handle_close(self, conn: Any, code: int, reason: str) -> None:
+        self._on_close(conn, code, reason)
+
+    def select_subprotocol(self, offered: list[str], request: Request) -> str | None:
+        """The first subprotocol the client offered that this application speaks."""
+        for name in offered:
+            if name in self.subprotocols:
+                return name
+        return None
+
+    def started(self, server: Server) -> None:
+        self.server = server
+        for fn in self._on_start:
+            fn(server)
+
+    def stopped(self, server: Server) -> None:
+        for fn in self._on_stop:
+            fn(server)
+
+
+def load_app(spec: str) -> Application:
+    """Import ``module:attribute`` (attribute defaults to ``app``)."""
+    module_name, _, attr = spec.partition(":")
+    module = importlib.import_module(module_name)
+    app = getattr(module, attr or "app")
+    if isinstance(app, type) and issubclass(app, Application):
+        app = app()
+    if not isinstance(app, Application):
+        raise TypeError(f"{spec} is not a wsdaemon.Application")
+    return app

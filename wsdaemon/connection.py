@@ -1,0 +1,251 @@
+"""Socket I/O shared by every connection: non-blocking reads, writes that never lose data.
+
+A :class:`StreamConnection` owns one socket registered in the loop. Reads call
+``data_received``; while a read is handled, writes are *corked* and joined into
+one ``send`` at the end. What the kernel does not take is kept in an outbound
+buffer flushed on ``EVENT_WRITE``, which is requested only while it is non-empty.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from typing import TYPE_CHECKING, Any
+
+from .loop import EVENT_READ, EVENT_WRITE
+
+if TYPE_CHECKING:
+    from .server import Server
+
+log = logging.getLogger("wsdaemon.connection")
+
+RECV_SIZE = 256 * 1024
+_DRAIN_TIMEOUT = 2.0
+
+
+class StreamConnection:
+    """One registered socket with an inbound path and a bounded outbound buffer."""
+
+    __slots__ = (
+        "server",
+        "loop",
+        "sock",
+        "remote_address",
+        "_wbuf",
+        "_out",
+        "_corked",
+        "_write_registered",
+        "_close_after_flush",
+        "_draining",
+        "transport_closed",
+        "deadline",
+        "last_seen",
+    )
+
+    def __init__(self, server: Server, sock: socket.socket, remote_address: Any) -> None:
+        self.server = server
+        self.loop = server.loop
+        self.sock = sock
+        self.remote_address = remote_address
+        self._wbuf: bytearray | None = None
+        self._out: list | None = None
+        self._corked = False
+        self._write_registered = False
+        self._close_after_flush = False
+        self._draining = False
+        self.transport_closed = False
+        #: Monotonic time after which :meth:`on_deadline` runs (handshake, close, drain).
+        self.deadline = 0.0
+        self.last_seen = self.loop.now
+
+    # -- hooks for subclasses ----------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def eof_received(self) -> None:
+        self.close_transport()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        """Called once when the socket is gone, cleanly or not."""
+
+    def on_deadline(self, now: float) -> None:
+        """Called by the server's sweep when ``deadline`` has passed."""
+        self.close_transport()
+
+    # -- inbound -----------------------------------------------------------------
+
+    def on_readable(self) -> None:
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+            return
+        except ssl.SSLWantWriteError:
+            self._want_write()
+            return
+        except OSError as exc:
+            self.abort(exc)
+            return
+        if not data:
+            if self._draining:
+                self.close_transport()
+            else:
+                self.eof_received()
+            return
+        if self._draining:
+            return
+        self.last_seen = self.loop.now
+        self._corked = True
+        try:
+            self.data_received(data)
+        finally:
+            self._corked = False
+            if self._out:
+                self._uncork()
+
+    # -- outbound ----------------------------------------------------------------
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes accepted by ``write`` and not yet taken by the kernel."""
+        pending = len(self._wbuf) if self._wbuf else 0
+        if self._out:
+            pending += sum(map(len, self._out))
+        return pending
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` now if the kernel takes it; keep the rest for ``EVENT_WRITE``."""
+        if self.transport_closed or not data:
+            return
+        if self._corked:
+            if self._out is None:
+                self._out = [data]
+            else:
+                self._out.append(data)
+            return
+        wbuf = self._wbuf
+        if wbuf:
+            wbuf += data
+            self._check_write_limit()
+            return
+        self._send_now(data)
+
+    def _uncork(self) -> None:
+        out = self._out
+        self._out = None
+        data = out[0] if len(out) == 1 else b"".join(out)
+        if self._wbuf:
+            self._wbuf += data
+            self._check_write_limit()
+        else:
+            self._send_now(data)
+
+    def _send_now(self, data: bytes) -> None:
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            sent = 0
+        except OSError as exc:
+            self.abort(exc)
+            return
+        if sent < len(data):
+            self._wbuf = bytearray(memoryview(data)[sent:])
+            self._want_write()
+            self._check_write_limit()
+        elif self._close_after_flush:
+            self._finish_close()
+
+    def _check_write_limit(self) -> None:
+        limit = self.server.settings.max_write_buffer
+        if limit and self._wbuf is not None and len(self._wbuf) > limit:
+            self.on_write_overflow()
+
+    def on_write_overflow(self) -> None:
+        """The peer does not read fast enough; the default is to drop it."""
+        log.warning(
+            "%s: outbound buffer over %d bytes, closing",
+            self,
+            self.server.settings.max_write_buffer,
+        )
+        self.abort(None)
+
+    def _want_write(self) -> None:
+        if not self._write_registered and not self.transport_closed:
+            self._write_registered = True
+            self.loop.modify(self.sock, EVENT_READ | EVENT_WRITE, self)
+
+    def on_writable(self) -> None:
+        wbuf = self._wbuf
+        if self.transport_closed:
+            return
+        if wbuf:
+            try:
+                sent = self.sock.send(wbuf)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                return
+            except OSError as exc:
+                self.abort(exc)
+                return
+            del wbuf[:sent]
+            if wbuf:
+                return
+        self._wbuf = None
+        if self._write_registered:
+            self._write_registered = False
+            self.loop.modify(self.sock, EVENT_READ, self)
+        if self._close_after_flush:
+            self._finish_close()
+
+    # -- closing -----------------------------------------------------------------
+
+    def close_after_flush(self) -> None:
+        """Half-close once everything written has left, then wait briefly for the peer's EOF."""
+        self._close_after_flush = True
+        if not self._wbuf and not self._out:
+            self._finish_close()
+
+    def _finish_close(self) -> None:
+        # Shut down our side and drain the peer's until EOF: closing a socket with
+        # unread input sends RST, which can destroy the last bytes we sent.
+        if self._draining or self.transport_closed:
+            return
+        self._draining = True
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.close_transport()
+            return
+        self.deadline = self.loop.now + _DRAIN_TIMEOUT
+        self.server.watch(self)
+
+    def close_transport(self) -> None:
+        """Unregister and close the socket now; runs ``connection_lost`` once."""
+        if self.transport_closed:
+            return
+        self.transport_closed = True
+        self.loop.unregister(self.sock)
+        try:
+            self.sock.close()
+        except OSError:  # pragma: no cover
+            pass
+        self._wbuf = None
+        self._out = None
+        self.server.unwatch(self)
+        self.connection_lost(None)
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        """Drop the connection at once (reset, broken pipe, overflow, internal error)."""
+        if exc is not None and not isinstance(exc, (ConnectionError, TimeoutError)):
+            log.debug("%s: aborting after %r", self, exc)
+        self.close_transport()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {format_address(self.remote_address)}>"
+
+
+def format_address(address: Any) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = address[0]
+        return f"[{host}]:{address[1]}" if ":" in str(host) else f"{host}:{address[1]}"
+    return str(address) or "unix"

@@ -1,0 +1,237 @@
+"""Incremental HTTP/1.1 request parsing and response building, without I/O.
+
+The parser reads CRLF-terminated lines up to the blank line and stops there:
+every byte after the headers (a hixie-76 key3, a request body, the first
+WebSocket frame) stays in the buffer for the next layer.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.cookies import CookieError, SimpleCookie
+
+from .errors import ProtocolError
+
+_TOKEN_RE = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_REQUEST_LINE_RE = re.compile(rb"^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) HTTP/(\d)\.(\d)$")
+_CTL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+DEFAULT_MAX_HEADER_BYTES = 16384
+DEFAULT_MAX_HEADERS = 100
+
+
+class Headers:
+    """Case-insensitive multi-valued header map that keeps the order of arrival."""
+
+    __slots__ = ("_items", "_index")
+
+    def __init__(self, items: list[tuple[str, str]] | None = None) -> None:
+        self._items: list[tuple[str, str]] = []
+        self._index: dict[str, list[str]] = {}
+        for name, value in items or ():
+            self.add(name, value)
+
+    def add(self, name: str, value: str) -> None:
+        self._items.append((name, value))
+        self._index.setdefault(name.lower(), []).append(value)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The value of ``name``; repeated headers are joined with ``, `` as RFC 9110 allows."""
+        values = self._index.get(name.lower())
+        if not values:
+            return default
+        return values[0] if len(values) == 1 else ", ".join(values)
+
+    def get_all(self, name: str) -> list[str]:
+        return list(self._index.get(name.lower(), ()))
+
+    def tokens(self, name: str) -> list[str]:
+        """A comma-separated token list header, lower-cased (``Connection``, ``Upgrade``)."""
+        return [t.lower() for t in self.tokens_raw(name)]
+
+    def tokens_raw(self, name: str) -> list[str]:
+        """A comma-separated list header with its case kept (``Sec-WebSocket-Protocol``)."""
+        out = []
+        for value in self._index.get(name.lower(), ()):
+            out.extend(t.strip() for t in value.split(",") if t.strip())
+        return out
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._index
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+
+@dataclass
+class Request:
+    """A parsed request head: what ``conn.request`` shows the application."""
+
+    method: str
+    target: str
+    version: str
+    headers: Headers
+    remote_address: tuple = ("", 0)
+    path: str = "/"
+    query_string: str = ""
+    query: dict[str, list[str]] = field(default_factory=dict)
+    cookies: dict[str, str] = field(default_factory=dict)
+    secure: bool = False
+
+    @property
+    def host(self) -> str | None:
+        return self.headers.get("Host")
+
+    @property
+    def keep_alive(self) -> bool:
+        tokens = self.headers.tokens("Connection")
+        if self.version == "1.0":
+            return "keep-alive" in tokens
+        return "close" not in tokens
+
+
+class HttpRequestParser:
+    """Feed bytes; get a :class:`Request` once the head is complete.
+
+    ``feed`` returns ``None`` while the head is incomplete and raises
+    :class:`ProtocolError` (with an HTTP status) on malformed or oversized
+    input. After a request, ``buffer`` holds the unconsumed bytes.
+    """
+
+    __slots__ = ("buffer", "max_header_bytes", "max_headers", "_scanned")
+
+    def __init__(
+        self,
+        max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+        max_headers: int = DEFAULT_MAX_HEADERS,
+    ) -> None:
+        self.buffer = bytearray()
+        self.max_header_bytes = max_header_bytes
+        self.max_headers = max_headers
+        self._scanned = 0
+
+    def feed(self, data: bytes = b"") -> Request | None:
+        if data:
+            self.buffer += data
+        buf = self.buffer
+        # Tolerate blank lines before a request line (RFC 9112 section 2.2).
+        while buf[:2] == b"\r\n":
+            del buf[:2]
+        end = buf.find(b"\r\n\r\n", max(0, self._scanned - 3))
+        if end < 0:
+            self._scanned = len(buf)
+            if len(buf) > self.max_header_bytes:
+                raise ProtocolError("request header too large", status=431)
+            return None
+        if end + 4 > self.max_header_bytes:
+            raise ProtocolError("request header too large", status=431)
+        head = bytes(buf[:end])
+        del buf[: end + 4]
+        self._scanned = 0
+        return parse_request_head(head, self.max_headers)
+
+
+def parse_request_head(head: bytes, max_headers: int = DEFAULT_MAX_HEADERS) -> Request:
+    """Parse a request line and headers (without the final blank line)."""
+    lines = head.split(b"\r\n")
+    match = _REQUEST_LINE_RE.match(lines[0])
+    if not match:
+        raise ProtocolError("malformed request line", status=400)
+    method, target, major, minor = match.groups()
+    if major != b"1":
+        raise ProtocolError("unsupported HTTP version", status=505)
+    if len(lines) - 1 > max_headers:
+        raise ProtocolError("too many request headers", status=431)
+    headers = Headers()
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep or not _TOKEN_RE.match(name):
+            raise ProtocolError("malformed header line", status=400)
+        value = value.strip(b" \t")
+        if b"\r" in value or b"\n" in value or b"\x00" in value:
+            raise ProtocolError("control character in header value", status=400)
+        headers.add(name.decode("ascii"), value.decode("latin-1"))
+    try:
+        target_str = target.decode("ascii")
+    except UnicodeDecodeError:
+        raise ProtocolError("non-ASCII request target", status=400) from None
+    request = Request(
+        method.decode("ascii"), target_str, f"{major.decode()}.{minor.decode()}", headers
+    )
+    path, _, query_string = target_str.partition("?")
+    if not path.startswith("/"):
+        # absolute-form (proxies) -> keep only the path
+        parsed = urllib.parse.urlsplit(target_str)
+        path, query_string = parsed.path or "/", parsed.query
+    request.path = urllib.parse.unquote(path)
+    request.query_string = query_string
+    request.query = urllib.parse.parse_qs(query_string, keep_blank_values=True)
+    request.cookies = _parse_cookies(headers.get_all("Cookie"))
+    return request
+
+
+def _parse_cookies(values: list[str]) -> dict[str, str]:
+    cookies: dict[str, str] = {}
+    for value in values:
+        jar = SimpleCookie()
+        try:
+            jar.load(value)
+        except CookieError:
+            continue
+        cookies.update({k: m.value for k, m in jar.items()})
+    return cookies
+
+
+def is_safe_header_value(value: str) -> bool:
+    """True when ``value`` can be written into a response header verbatim."""
+    return not _CTL_RE.search(value.replace("\t", " "))
+
+
+def is_token(value: str) -> bool:
+    return bool(value) and bool(_TOKEN_RE.match(value.encode("latin-1", "replace")))
+
+
+def build_response(
+    status: int,
+    headers: list[tuple[str, str]] | None = None,
+    body: bytes = b"",
+    *,
+    reason: str | None = None,
+    content_length: bool = True,
+) -> bytes:
+    """Serialize a complete HTTP/1.1 response head (plus ``body``)."""
+    if reason is None:
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Unknown"
+    lines = [f"HTTP/1.1 {status} {reason}"]
+    for name, value in headers or ():
+        if not is_safe_header_value(value):
+            raise ValueError(f"unsafe header value for {name}")
+        lines.append(f"{name}: {value}")
+    if content_length:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def error_response(status: int, message: str, extra: list[tuple[str, str]] | None = None) -> bytes:
+    """A small plain-text error response that closes the connection."""
+    headers = [("Content-Type", "text/plain; charset=utf-8"), ("Connection", "close")]
+    headers.extend(extra or ())
+    return build_response(status, headers, (message + "\n").encode("utf-8"))

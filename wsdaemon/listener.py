@@ -1,0 +1,82 @@
+"""The listening socket's handler: non-blocking accept with back-off on descriptor exhaustion."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from typing import Any
+
+from .loop import EVENT_READ
+
+log = logging.getLogger("wsdaemon.listener")
+
+ACCEPTS_PER_EVENT = 128
+EXHAUSTED_BACKOFF = 0.5
+_EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+class Listener:
+    """Accepts clients and gives each one a fresh handler from ``make_handler``."""
+
+    __slots__ = ("server", "sock", "make_handler", "paused", "_exhausted_episode")
+
+    def __init__(self, server: Any, sock: socket.socket, make_handler: Any) -> None:
+        self.server = server
+        self.sock = sock
+        self.make_handler = make_handler
+        self.paused = False
+        self._exhausted_episode = False
+
+    def on_readable(self) -> None:
+        for _ in range(ACCEPTS_PER_EVENT):
+            try:
+                client, address = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if exc.errno in _EXHAUSTED:
+                    self._pause(exc)
+                    return
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
+                    continue
+                raise
+            if self._exhausted_episode:
+                log.info("accepting again after descriptor exhaustion")
+                self._exhausted_episode = False
+            if not self.server.admit(client, address):
+                continue
+            client.setblocking(False)
+            if client.family in (socket.AF_INET, socket.AF_INET6):
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            handler = self.make_handler(client, address)
+            try:
+                self.server.loop.register(client, EVENT_READ, handler)
+            except Exception:
+                client.close()
+                raise
+
+    def on_writable(self) -> None:  # pragma: no cover - never registered for writing
+        pass
+
+    def _pause(self, exc: OSError) -> None:
+        """Out of descriptors: stop polling the listener for a moment instead of spinning."""
+        if not self._exhausted_episode:
+            log.error(
+                "accept failed (%s); pausing accepts for %.1fs", exc.strerror, EXHAUSTED_BACKOFF
+            )
+            self._exhausted_episode = True
+        self.paused = True
+        self.server.loop.unregister(self.sock)
+        self.server.loop.call_later(EXHAUSTED_BACKOFF, self.resume)
+
+    def resume(self) -> None:
+        if self.paused and self.sock.fileno() >= 0:
+            self.paused = False
+            self.server.loop.register(self.sock, EVENT_READ, self)
+
+    def close(self) -> None:
+        if not self.paused:
+            self.server.loop.unregister(self.sock)
+        self.paused = True
+        self.sock.close()

@@ -1,0 +1,229 @@
+"""The one event loop: a ``selectors`` poll set, a heap of timers, and signals.
+
+Every socket of the process is registered here with its handler object as
+``key.data``: that is the socket-to-connection map. Handlers implement
+``on_readable()`` and ``on_writable()``; nothing they do may block.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import selectors
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("wsdaemon.loop")
+
+EVENT_READ = selectors.EVENT_READ
+EVENT_WRITE = selectors.EVENT_WRITE
+
+
+class TimerHandle:
+    """A scheduled call; ``cancel()`` it to drop it."""
+
+    __slots__ = ("when", "seq", "callback", "args", "interval", "cancelled")
+
+    def __init__(
+        self, when: float, seq: int, callback: Callable, args: tuple, interval: float | None
+    ):
+        self.when = when
+        self.seq = seq
+        self.callback = callback
+        self.args = args
+        self.interval = interval
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def __lt__(self, other: TimerHandle) -> bool:
+        return (self.when, self.seq) < (other.when, other.seq)
+
+
+class _SignalReader:
+    """Reads the wake-up fd that ``signal.set_wakeup_fd`` writes signal numbers to."""
+
+    __slots__ = ("loop", "fd")
+
+    def __init__(self, loop: EventLoop, fd: int) -> None:
+        self.loop = loop
+        self.fd = fd
+
+    def on_readable(self) -> None:
+        try:
+            data = os.read(self.fd, 512)
+        except (BlockingIOError, InterruptedError):
+            return
+        for signum in data:
+            self.loop._dispatch_signal(signum)
+
+    def on_writable(self) -> None:  # pragma: no cover - never registered for writing
+        pass
+
+
+class EventLoop:
+    """A single-threaded ``selectors`` loop with timers and signal dispatch."""
+
+    def __init__(self) -> None:
+        self.selector = selectors.DefaultSelector()
+        self._timers: list[TimerHandle] = []
+        self._seq = itertools.count()
+        self._soon: list[tuple[Callable, tuple]] = []
+        self._running = False
+        self._signal_handlers: dict[int, Callable[[], Any]] = {}
+        self._wake_r: int | None = None
+        self._wake_w: int | None = None
+        self.now = time.monotonic()
+
+    # -- registration: the socket -> handler map is the selector itself ----------
+
+    def register(self, sock: Any, events: int, handler: Any) -> None:
+        self.selector.register(sock, events, handler)
+
+    def modify(self, sock: Any, events: int, handler: Any) -> None:
+        self.selector.modify(sock, events, handler)
+
+    def unregister(self, sock: Any) -> None:
+        try:
+            self.selector.unregister(sock)
+        except (KeyError, ValueError):
+            pass
+
+    def handler_for(self, sock: Any) -> Any:
+        """The object that handles ``sock`` now (after any swap)."""
+        return self.selector.get_key(sock).data
+
+    # -- timers ------------------------------------------------------------------
+
+    def time(self) -> float:
+        return time.monotonic()
+
+    def call_later(self, delay: float, callback: Callable, *args: Any) -> TimerHandle:
+        handle = TimerHandle(time.monotonic() + delay, next(self._seq), callback, args, None)
+        heapq.heappush(self._timers, handle)
+        return handle
+
+    def call_every(self, interval: float, callback: Callable, *args: Any) -> TimerHandle:
+        """Call ``callback`` every ``interval`` seconds until the handle is cancelled."""
+        if interval <= 0:
+            raise ValueError("interval must be positive")
+        handle = TimerHandle(time.monotonic() + interval, next(self._seq), callback, args, interval)
+        heapq.heappush(self._timers, handle)
+        return handle
+
+    def call_soon(self, callback: Callable, *args: Any) -> None:
+        """Run ``callback`` in the next loop iteration, after I/O dispatch."""
+        self._soon.append((callback, args))
+
+    # -- signals -----------------------------------------------------------------
+
+    def add_signal_handler(self, signum: int, callback: Callable[[], Any]) -> None:
+        """Run ``callback`` in the loop when ``signum`` arrives; the C handler only wakes us."""
+        if self._wake_r is None:
+            self._wake_r, self._wake_w = os.pipe()
+            os.set_blocking(self._wake_r, False)
+            os.set_blocking(self._wake_w, False)
+            signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+            self.register(self._wake_r, EVENT_READ, _SignalReader(self, self._wake_r))
+        self._signal_handlers[signum] = callback
+        signal.signal(signum, _noop_signal_handler)
+
+    def _dispatch_signal(self, signum: int) -> None:
+        callback = self._signal_handlers.get(signum)
+        if callback is not None:
+            self._run_callback(callback, ())
+
+    def remove_signal_handlers(self) -> None:
+        for signum in self._signal_handlers:
+            signal.signal(signum, signal.SIG_DFL)
+        self._signal_handlers.clear()
+        if self._wake_r is not None:
+            signal.set_wakeup_fd(-1)
+            self.unregister(self._wake_r)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_r = self._wake_w = None
+
+    # -- running -----------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._running = False
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def run(self) -> None:
+        """Dispatch I/O readiness and timers until :meth:`stop`."""
+        self._running = True
+        select = self.selector.select
+        timers = self._timers
+        while self._running:
+            if self._soon:
+                timeout = 0.0
+            elif timers:
+                timeout = max(0.0, timers[0].when - time.monotonic())
+            else:
+                timeout = 1.0
+            try:
+                ready = select(timeout)
+            except InterruptedError:  # pragma: no cover - PEP 475 retries
+                ready = ()
+            self.now = time.monotonic()
+            for key, mask in ready:
+                handler = key.data
+                try:
+                    if mask & EVENT_READ:
+                        handler.on_readable()
+                    if mask & EVENT_WRITE:
+                        handler.on_writable()
+                except Exception:
+                    log.exception("unhandled error in %r", handler)
+                    _abort_handler(handler)
+            if timers and timers[0].when <= self.now:
+                self._run_timers()
+            if self._soon:
+                soon, self._soon = self._soon, []
+                for callback, args in soon:
+                    self._run_callback(callback, args)
+
+    def _run_timers(self) -> None:
+        timers = self._timers
+        now = time.monotonic()
+        while timers and timers[0].when <= now:
+            handle = heapq.heappop(timers)
+            if handle.cancelled:
+                continue
+            if handle.interval is not None:
+                handle.when = max(handle.when + handle.interval, now)
+                heapq.heappush(timers, handle)
+            self._run_callback(handle.callback, handle.args)
+
+    @staticmethod
+    def _run_callback(callback: Callable, args: tuple) -> None:
+        try:
+            callback(*args)
+        except Exception:
+            log.exception("error in timer or callback %r", callback)
+
+    def close(self) -> None:
+        self.remove_signal_handlers()
+        self.selector.close()
+
+
+def _noop_signal_handler(signum: int, frame: Any) -> None:
+    """Python-level handler: the wake-up fd already carries the signal number."""
+
+
+def _abort_handler(handler: Any) -> None:
+    abort = getattr(handler, "abort", None)
+    if abort is not None:
+        try:
+            abort()
+        except Exception:  # pragma: no cover - last resort
+            log.exception("error while aborting %r", handler)

@@ -1,0 +1,365 @@
+"""RFC 6455 codec without I/O: handshake checks, frame parsing and encoding.
+
+:class:`FrameParser` turns the bytes a client sent into events in arrival
+order; every check of section 5 is made as soon as the frame header is known,
+and text is validated as UTF-8 while it arrives so a bad message fails fast.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import hashlib
+import struct
+
+from .errors import HandshakeError, ProtocolError
+from .http11 import Request, build_response, is_token
+from .masking import apply_mask
+
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+SUPPORTED_VERSIONS = ("13", "8")
+
+OP_CONT = 0x0
+OP_TEXT = 0x1
+OP_BINARY = 0x2
+OP_CLOSE = 0x8
+OP_PING = 0x9
+OP_PONG = 0xA
+#: Event kind appended last by :meth:`FrameParser.feed` when the stream is broken.
+EV_ERROR = -1
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_UNSUPPORTED = 1003
+CLOSE_NO_STATUS = 1005
+CLOSE_ABNORMAL = 1006
+CLOSE_INVALID_DATA = 1007
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_MANDATORY_EXTENSION = 1010
+CLOSE_INTERNAL_ERROR = 1011
+
+_pack_h = struct.Struct("!BB").pack
+_pack_h16 = struct.Struct("!BBH").pack
+_pack_h64 = struct.Struct("!BBQ").pack
+_unpack16 = struct.Struct("!H").unpack_from
+_unpack64 = struct.Struct("!Q").unpack_from
+_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+
+
+# --- handshake -------------------------------------------------------------
+
+
+def accept_key(key: str) -> str:
+    """``Sec-WebSocket-Accept`` for a client's ``Sec-WebSocket-Key``."""
+    return base64.b64encode(hashlib.sha1((key + GUID).encode("ascii")).digest()).decode("ascii")
+
+
+def validate_handshake(request: Request) -> str:
+    """Check an RFC 6455 opening handshake; return the client's key or raise HandshakeError."""
+    if request.method != "GET":
+        raise HandshakeError("WebSocket handshake must use GET", 405, [("Allow", "GET")])
+    if request.version != "1.1":
+        raise HandshakeError("WebSocket handshake requires HTTP/1.1", 400)
+    if not request.headers.get("Host"):
+        raise HandshakeError("missing Host header", 400)
+    if "websocket" not in request.headers.tokens("Upgrade"):
+        raise HandshakeError("missing Upgrade: websocket", 400)
+    if "upgrade" not in request.headers.tokens("Connection"):
+        raise HandshakeError("missing Connection: Upgrade", 400)
+    version = request.headers.get("Sec-WebSocket-Version", "")
+    if version not in SUPPORTED_VERSIONS:
+        raise HandshakeError(
+            f"unsupported WebSocket version {version!r}", 426, [("Sec-WebSocket-Version", "13")]
+        )
+    keys = request.headers.get_all("Sec-WebSocket-Key")
+    if len(keys) != 1:
+        raise HandshakeError("exactly one Sec-WebSocket-Key required", 400)
+    key = keys[0].strip()
+    try:
+        raw = base64.b64decode(key.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raw = b""
+    if len(raw) != 16:
+        raise HandshakeError("Sec-WebSocket-Key is not 16 bytes in base64", 400)
+    return key
+
+
+def offered_subprotocols(request: Request) -> list[str]:
+    """The subprotocol tokens a client offered, in its order of preference."""
+    return [p for p in request.headers.tokens_raw("Sec-WebSocket-Protocol") if is_token(p)]
+
+
+def accept_response(key: str, subprotocol: str | None = None) -> bytes:
+    """The ``101 Switching Protocols`` response completing the handshake."""
+    headers = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Accept", accept_key(key)),
+    ]
+    if subprotocol:
+        headers.append(("Sec-WebSocket-Protocol", subprotocol))
+    return build_response(101, headers, content_length=False)
+
+
+# --- frames ----------------------------------------------------------------
+
+
+def encode_frame(
+    opcode: int, payload: bytes = b"", fin: bool = True, mask: bytes | None = None
+) -> bytes:
+    """One frame; servers send unmasked frames, clients (tests) pass a 4-byte ``mask``."""
+    b0 = (0x80 if fin else 0) | opcode
+    n = len(payload)
+    mbit = 0x80 if mask is not None else 0
+    if n < 126:
+        header = _pack_h(b0, mbit | n)
+    elif n < 65536:
+        header = _pack_h16(b0, mbit | 126, n)
+    else:
+        header = _pack_h64(b0, mbit | 127, n)
+    if mask is not None:
+        return header + mask + apply_mask(payload, mask)
+    return header + payload
+
+
+def encode_text(text: str) -> bytes:
+    return encode_frame(OP_TEXT, text.encode("utf-8"))
+
+
+def encode_binary(data: bytes) -> bytes:
+    return encode_frame(OP_BINARY, data)
+
+
+def is_valid_close_code(code: int) -> bool:
+    """Codes a peer may send in a close frame (RFC 6455 7.4, IANA registry)."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1011 or 3000 <= code <= 4999
+
+
+def encode_close(code: int | None = CLOSE_NORMAL, reason: str = "") -> bytes:
+    """A close frame; the reason is cut at a character boundary to fit 123 bytes."""
+    if code is None:
+        return encode_frame(OP_CLOSE, b"")
+    raw = reason.encode("utf-8")
+    if len(raw) > 123:
+        raw = raw[:123].decode("utf-8", "ignore").encode("utf-8")
+    return encode_frame(OP_CLOSE, struct.pack("!H", code) + raw)
+
+
+def parse_close_payload(payload: bytes) -> tuple[int, str]:
+    """Code and reason of a received close frame; 1005 when it carries no code."""
+    if not payload:
+        return CLOSE_NO_STATUS, ""
+    if len(payload) == 1:
+        raise ProtocolError("close frame with a 1-byte payload")
+    code = _unpack16(payload)[0]
+    if not is_valid_close_code(code):
+        raise ProtocolError(f"invalid close code {code}")
+    try:
+        reason = payload[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("close reason is not valid UTF-8", CLOSE_INVALID_DATA) from None
+    return code, reason
+
+
+class FrameParser:
+    """Incremental parser of client frames into ``(kind, value)`` events.
+
+    Kinds: ``OP_TEXT`` (str), ``OP_BINARY`` (bytes), ``OP_PING``/``OP_PONG``
+    (bytes), ``OP_CLOSE`` (``(code, reason)``) and, last, ``EV_ERROR`` with a
+    :class:`ProtocolError`. After a close or an error the parser ignores input.
+    """
+
+    __slots__ = (
+        "max_message_size",
+        "require_mask",
+        "_buf",
+        "_msg_opcode",
+        "_msg_parts",
+        "_msg_size",
+        "_msg_decoder",
+        "_partial_checked",
+        "_partial_decoder",
+        "done",
+    )
+
+    def __init__(self, max_message_size: int = 16 * 1024 * 1024, require_mask: bool = True) -> None:
+        self.max_message_size = max_message_size
+        self.require_mask = require_mask
+        self._buf = b""
+        self._msg_opcode = 0
+        self._msg_parts: list = []
+        self._msg_size = 0
+        self._msg_decoder = None
+        self._partial_checked = 0
+        self._partial_decoder = None
+        self.done = False
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and kept for an incomplete frame."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list:
+        if self.done:
+            return []
+        buf = self._buf
+        if buf:
+            if isinstance(buf, bytes):
+                buf = bytearray(buf)
+            buf += data
+            data = buf
+        events: list = []
+        append = events.append
+        pos = 0
+        n = len(data)
+        try:
+            while n - pos >= 2:
+                b0 = data[pos]
+                b1 = data[pos + 1]
+                length = b1 & 0x7F
+                hdr = 2
+                if length == 126:
+                    if n - pos < 4:
+                        break
+                    length = _unpack16(data, pos + 2)[0]
+                    hdr = 4
+                elif length == 127:
+                    if n - pos < 10:
+                        break
+                    length = _unpack64(data, pos + 2)[0]
+                    hdr = 10
+                opcode = b0 & 0x0F
+                if b0 & 0x70 or opcode & 0x08 or opcode > 2 or length > 65535:
+                    self._check_header(b0, opcode, length)
+                if opcode == 0:
+                    if not self._msg_opcode:
+                        raise ProtocolError("continuation frame without a message to continue")
+                elif opcode < 8 and self._msg_opcode:
+                    raise ProtocolError("new data frame inside a fragmented message")
+                if opcode < 8 and self._msg_size + length > self.max_message_size:
+                    raise ProtocolError(
+                        f"message larger than {self.max_message_size} bytes", CLOSE_TOO_BIG
+                    )
+                if b1 & 0x80:
+                    start = pos + hdr + 4
+                    if n < start:
+                        break
+                    mask = data[start - 4 : start]
+                elif self.require_mask:
+                    raise ProtocolError("client frame is not masked")
+                else:
+                    start = pos + hdr
+                    mask = None
+                end = start + length
+                if end > n:
+                    if opcode == OP_TEXT or (opcode == 0 and self._msg_opcode == OP_TEXT):
+                        self._check_partial_text(data, start, n, mask, opcode)
+                    break
+                payload = apply_mask(data[start:end], mask) if mask else bytes(data[start:end])
+                pos = end
+                self._partial_decoder = None
+                self._partial_checked = 0
+                fin = b0 & 0x80
+                if opcode == OP_TEXT:
+                    if fin:
+                        try:
+                            append((OP_TEXT, payload.decode("utf-8")))
+                        except UnicodeDecodeError:
+                            raise ProtocolError(
+                                "invalid UTF-8 in text message", CLOSE_INVALID_DATA
+                            ) from None
+                    else:
+                        self._start_message(OP_TEXT, length)
+                        self._msg_decoder = decoder = _Utf8Decoder()
+                        self._msg_parts.append(self._decode(decoder, payload, False))
+                elif opcode == OP_BINARY:
+                    if fin:
+                        append((OP_BINARY, payload))
+                    else:
+                        self._start_message(OP_BINARY, length)
+                        self._msg_parts.append(payload)
+                elif opcode == OP_CONT:
+                    self._msg_size += length
+                    if self._msg_opcode == OP_TEXT:
+                        self._msg_parts.append(self._decode(self._msg_decoder, payload, bool(fin)))
+                    else:
+                        self._msg_parts.append(payload)
+                    if fin:
+                        parts = self._msg_parts
+                        append(
+                            (
+                                self._msg_opcode,
+                                "".join(parts) if self._msg_opcode == OP_TEXT else b"".join(parts),
+                            )
+                        )
+                        self._msg_opcode = 0
+                        self._msg_parts = []
+                        self._msg_size = 0
+                        self._msg_decoder = None
+                elif opcode == OP_CLOSE:
+                    append((OP_CLOSE, parse_close_payload(payload)))
+                    self.done = True
+                    break
+                else:  # ping or pong
+                    append((opcode, payload))
+        except ProtocolError as exc:
+            append((EV_ERROR, exc))
+            self.done = True
+            self._buf = b""
+            return events
+        if pos >= n:
+            self._buf = b""
+        elif data is buf:
+            del buf[:pos]
+            self._buf = buf
+        else:
+            self._buf = bytes(data[pos:])
+        return events
+
+    def _check_header(self, b0: int, opcode: int, length: int) -> None:
+        if b0 & 0x70:
+            raise ProtocolError("reserved bits set without a negotiated extension")
+        if opcode & 0x08:
+            if opcode > OP_PONG:
+                raise ProtocolError(f"unknown control opcode {opcode:#x}")
+            if not b0 & 0x80:
+                raise ProtocolError("fragmented control frame")
+            if length > 125:
+                raise ProtocolError("control frame payload over 125 bytes")
+        elif opcode > OP_BINARY:
+            raise ProtocolError(f"unknown data opcode {opcode:#x}")
+        if length >> 63:
+            raise ProtocolError("frame length has the most significant bit set")
+
+    def _start_message(self, opcode: int, length: int) -> None:
+        self._msg_opcode = opcode
+        self._msg_size = length
+        self._msg_parts = []
+
+    @staticmethod
+    def _decode(decoder, payload: bytes, final: bool) -> str:
+        try:
+            return decoder.decode(payload, final)
+        except UnicodeDecodeError:
+            raise ProtocolError("invalid UTF-8 in text message", CLOSE_INVALID_DATA) from None
+
+    def _check_partial_text(self, data, start: int, n: int, mask, opcode: int) -> None:
+        """Validate the UTF-8 of a text frame still arriving, so bad input fails fast."""
+        checked = self._partial_checked
+        if n - start <= checked:
+            return
+        decoder = self._partial_decoder
+        if decoder is None:
+            decoder = _Utf8Decoder()
+            if opcode == OP_CONT and self._msg_decoder is not None:
+                decoder.setstate(self._msg_decoder.getstate())
+            self._partial_decoder = decoder
+        chunk = data[start + checked : n]
+        if mask:
+            shift = checked & 3
+            chunk = apply_mask(chunk, mask[shift:] + mask[:shift])
+        self._decode(decoder, bytes(chunk), False)
+        self._partial_checked = n - start

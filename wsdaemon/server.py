@@ -1,0 +1,208 @@
+"""The server: listeners, the connection set, timers, broadcast and graceful shutdown."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .appconnection import AppConnection
+from .application import Application
+from .config import Settings
+from .connection import StreamConnection
+from .handshake import HttpConnection, Router
+from .http11 import Request
+from .listener import Listener
+from .loop import EVENT_READ, EventLoop, TimerHandle
+from .static import StaticFiles, serve_status
+
+log = logging.getLogger("wsdaemon.server")
+
+SWEEP_INTERVAL = 0.25
+
+
+class Server:
+    """One daemon process: an :class:`Application` served on one :class:`EventLoop`."""
+
+    def __init__(
+        self, app: Application, settings: Settings | None = None, loop: EventLoop | None = None
+    ):
+        self.app = app
+        self.settings = settings or Settings()
+        self.loop = loop or EventLoop()
+        #: Open connections of every transport, as the application sees them.
+        self.connections: set[AppConnection] = set()
+        self._watched: set[StreamConnection] = set()
+        self.router = Router(self)
+        self.listeners: list[Listener] = []
+        self.port: int | None = None
+        self.started_at = time.monotonic()
+        self.stopping = False
+        self._timers: list[TimerHandle] = []
+        if self.settings.static:
+            StaticFiles().install(self.router)
+        self.router.routes["/status"] = serve_status
+
+    # -- sockets -----------------------------------------------------------------
+
+    def listen(self, sock: socket.socket | None = None) -> socket.socket:
+        """Bind the browser port (or adopt ``sock``) and add it to the loop."""
+        if sock is None:
+            sock = bind_socket(self.settings.host, self.settings.port, self.settings.backlog)
+        sock.setblocking(False)
+        self.port = sock.getsockname()[1]
+        listener = Listener(self, sock, self._new_http_connection)
+        self.loop.register(sock, EVENT_READ, listener)
+        self.listeners.append(listener)
+        return sock
+
+    def _new_http_connection(self, client: socket.socket, address: Any) -> HttpConnection:
+        return HttpConnection(self, client, address)
+
+    def admit(self, client: socket.socket, address: Any) -> bool:
+        """Whether a freshly accepted socket may be served."""
+        return True
+
+    def check_origin(self, request: Request) -> None:
+        """Refuse a handshake whose Origin is not allowed (raises HandshakeError)."""
+
+    # -- deadlines ---------------------------------------------------------------
+
+    def watch(self, conn: StreamConnection) -> None:
+        """Have ``conn.on_deadline`` called once ``conn.deadline`` has passed."""
+        self._watched.add(conn)
+
+    def unwatch(self, conn: StreamConnection) -> None:
+        self._watched.discard(conn)
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for conn in [c for c in self._watched if c.deadline <= now]:
+            self._watched.discard(conn)
+            conn.on_deadline(now)
+
+    def _keepalive(self) -> None:
+        now = time.monotonic()
+        interval, timeout = self.settings.ping_interval, self.settings.ping_timeout
+        for conn in list(self.connections):
+            check = getattr(conn, "check_keepalive", None)
+            if check is not None:
+                check(now, interval, timeout)
+
+    # -- the application's API ---------------------------------------------------
+
+    def call_later(self, delay: float, callback: Callable, *args: Any) -> TimerHandle:
+        return self.loop.call_later(delay, callback, *args)
+
+    def call_every(self, interval: float, callback: Callable, *args: Any) -> TimerHandle:
+        return self.loop.call_every(interval, callback, *args)
+
+    def broadcast(
+        self,
+        message: str | bytes,
+        connections: Iterable[AppConnection] | None = None,
+        exclude: AppConnection | None = None,
+    ) -> int:
+        """Send ``message`` to every open connection (or ``connections``); encoded once per transport."""
+        encoded: dict[type, Any] = {}
+        count = 0
+        for conn in list(self.connections if connections is None else connections):
+            if conn is exclude or not conn.open:
+                continue
+            cls = type(conn)
+            frame = encoded.get(cls)
+            if frame is None:
+                frame = encoded[cls] = cls.encode_message(message)
+            conn.send_encoded(frame)
+            count += 1
+        return count
+
+    # -- running -----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Prepare timers and signals; :meth:`serve_forever` calls it."""
+        if not self.listeners:
+            self.listen()
+        self.started_at = time.monotonic()
+        self._timers.append(self.loop.call_every(SWEEP_INTERVAL, self._sweep))
+        if self.settings.ping_interval > 0:
+            period = min(1.0, self.settings.ping_interval / 2)
+            self._timers.append(self.loop.call_every(period, self._keepalive))
+        self.app.started(self)
+
+    def install_signal_handlers(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(signum, self.shutdown)
+
+    def serve_forever(self) -> None:
+        self.start()
+        self.install_signal_handlers()
+        log.info(
+            "listening on %s port %s (app %s)", self.settings.host, self.port, self.settings.app
+        )
+        try:
+            self.loop.run()
+        finally:
+            self.close()
+
+    def shutdown(self, code: int = 1001, reason: str = "server shutting down") -> None:
+        """Stop accepting, close every client with ``code``, wait for them up to the grace period."""
+        if self.stopping:
+            return
+        self.stopping = True
+        log.info("shutting down: closing %d connections", len(self.connections))
+        for listener in self.listeners:
+            listener.close()
+        for conn in list(self.connections):
+            try:
+                conn.close(code, reason)
+            except Exception:
+                log.exception("error closing %r", conn)
+        deadline = time.monotonic() + self.settings.shutdown_grace
+        self._wait_for_clients(deadline)
+
+    def _wait_for_clients(self, deadline: float) -> None:
+        if not self._stream_handlers() or time.monotonic() >= deadline:
+            self.loop.stop()
+            return
+        self.loop.call_later(0.02, self._wait_for_clients, deadline)
+
+    def _stream_handlers(self) -> list[StreamConnection]:
+        return [
+            k.data
+            for k in self.loop.selector.get_map().values()
+            if isinstance(k.data, StreamConnection)
+        ]
+
+    def close(self) -> None:
+        """Drop whatever is left and release the loop."""
+        for timer in self._timers:
+            timer.cancel()
+        for listener in self.listeners:
+            listener.close()
+        for conn in self._stream_handlers():
+            conn.close_transport()
+        try:
+            self.app.stopped(self)
+        finally:
+            self.loop.close()
+
+
+def bind_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:
+    """A listening TCP socket; ``host`` may be IPv4, IPv6 or a name."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, socktype, proto, _, address = infos[0]
+    sock = socket.socket(family, socktype, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(address)
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    return sock
