@@ -9,62 +9,35 @@ import click
 
 from . import __version__
 from .application import load_app
-from .config import Settings
+from .config import Settings, setting_fields
 from .server import Server
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def server_options(fn):
-    """The options shared by ``run`` and ``start``."""
-    defaults = Settings()
-    options = [
-        click.option(
-            "--host", default=defaults.host, show_default=True, help="Address to listen on."
-        ),
-        click.option("--port", default=defaults.port, show_default=True, type=int),
-        click.option(
-            "--app", "app_spec", default=defaults.app, show_default=True, help="module:attribute"
-        ),
-        click.option(
-            "--max-message-size", default=defaults.max_message_size, show_default=True, type=int
-        ),
-        click.option(
-            "--max-write-buffer", default=defaults.max_write_buffer, show_default=True, type=int
-        ),
-        click.option(
-            "--handshake-timeout", default=defaults.handshake_timeout, show_default=True, type=float
-        ),
-        click.option(
-            "--ping-interval", default=defaults.ping_interval, show_default=True, type=float
-        ),
-        click.option(
-            "--ping-timeout", default=defaults.ping_timeout, show_default=True, type=float
-        ),
-        click.option(
-            "--close-timeout", default=defaults.close_timeout, show_default=True, type=float
-        ),
-        click.option(
-            "--shutdown-grace", default=defaults.shutdown_grace, show_default=True, type=float
-        ),
-        click.option(
-            "--static/--no-static", default=True, help="Serve the test page and client JS."
-        ),
-        click.option(
-            "--log-level",
-            default=defaults.log_level,
-            show_default=True,
-            type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
-        ),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
+    """One click option per :class:`Settings` field, shared by ``run`` and ``start``."""
+    for f in reversed(setting_fields()):
+        name = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help")
+        choices = f.metadata.get("choices")
+        if f.type in ("bool", bool):
+            decl = f"{name}/--no-{f.name.replace('_', '-')}"
+            fn = click.option(decl, f.name, default=f.default, show_default=True, help=help_text)(
+                fn
+            )
+            continue
+        kind = click.Choice(choices, case_sensitive=False) if choices else _CLICK_TYPES[str(f.type)]
+        fn = click.option(
+            name, f.name, default=f.default, show_default=True, type=kind, help=help_text
+        )(fn)
     return fn
 
 
+_CLICK_TYPES = {"int": int, "float": float, "str": str}
+
+
 def settings_from(options: dict) -> Settings:
-    options = dict(options)
-    options["app"] = options.pop("app_spec")
     return Settings(**options)
 
 

@@ -1,30 +1,56 @@
-"""Settings of one daemon: every option the CLI (and later the config file) can set."""
+"""Settings of one daemon: every option, declared once.
+
+Each field of :class:`Settings` is a CLI option (``--max-message-size``) and,
+through the daemon-operations layer, a config-file key and a ``WSDAEMON_*``
+environment variable. Add an option by adding a field with ``option(...)``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+def option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
 
 
 @dataclass
 class Settings:
-    host: str = "0.0.0.0"
-    port: int = 8081
-    app: str = "wsdaemon.apps.demo:app"
-    #: Largest message accepted (after reassembly); bigger ones close with 1009.
-    max_message_size: int = 16 * 1024 * 1024
-    #: Outbound bytes a connection may have waiting before it is dropped as a slow consumer.
-    max_write_buffer: int = 64 * 1024 * 1024
-    max_header_bytes: int = 16384
-    max_headers: int = 100
-    #: Seconds a new socket has to complete its request head.
-    handshake_timeout: float = 10.0
-    #: Seconds to wait for the client's close frame after ours.
-    close_timeout: float = 5.0
-    #: Ping an RFC 6455 client idle this long (0 disables); drop it without a pong in ``ping_timeout``.
-    ping_interval: float = 20.0
-    ping_timeout: float = 20.0
-    #: Seconds given to clients to finish their closing handshake at shutdown.
-    shutdown_grace: float = 5.0
-    backlog: int = 1024
-    static: bool = True
-    log_level: str = "info"
+    # -- listening and application --
+    host: str = option("0.0.0.0", "Address to listen on (IPv4, IPv6 or a name).")
+    port: int = option(8081, "TCP port for browsers: WebSocket, long-polling and HTTP.")
+    app: str = option("wsdaemon.apps.demo:app", "Application to serve, as module:attribute.")
+    static: bool = option(True, "Serve the test page at / and the client at /wsdaemon.js.")
+    backlog: int = option(1024, "Listen backlog.")
+    log_level: str = option("info", "Log level.", ("debug", "info", "warning", "error"))
+    # -- RFC 6455 --
+    max_message_size: int = option(
+        16 * 1024 * 1024, "Largest message in bytes; bigger ones close with 1009."
+    )
+    ping_interval: float = option(20.0, "Ping a client idle this many seconds (0: never).")
+    ping_timeout: float = option(
+        20.0, "Drop a client that has not answered a ping within this many seconds."
+    )
+    close_timeout: float = option(5.0, "Seconds to wait for the client's close frame after ours.")
+    # -- limits --
+    max_write_buffer: int = option(
+        64 * 1024 * 1024,
+        "Outbound bytes one connection may have waiting before it is dropped as a slow consumer.",
+    )
+    max_header_bytes: int = option(
+        16384, "Largest request line plus headers, in bytes (431 above)."
+    )
+    max_headers: int = option(100, "Most request headers (431 above).")
+    handshake_timeout: float = option(
+        10.0, "Seconds a new connection has to send its complete request head."
+    )
+    # -- shutdown --
+    shutdown_grace: float = option(
+        5.0, "Seconds clients get to finish their closing handshake at shutdown."
+    )
+
+
+def setting_fields() -> list:
+    """The declared options, in declaration order."""
+    return list(fields(Settings))
