@@ -16,6 +16,7 @@ from .connection import StreamConnection
 from .handshake import HttpConnection, Router
 from .http11 import Request
 from .listener import Listener
+from .longpoll_transport import LongPolling
 from .loop import EVENT_READ, EventLoop, TimerHandle
 from .static import StaticFiles, serve_status
 
@@ -45,6 +46,11 @@ class Server:
         if self.settings.static:
             StaticFiles().install(self.router)
         self.router.routes["/status"] = serve_status
+        #: The long-polling transport (``/lp/``), or None when disabled.
+        self.longpoll: LongPolling | None = None
+        if self.settings.longpoll:
+            self.longpoll = LongPolling(self)
+            self.longpoll.install(self.router)
 
     # -- sockets -----------------------------------------------------------------
 
