@@ -19,9 +19,8 @@ from typing import Any
 from .errors import ProtocolError
 
 OPEN = "open"
-#: We queued our close item and wait for the client to confirm it.
+#: We queued our close item: nothing may follow it.
 CLOSING = "closing"
-CLOSED = "closed"
 
 # Events returned by SessionProtocol.receive
 EV_TEXT = "text"

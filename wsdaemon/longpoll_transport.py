@@ -217,8 +217,7 @@ class LongPollSession(AppConnection):
             echo = None if code == longpoll.CLOSE_NO_STATUS else code
             self.proto.push_close(echo, reason)
             self._deliver_close(code, reason)
-        self._linger()
-        self._schedule_flush()
+        self._drop()  # nothing is left to do but answer a held poll (with the echo)
 
     def _close_confirmed(self) -> None:
         """A poll acknowledged our close item: the client has seen it; nothing is left to do."""
@@ -402,14 +401,14 @@ class LongPolling:
             self._refuse_origin(conn, request)
             return
         headers = [
-            *cors,
+            *(h for h in cors if h[0] != "Vary"),
             ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
             ("Access-Control-Allow-Headers", "Content-Type"),
             ("Access-Control-Max-Age", _PREFLIGHT_MAX_AGE),
             ("Allow", "GET, POST, OPTIONS"),
         ]
         if cors:
-            headers.append(("Vary", "Access-Control-Request-Method, Access-Control-Request-Headers"))
+            headers.append(("Vary", "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"))
         self.respond(conn, 204, b"", headers, request.keep_alive and not self.server.stopping)
 
     def _refuse_origin(self, conn: Any, request: Request) -> None:
@@ -449,6 +448,11 @@ class LongPolling:
         body = json.dumps({"error": exc.reason, "status": status}).encode()
         keep_alive = keep_alive and request.keep_alive and not self.server.stopping
         self.respond(conn, status, body, headers, keep_alive)
+
+    def stats(self) -> dict[str, int]:
+        """Sessions and held polls, for ``/status``."""
+        held = sum(1 for s in self.sessions.values() if s.poll is not None)
+        return {"sessions": len(self.sessions), "held_polls": held}
 
     # -- time --------------------------------------------------------------------
 
