@@ -380,3 +380,29 @@ def test_cors_requests(lp_daemon):
     assert status == 403
     conn.close()
     s.close_sockets()
+
+
+def test_shutdown_closes_sessions_with_1001_without_waiting(daemon_factory):
+    d = daemon_factory(app=APP)
+    held, idle = Session(d, "/held"), Session(d, "/idle")
+    held.start_poll()
+    wait_for(lambda: status_doc(d)["long_polling"]["held_polls"] == 1)
+    started = time.monotonic()
+    assert d.stop() == 0
+    assert time.monotonic() - started < 3  # idle keep-alive connections do not hold the exit up
+    status, headers, doc = read_response(held.poll_conn)
+    assert status == 200 and headers["connection"] == "close"
+    assert doc["messages"][-1] == {"seq": 2, "close": 1001, "reason": "server shutting down"}
+    log = d.log()
+    assert "close long-polling 127.0.0.1" in log
+    assert log.count("code=1001 reason='server shutting down'") == 2
+    held.close_sockets()
+    idle.close_sockets()
+
+
+def status_doc(daemon) -> dict:
+    conn = http.client.HTTPConnection(daemon.host, daemon.port, timeout=10)
+    try:
+        return request(conn, "GET", "/status")[2]
+    finally:
+        conn.close()

@@ -166,7 +166,7 @@ class HttpConnection(StreamConnection):
     def respond(self, data: bytes, keep_alive: bool = False) -> None:
         self.holder = None
         self.write(data)
-        if not keep_alive:
+        if not keep_alive or self.server.stopping:
             self.server.unwatch(self)
             self.close_after_flush()
             return
@@ -211,6 +211,11 @@ class HttpConnection(StreamConnection):
 
     def eof_received(self) -> None:
         self.close_transport()
+
+    def close_if_idle(self) -> None:
+        """At shutdown: drop a keep-alive connection that is between requests."""
+        if not (self.busy or self.parser.buffer or self.handed_over or self._close_after_flush):
+            self.close_transport()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         holder = self.holder

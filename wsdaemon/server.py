@@ -167,6 +167,10 @@ class Server:
                 conn.close(code, reason)
             except Exception:
                 log.exception("error closing %r", conn)
+        for handler in self._stream_handlers():
+            close_if_idle = getattr(handler, "close_if_idle", None)
+            if close_if_idle is not None:
+                close_if_idle()  # idle keep-alive HTTP connections would only delay the exit
         deadline = time.monotonic() + self.settings.shutdown_grace
         self._wait_for_clients(deadline)
 
