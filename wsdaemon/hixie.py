@@ -136,9 +136,7 @@ def response_76(request: Request, subprotocol: str | None = None) -> bytes:
     headers.append(("Sec-WebSocket-Location", location(request)))
     if subprotocol:
         headers.append(("Sec-WebSocket-Protocol", _checked_subprotocol(subprotocol)))
-    return build_response(
-        101, headers, reason="WebSocket Protocol Handshake", content_length=False
-    )
+    return build_response(101, headers, reason="WebSocket Protocol Handshake", content_length=False)
 
 
 def response_75(request: Request, subprotocol: str | None = None) -> bytes:
@@ -150,9 +148,7 @@ def response_75(request: Request, subprotocol: str | None = None) -> bytes:
     headers.append(("WebSocket-Location", location(request)))
     if subprotocol:
         headers.append(("WebSocket-Protocol", _checked_subprotocol(subprotocol)))
-    return build_response(
-        101, headers, reason="Web Socket Protocol Handshake", content_length=False
-    )
+    return build_response(101, headers, reason="Web Socket Protocol Handshake", content_length=False)
 
 
 def location(request: Request) -> str:

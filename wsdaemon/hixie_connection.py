@@ -196,9 +196,7 @@ class HixieConnection(StreamConnection, AppConnection):
         self.close_transport()
 
     def on_write_overflow(self) -> None:
-        log.warning(
-            "%s: slow consumer, %d bytes waiting; closing with 1008", self, self.buffered_amount
-        )
+        log.warning("%s: slow consumer, %d bytes waiting; closing with 1008", self, self.buffered_amount)
         self._wbuf = None
         self._out = None
         self.parser.done = True

@@ -28,9 +28,7 @@ _NOT_ENCODED = object()
 class Server:
     """One daemon process: an :class:`Application` served on one :class:`EventLoop`."""
 
-    def __init__(
-        self, app: Application, settings: Settings | None = None, loop: EventLoop | None = None
-    ):
+    def __init__(self, app: Application, settings: Settings | None = None, loop: EventLoop | None = None):
         self.app = app
         self.settings = settings or Settings()
         self.loop = loop or EventLoop()
@@ -146,9 +144,7 @@ class Server:
     def serve_forever(self) -> None:
         self.start()
         self.install_signal_handlers()
-        log.info(
-            "listening on %s port %s (app %s)", self.settings.host, self.port, self.settings.app
-        )
+        log.info("listening on %s port %s (app %s)", self.settings.host, self.port, self.settings.app)
         try:
             self.loop.run()
         finally:
@@ -177,11 +173,7 @@ class Server:
         self.loop.call_later(0.02, self._wait_for_clients, deadline)
 
     def _stream_handlers(self) -> list[StreamConnection]:
-        return [
-            k.data
-            for k in self.loop.selector.get_map().values()
-            if isinstance(k.data, StreamConnection)
-        ]
+        return [k.data for k in self.loop.selector.get_map().values() if isinstance(k.data, StreamConnection)]
 
     def close(self) -> None:
         """Drop whatever is left and release the loop."""
