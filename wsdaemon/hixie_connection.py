@@ -88,7 +88,7 @@ class HixieConnection(StreamConnection, AppConnection):
             return
         self.parser.done = True
         self._deliver_close(code, reason)
-        self.close_after_flush()
+        self._finish_after_flush()
 
     def fail(self, code: int, reason: str) -> None:
         """Close because of bad input or a failing callback; nothing more is read."""
@@ -98,10 +98,16 @@ class HixieConnection(StreamConnection, AppConnection):
         self.parser.done = True
         self._send_close_frame()
         self._deliver_close(code, reason)
-        self.close_after_flush()
+        self._finish_after_flush()
 
     def _send_close_frame(self) -> None:
         """The closing handshake frame; -75 has none."""
+
+    def _finish_after_flush(self) -> None:
+        """Close TCP once our last bytes are out, but give a client that reads nothing only ``close_timeout``."""
+        self.deadline = self.loop.now + self.server.settings.close_timeout
+        self.server.watch(self)
+        self.close_after_flush()
 
     # -- opening -------------------------------------------------------------------
 
@@ -169,8 +175,8 @@ class HixieConnection(StreamConnection, AppConnection):
         self._deliver_close(CLOSE_ABNORMAL, "connection lost")
 
     def on_deadline(self, now: float) -> None:
-        if self._draining or self.transport_closed:
-            self.close_transport()
+        if self._draining or self._close_after_flush or self.transport_closed:
+            self.close_transport()  # the drain, or a flush the client did not read, timed out
         elif self.state == CONNECTING:
             self._handshake_timeout()
         elif self.state == CLOSING:
@@ -188,7 +194,7 @@ class HixieConnection(StreamConnection, AppConnection):
             self.parser.done = True
             self._send_close_frame()
             self._deliver_close(CLOSE_ABNORMAL, "idle timeout")
-            self.close_after_flush()
+            self._finish_after_flush()
         else:
             self.close_transport()
 
@@ -251,7 +257,7 @@ class Hixie76Connection(HixieConnection):
     def _handshake_timeout(self) -> None:
         log.info("%s: key3 not complete within the handshake timeout", self)
         self.write(error_response(408, "request timeout: the 8-byte key3 did not arrive"))
-        self.close_after_flush()
+        self._finish_after_flush()
 
     def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         """Send ``0xFF 0x00`` and wait (up to ``close_timeout``) for the client's."""
@@ -279,7 +285,7 @@ class Hixie76Connection(HixieConnection):
         else:
             self._send_close_frame()
             self._deliver_close(CLOSE_NORMAL, "")
-        self.close_after_flush()
+        self._finish_after_flush()
 
     def _eof_close(self) -> tuple[int, str]:
         return CLOSE_ABNORMAL, "connection closed without a closing handshake"
