@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from . import masking
 from .appconnection import AppConnection
 from .application import Application
 from .config import Settings
@@ -144,7 +145,13 @@ class Server:
     def serve_forever(self) -> None:
         self.start()
         self.install_signal_handlers()
-        log.info("listening on %s port %s (app %s)", self.settings.host, self.port, self.settings.app)
+        log.info(
+            "listening on %s port %s (app %s, masking %s)",
+            self.settings.host,
+            self.port,
+            self.settings.app,
+            "in C" if masking.ACCELERATED else "in pure Python",
+        )
         try:
             self.loop.run()
         finally:
