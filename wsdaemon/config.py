@@ -39,6 +39,10 @@ class Settings:
     handshake_timeout: float = option(10.0, "Seconds a new connection has to send its complete request head.")
     # -- shutdown --
     shutdown_grace: float = option(5.0, "Seconds clients get to finish their closing handshake at shutdown.")
+    # -- hixie-76 / hixie-75 (no ping in these drafts) --
+    idle_timeout: float = option(
+        300.0, "Close a hixie-76/75 connection that has sent nothing for this many seconds (0: never)."
+    )
 
 
 def setting_fields() -> list:

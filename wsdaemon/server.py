@@ -23,6 +23,7 @@ from .static import StaticFiles, serve_status
 log = logging.getLogger("wsdaemon.server")
 
 SWEEP_INTERVAL = 0.25
+_NOT_ENCODED = object()
 
 
 class Server:
@@ -105,16 +106,21 @@ class Server:
         connections: Iterable[AppConnection] | None = None,
         exclude: AppConnection | None = None,
     ) -> int:
-        """Send ``message`` to every open connection (or ``connections``); encoded once per transport."""
+        """Send ``message`` to every open connection (or ``connections``); encoded once per transport.
+
+        Returns how many connections got it: a binary message skips hixie clients.
+        """
         encoded: dict[type, Any] = {}
         count = 0
         for conn in list(self.connections if connections is None else connections):
             if conn is exclude or not conn.open:
                 continue
             cls = type(conn)
-            frame = encoded.get(cls)
-            if frame is None:
+            frame = encoded.get(cls, _NOT_ENCODED)
+            if frame is _NOT_ENCODED:
                 frame = encoded[cls] = cls.encode_message(message)
+            if frame is None:  # the transport cannot carry it (binary to a hixie client)
+                continue
             conn.send_encoded(frame)
             count += 1
         return count
