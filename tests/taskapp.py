@@ -96,7 +96,8 @@ def message(conn, text):
         try:
             answer = {"id": request_id, "result": future.result()}
         except TaskError as exc:
-            answer = {"id": request_id, "error": {"type": exc.type, "message": exc.message}}
+            error = {"type": exc.type, "message": exc.message, "traceback": exc.traceback}
+            answer = {"id": request_id, "error": error}
         if conn.open:
             conn.send(json.dumps(answer))
 

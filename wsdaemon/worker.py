@@ -82,14 +82,18 @@ class WorkerSession:
 
     def _wait_for_welcome(self) -> None:
         deadline = time.monotonic() + WELCOME_TIMEOUT
-        while True:
+        welcomed = False
+        while not welcomed:
             for message in self.decoder.feed(self._recv(max(0.0, deadline - time.monotonic()))):
                 kind = message["type"]
-                if kind == "welcome":
-                    return
-                if kind == "refused":
+                if welcomed:
+                    self._handle(message)  # tasks may come in the same read as the welcome
+                elif kind == "welcome":
+                    welcomed = True
+                elif kind == "refused":
                     raise Refused(str(message.get("reason", "")))
-                raise Lost(f"unexpected {kind!r} before welcome")
+                else:
+                    raise Lost(f"unexpected {kind!r} before welcome")
 
     def _recv(self, timeout: float | None) -> bytes:
         ready, _, _ = select.select([self.sock], [], [], timeout)

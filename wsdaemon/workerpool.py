@@ -672,11 +672,11 @@ class WorkerPool:
         level = logging.INFO if expected else logging.WARNING
         log.log(
             level,
-            "worker process %d %s after %.1f s%s",
+            "worker process %d ended after %.1f s (%s%s)",
             proc.pid,
-            "exited" if code >= 0 else "was",
             lived,
-            f" ({how}{', ' + proc.kill_reason if proc.kill_reason else ''})",
+            how,
+            f", {proc.kill_reason}" if proc.kill_reason else "",
         )
         if proc.conn is not None and not proc.conn.transport_closed:
             proc.conn.abort(None)
