@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from . import masking
 from .appconnection import AppConnection
 from .application import Application
 from .config import Settings
@@ -22,14 +23,13 @@ from .static import StaticFiles, serve_status
 log = logging.getLogger("wsdaemon.server")
 
 SWEEP_INTERVAL = 0.25
+_NOT_ENCODED = object()
 
 
 class Server:
     """One daemon process: an :class:`Application` served on one :class:`EventLoop`."""
 
-    def __init__(
-        self, app: Application, settings: Settings | None = None, loop: EventLoop | None = None
-    ):
+    def __init__(self, app: Application, settings: Settings | None = None, loop: EventLoop | None = None):
         self.app = app
         self.settings = settings or Settings()
         self.loop = loop or EventLoop()
@@ -129,16 +129,21 @@ class Server:
         connections: Iterable[AppConnection] | None = None,
         exclude: AppConnection | None = None,
     ) -> int:
-        """Send ``message`` to every open connection (or ``connections``); encoded once per transport."""
+        """Send ``message`` to every open connection (or ``connections``); encoded once per transport.
+
+        Returns how many connections got it: a binary message skips hixie clients.
+        """
         encoded: dict[type, Any] = {}
         count = 0
         for conn in list(self.connections if connections is None else connections):
             if conn is exclude or not conn.open:
                 continue
             cls = type(conn)
-            frame = encoded.get(cls)
-            if frame is None:
+            frame = encoded.get(cls, _NOT_ENCODED)
+            if frame is _NOT_ENCODED:
                 frame = encoded[cls] = cls.encode_message(message)
+            if frame is None:  # the transport cannot carry it (binary to a hixie client)
+                continue
             conn.send_encoded(frame)
             count += 1
         return count
@@ -174,7 +179,11 @@ class Server:
         self.start()
         self.install_signal_handlers()
         log.info(
-            "listening on %s port %s (app %s)", self.settings.host, self.port, self.settings.app
+            "listening on %s port %s (app %s, masking %s)",
+            self.settings.host,
+            self.port,
+            self.settings.app,
+            "in C" if masking.ACCELERATED else "in pure Python",
         )
         try:
             self.loop.run()
@@ -205,11 +214,7 @@ class Server:
         self.loop.call_later(0.02, self._wait_for_clients, deadline)
 
     def _stream_handlers(self) -> list[StreamConnection]:
-        return [
-            k.data
-            for k in self.loop.selector.get_map().values()
-            if isinstance(k.data, StreamConnection)
-        ]
+        return [k.data for k in self.loop.selector.get_map().values() if isinstance(k.data, StreamConnection)]
 
     def close(self) -> None:
         """Drop whatever is left and release the loop."""
