@@ -67,8 +67,10 @@ class TaskClient:
 
     def wait_for_workers(self, n: int, exclude: set[int] = frozenset(), timeout: float = 20.0) -> list[int]:
         stats = self.wait_for(
-            lambda s: len([w for w in s["workers"] if w["state"] == "ready" and w["pid"] not in exclude]) == n
-            and not s["restarting"],
+            lambda s: (
+                len([w for w in s["workers"] if w["state"] == "ready" and w["pid"] not in exclude]) == n
+                and not s["restarting"]
+            ),
             f"{n} ready workers",
             timeout,
         )

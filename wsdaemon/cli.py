@@ -68,13 +68,21 @@ def run(**options) -> None:
 
 
 @main.command()
-@click.option("--app", "app_spec", default=Settings.app, show_default=True, help="Application, as module:attribute.")
+@click.option(
+    "--app", "app_spec", default=Settings.app, show_default=True, help="Application, as module:attribute."
+)
 @click.option("--socket", "socket_path", metavar="PATH", help="The daemon's Unix worker socket.")
 @click.option("--connect", metavar="HOST:PORT", help="The daemon's TCP worker listener (--worker-listen).")
-@click.option("--token-file", type=click.Path(dir_okay=False), help="File with the shared secret (for --connect).")
-@click.option("--max-frame", type=int, default=16 * 1024 * 1024, show_default=True, help="Largest message in bytes.")
+@click.option(
+    "--token-file", type=click.Path(dir_okay=False), help="File with the shared secret (for --connect)."
+)
+@click.option(
+    "--max-frame", type=int, default=16 * 1024 * 1024, show_default=True, help="Largest message in bytes."
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
-@click.option("--supervised", is_flag=True, hidden=True, help="Started by the daemon: exit when disconnected.")
+@click.option(
+    "--supervised", is_flag=True, hidden=True, help="Started by the daemon: exit when disconnected."
+)
 def worker(app_spec, socket_path, connect, token_file, max_frame, log_level, supervised) -> None:
     """Run the application's task functions for a daemon (see docs/workers.md)."""
     from .worker import EXIT_REFUSED, run_worker
