@@ -45,6 +45,29 @@ class Server:
         if self.settings.static:
             StaticFiles().install(self.router)
         self.router.routes["/status"] = serve_status
+        #: Parts started, reloaded, shut down and closed with the server (see add_component).
+        self.components: list[Any] = []
+        #: The worker pool for the application's task functions, when configured.
+        self.workers: Any = None
+        if self.settings.workers or self.settings.worker_listen:
+            from .workerpool import WorkerPool
+
+            self.workers = self.add_component(WorkerPool(self))
+
+    def add_component(self, component: Any) -> Any:
+        """Tie ``component`` to the server's life: its ``start()``, ``reload()`` (SIGHUP),
+        ``shutdown()`` and ``close()`` are called, when it has them, with the server's."""
+        self.components.append(component)
+        return component
+
+    def _call_components(self, method: str) -> None:
+        for component in list(self.components):
+            fn = getattr(component, method, None)
+            if fn is not None:
+                try:
+                    fn()
+                except Exception:
+                    log.exception("error in %s.%s()", type(component).__name__, method)
 
     # -- sockets -----------------------------------------------------------------
 
@@ -136,11 +159,21 @@ class Server:
         if self.settings.ping_interval > 0:
             period = min(1.0, self.settings.ping_interval / 2)
             self._timers.append(self.loop.call_every(period, self._keepalive))
+        for component in self.components:
+            start = getattr(component, "start", None)
+            if start is not None:
+                start()
         self.app.started(self)
 
     def install_signal_handlers(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.shutdown)
+        self.loop.add_signal_handler(signal.SIGHUP, self.reload)
+
+    def reload(self) -> None:
+        """SIGHUP: every component reloads (the worker pool restarts its workers one at a time)."""
+        log.info("reload requested")
+        self._call_components("reload")
 
     def serve_forever(self) -> None:
         self.start()
@@ -165,6 +198,7 @@ class Server:
         log.info("shutting down: closing %d connections", len(self.connections))
         for listener in self.listeners:
             listener.close()
+        self._call_components("shutdown")
         for conn in list(self.connections):
             try:
                 conn.close(code, reason)
@@ -188,6 +222,7 @@ class Server:
             timer.cancel()
         for listener in self.listeners:
             listener.close()
+        self._call_components("close")
         for conn in self._stream_handlers():
             conn.close_transport()
         try:
