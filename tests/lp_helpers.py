@@ -36,6 +36,12 @@ def closes(daemon) -> list[dict]:
         return json.loads(resp.read())
 
 
+def held_polls(daemon) -> int:
+    """How many polls the daemon holds now (from ``/status``)."""
+    with urllib.request.urlopen(daemon.http_url + "/status", timeout=10) as resp:
+        return json.loads(resp.read())["long_polling"]["held_polls"]
+
+
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
     """Poll ``predicate`` until it returns something true; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -93,6 +99,13 @@ class Session:
         conn.request(
             "GET", f"/lp/{self.id}/poll?ack={self.received if ack is None else ack}", headers=self.headers
         )
+        return conn
+
+    def start_held_poll(self, ack: int | None = None, conn=None) -> http.client.HTTPConnection:
+        """Start a poll that has nothing to get and wait until the daemon holds it."""
+        before = held_polls(self.daemon)
+        conn = self.start_poll(ack, conn)
+        wait_for(lambda: held_polls(self.daemon) > before)
         return conn
 
     def poll(self, ack: int | None = None):

@@ -75,8 +75,7 @@ def test_poll_is_held_until_a_message_then_answered_at_once(lp_daemon):
     s = Session(lp_daemon)
     other = Session(lp_daemon)
     started = time.monotonic()
-    s.start_poll()
-    time.sleep(0.2)  # the poll is held: nothing to send yet
+    s.start_held_poll()
     other.send(f"broadcast to all {s.id}")
     status, _, doc = read_response(s.poll_conn)
     elapsed = time.monotonic() - started
@@ -98,8 +97,7 @@ def test_empty_poll_after_the_hold_time(lp_daemon):
 
 def test_two_polls_racing(lp_daemon):
     s = Session(lp_daemon)
-    first = s.start_poll()
-    time.sleep(0.1)  # let the first poll be held
+    first = s.start_held_poll()
     second = s.start_poll(conn=http.client.HTTPConnection(lp_daemon.host, lp_daemon.port, timeout=10))
     started = time.monotonic()
     status, _, doc = read_response(first)
@@ -254,7 +252,7 @@ def test_server_close_reaches_the_client_and_its_echo_the_application(lp_daemon)
 
 def test_client_close_reaches_on_close_after_its_messages(lp_daemon):
     s = Session(lp_daemon)
-    s.start_poll()
+    s.start_held_poll()
     status, _, doc = s.post(
         {"seq": 1, "text": "last words"}, {"seq": 2, "close": 4011, "reason": "client bye ✓"}
     )
@@ -281,8 +279,8 @@ def test_expired_session(daemon_factory):
     assert status == 404 and doc["error"] == "unknown session"
     # A session whose poll is held does not expire.
     held = Session(d, "/held")
-    held.start_poll()
-    time.sleep(2.0)
+    held.start_held_poll()
+    time.sleep(2.0)  # twice the expiry time
     assert not [c for c in closes(d) if c["path"] == "/held"]
     status, _, doc = read_response(held.poll_conn)
     assert status == 200
@@ -385,8 +383,7 @@ def test_cors_requests(lp_daemon):
 def test_shutdown_closes_sessions_with_1001_without_waiting(daemon_factory):
     d = daemon_factory(app=APP)
     held, idle = Session(d, "/held"), Session(d, "/idle")
-    held.start_poll()
-    wait_for(lambda: status_doc(d)["long_polling"]["held_polls"] == 1)
+    held.start_held_poll()
     started = time.monotonic()
     assert d.stop() == 0
     assert time.monotonic() - started < 3  # idle keep-alive connections do not hold the exit up
@@ -398,11 +395,3 @@ def test_shutdown_closes_sessions_with_1001_without_waiting(daemon_factory):
     assert log.count("code=1001 reason='server shutting down'") == 2
     held.close_sockets()
     idle.close_sockets()
-
-
-def status_doc(daemon) -> dict:
-    conn = http.client.HTTPConnection(daemon.host, daemon.port, timeout=10)
-    try:
-        return request(conn, "GET", "/status")[2]
-    finally:
-        conn.close()

@@ -25,41 +25,51 @@ class Settings:
     backlog: int = option(1024, "Listen backlog.")
     log_level: str = option("info", "Log level.", ("debug", "info", "warning", "error"))
     # -- RFC 6455 --
-    max_message_size: int = option(
-        16 * 1024 * 1024, "Largest message in bytes; bigger ones close with 1009."
-    )
+    max_message_size: int = option(16 * 1024 * 1024, "Largest message in bytes; bigger ones close with 1009.")
     ping_interval: float = option(20.0, "Ping a client idle this many seconds (0: never).")
-    ping_timeout: float = option(
-        20.0, "Drop a client that has not answered a ping within this many seconds."
-    )
+    ping_timeout: float = option(20.0, "Drop a client that has not answered a ping within this many seconds.")
     close_timeout: float = option(5.0, "Seconds to wait for the client's close frame after ours.")
     # -- limits --
     max_write_buffer: int = option(
         64 * 1024 * 1024,
         "Outbound bytes one connection may have waiting before it is dropped as a slow consumer.",
     )
-    max_header_bytes: int = option(
-        16384, "Largest request line plus headers, in bytes (431 above)."
-    )
+    max_header_bytes: int = option(16384, "Largest request line plus headers, in bytes (431 above).")
     max_headers: int = option(100, "Most request headers (431 above).")
-    handshake_timeout: float = option(
-        10.0, "Seconds a new connection has to send its complete request head."
-    )
+    handshake_timeout: float = option(10.0, "Seconds a new connection has to send its complete request head.")
     # -- shutdown --
-    shutdown_grace: float = option(
-        5.0, "Seconds clients get to finish their closing handshake at shutdown."
+    shutdown_grace: float = option(5.0, "Seconds clients get to finish their closing handshake at shutdown.")
+    # -- hixie-76 / hixie-75 (no ping in these drafts) --
+    idle_timeout: float = option(
+        300.0, "Close a hixie-76/75 connection that has sent nothing for this many seconds (0: never)."
     )
+    # -- workers: task functions run in worker processes (docs/workers.md) --
+    workers: int = option(0, "Worker processes to start for the application's task functions.")
+    worker_socket: str = option(
+        "", "Unix socket the workers connect to (default: in a private temporary directory)."
+    )
+    worker_listen: str = option(
+        "", "HOST:PORT of a TCP listener for remote workers (off when empty; needs a token file)."
+    )
+    worker_token_file: str = option("", "File holding the shared secret that remote workers must present.")
+    worker_max_inflight: int = option(1, "Tasks sent to one worker before it has answered.")
+    task_queue_size: int = option(
+        1000, "Tasks waiting for a free worker; a submission beyond it fails at once."
+    )
+    task_timeout: float = option(
+        60.0, "Seconds a task may run (unless it declares its own); then its worker is replaced."
+    )
+    task_queue_timeout: float = option(
+        60.0, "Seconds a task may wait in the queue for a free worker before it fails."
+    )
+    task_max_size: int = option(16 * 1024 * 1024, "Largest task or result message in bytes (JSON).")
     # -- long-polling (docs/long-polling.md) --
     longpoll: bool = option(True, "Serve the long-polling transport under /lp/.")
-    longpoll_hold: float = option(
-        25.0, "Seconds a poll is held open when nothing is queued for its session."
-    )
+    longpoll_hold: float = option(25.0, "Seconds a poll is held open when nothing is queued for its session.")
     longpoll_expire: float = option(
         30.0, "Seconds a session may go without a poll before it expires (on_close 1006)."
     )
-    longpoll_max_body: int = option(
-        1024 * 1024, "Largest long-polling request body in bytes (413 above)."
-    )
+    longpoll_max_body: int = option(1024 * 1024, "Largest long-polling request body in bytes (413 above).")
     longpoll_max_queue: int = option(
         8 * 1024 * 1024,
         "Unacknowledged outbound bytes one session may have queued before it is closed with 1008.",

@@ -15,6 +15,7 @@ from typing import Any
 from . import rfc6455
 from .connection import StreamConnection, format_address
 from .errors import HandshakeError, ProtocolError
+from .hixie_connection import upgrade_hixie75, upgrade_hixie76
 from .http11 import HttpRequestParser, Request, error_response
 from .loop import EVENT_READ, EVENT_WRITE
 from .rfc6455_connection import Rfc6455Connection
@@ -189,9 +190,7 @@ class HttpConnection(StreamConnection):
             if self._out:
                 self._uncork()
 
-    def respond_error(
-        self, status: int, message: str, headers: list[tuple[str, str]] | None = None
-    ) -> None:
+    def respond_error(self, status: int, message: str, headers: list[tuple[str, str]] | None = None) -> None:
         self.respond(error_response(status, message, headers))
 
     def on_deadline(self, now: float) -> None:
@@ -264,7 +263,11 @@ class Router:
     def __init__(self, server: Any) -> None:
         self.server = server
         #: protocol name -> callable(http_conn, request) taking over the socket.
-        self.upgrades: dict[str, Any] = {"rfc6455": upgrade_rfc6455}
+        self.upgrades: dict[str, Any] = {
+            "rfc6455": upgrade_rfc6455,
+            "hixie-76": upgrade_hixie76,
+            "hixie-75": upgrade_hixie75,
+        }
         #: path prefix -> callable(http_conn, request) answering HTTP requests under it.
         self.prefixes: dict[str, Any] = {}
         #: exact path -> callable(http_conn, request) for plain HTTP resources.
@@ -312,9 +315,7 @@ def websocket_protocol(request: Request) -> str | None:
     if "Sec-WebSocket-Key1" in headers and "Sec-WebSocket-Key2" in headers:
         return "hixie-76"
     if "Sec-WebSocket-Key" in headers:
-        raise HandshakeError(
-            "missing Sec-WebSocket-Version", 426, [("Sec-WebSocket-Version", "13")]
-        )
+        raise HandshakeError("missing Sec-WebSocket-Version", 426, [("Sec-WebSocket-Version", "13")])
     return "hixie-75"
 
 

@@ -463,7 +463,11 @@ class LongPolling:
             session.check_timers(now, expire)
 
     def close(self) -> None:
+        """With the server: sessions still there (no shutdown ran) see their end, once."""
         self._timer.cancel()
+        for session in list(self.sessions.values()):
+            session._deliver_close(CLOSE_ABNORMAL, "server stopped")
+        self.sessions.clear()
 
 
 def _parse_open_body(body: bytes) -> list[str]:

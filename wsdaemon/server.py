@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from . import masking
 from .appconnection import AppConnection
 from .application import Application
 from .config import Settings
@@ -23,14 +24,13 @@ from .static import StaticFiles, serve_status
 log = logging.getLogger("wsdaemon.server")
 
 SWEEP_INTERVAL = 0.25
+_NOT_ENCODED = object()
 
 
 class Server:
     """One daemon process: an :class:`Application` served on one :class:`EventLoop`."""
 
-    def __init__(
-        self, app: Application, settings: Settings | None = None, loop: EventLoop | None = None
-    ):
+    def __init__(self, app: Application, settings: Settings | None = None, loop: EventLoop | None = None):
         self.app = app
         self.settings = settings or Settings()
         self.loop = loop or EventLoop()
@@ -46,11 +46,34 @@ class Server:
         if self.settings.static:
             StaticFiles().install(self.router)
         self.router.routes["/status"] = serve_status
+        #: Parts started, reloaded, shut down and closed with the server (see add_component).
+        self.components: list[Any] = []
+        #: The worker pool for the application's task functions, when configured.
+        self.workers: Any = None
+        if self.settings.workers or self.settings.worker_listen:
+            from .workerpool import WorkerPool
+
+            self.workers = self.add_component(WorkerPool(self))
         #: The long-polling transport (``/lp/``), or None when disabled.
         self.longpoll: LongPolling | None = None
         if self.settings.longpoll:
-            self.longpoll = LongPolling(self)
+            self.longpoll = self.add_component(LongPolling(self))
             self.longpoll.install(self.router)
+
+    def add_component(self, component: Any) -> Any:
+        """Tie ``component`` to the server's life: its ``start()``, ``reload()`` (SIGHUP),
+        ``shutdown()`` and ``close()`` are called, when it has them, with the server's."""
+        self.components.append(component)
+        return component
+
+    def _call_components(self, method: str) -> None:
+        for component in list(self.components):
+            fn = getattr(component, method, None)
+            if fn is not None:
+                try:
+                    fn()
+                except Exception:
+                    log.exception("error in %s.%s()", type(component).__name__, method)
 
     # -- sockets -----------------------------------------------------------------
 
@@ -112,16 +135,21 @@ class Server:
         connections: Iterable[AppConnection] | None = None,
         exclude: AppConnection | None = None,
     ) -> int:
-        """Send ``message`` to every open connection (or ``connections``); encoded once per transport."""
+        """Send ``message`` to every open connection (or ``connections``); encoded once per transport.
+
+        Returns how many connections got it: a binary message skips hixie clients.
+        """
         encoded: dict[type, Any] = {}
         count = 0
         for conn in list(self.connections if connections is None else connections):
             if conn is exclude or not conn.open:
                 continue
             cls = type(conn)
-            frame = encoded.get(cls)
-            if frame is None:
+            frame = encoded.get(cls, _NOT_ENCODED)
+            if frame is _NOT_ENCODED:
                 frame = encoded[cls] = cls.encode_message(message)
+            if frame is None:  # the transport cannot carry it (binary to a hixie client)
+                continue
             conn.send_encoded(frame)
             count += 1
         return count
@@ -137,17 +165,31 @@ class Server:
         if self.settings.ping_interval > 0:
             period = min(1.0, self.settings.ping_interval / 2)
             self._timers.append(self.loop.call_every(period, self._keepalive))
+        for component in self.components:
+            start = getattr(component, "start", None)
+            if start is not None:
+                start()
         self.app.started(self)
 
     def install_signal_handlers(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.shutdown)
+        self.loop.add_signal_handler(signal.SIGHUP, self.reload)
+
+    def reload(self) -> None:
+        """SIGHUP: every component reloads (the worker pool restarts its workers one at a time)."""
+        log.info("reload requested")
+        self._call_components("reload")
 
     def serve_forever(self) -> None:
         self.start()
         self.install_signal_handlers()
         log.info(
-            "listening on %s port %s (app %s)", self.settings.host, self.port, self.settings.app
+            "listening on %s port %s (app %s, masking %s)",
+            self.settings.host,
+            self.port,
+            self.settings.app,
+            "in C" if masking.ACCELERATED else "in pure Python",
         )
         try:
             self.loop.run()
@@ -162,6 +204,7 @@ class Server:
         log.info("shutting down: closing %d connections", len(self.connections))
         for listener in self.listeners:
             listener.close()
+        self._call_components("shutdown")
         for conn in list(self.connections):
             try:
                 conn.close(code, reason)
@@ -181,11 +224,7 @@ class Server:
         self.loop.call_later(0.02, self._wait_for_clients, deadline)
 
     def _stream_handlers(self) -> list[StreamConnection]:
-        return [
-            k.data
-            for k in self.loop.selector.get_map().values()
-            if isinstance(k.data, StreamConnection)
-        ]
+        return [k.data for k in self.loop.selector.get_map().values() if isinstance(k.data, StreamConnection)]
 
     def close(self) -> None:
         """Drop whatever is left and release the loop."""
@@ -193,6 +232,7 @@ class Server:
             timer.cancel()
         for listener in self.listeners:
             listener.close()
+        self._call_components("close")
         for conn in self._stream_handlers():
             conn.close_transport()
         try:
