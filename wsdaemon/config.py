@@ -1,8 +1,9 @@
 """Settings of one daemon: every option, declared once.
 
-Each field of :class:`Settings` is a CLI option (``--max-message-size``) and,
-through the daemon-operations layer, a config-file key and a ``WSDAEMON_*``
-environment variable. Add an option by adding a field with ``option(...)``.
+Each field of :class:`Settings` is a CLI option (``--max-message-size``), a
+``WSDAEMON_MAX_MESSAGE_SIZE`` environment variable and a ``max_message_size``
+key of the config file (see :mod:`wsdaemon.settings_loader`). Add an option by
+adding a field with ``option(...)``.
 """
 
 from __future__ import annotations
@@ -11,43 +12,74 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 
-def option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "choices": choices})
+def option(
+    default: Any,
+    help: str,
+    choices: tuple[str, ...] | None = None,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    restart: bool = False,
+    path: bool = False,
+) -> Any:
+    """Declare one setting.
+
+    Numbers are checked against ``minimum`` (0 unless given) and ``maximum``.
+    ``restart``: SIGHUP cannot apply a new value (the server keeps the old one
+    and logs that a restart is needed). ``path``: a file name, made absolute
+    (relative to the config file when it comes from one).
+    """
+    if minimum is None and isinstance(default, (int, float)) and not isinstance(default, bool):
+        minimum = 0
+    metadata = {
+        "help": help,
+        "choices": choices,
+        "minimum": minimum,
+        "maximum": maximum,
+        "restart": restart,
+        "path": path,
+    }
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
 class Settings:
     # -- listening and application --
-    host: str = option("0.0.0.0", "Address to listen on (IPv4, IPv6 or a name).")
-    port: int = option(8081, "TCP port for browsers: WebSocket, long-polling and HTTP.")
-    app: str = option("wsdaemon.apps.demo:app", "Application to serve, as module:attribute.")
-    static: bool = option(True, "Serve the test page at / and the client at /wsdaemon.js.")
-    backlog: int = option(1024, "Listen backlog.")
+    host: str = option("0.0.0.0", "Address to listen on (IPv4, IPv6 or a name).", restart=True)
+    port: int = option(
+        8081, "TCP port for browsers: WebSocket, long-polling and HTTP.", maximum=65535, restart=True
+    )
+    app: str = option("wsdaemon.apps.demo:app", "Application to serve, as module:attribute.", restart=True)
+    static: bool = option(True, "Serve the test page at / and the client at /wsdaemon.js.", restart=True)
+    backlog: int = option(1024, "Listen backlog.", restart=True)
     log_level: str = option("info", "Log level.", ("debug", "info", "warning", "error"))
     # -- RFC 6455 --
-    max_message_size: int = option(
-        16 * 1024 * 1024, "Largest message in bytes; bigger ones close with 1009."
-    )
+    max_message_size: int = option(16 * 1024 * 1024, "Largest message in bytes; bigger ones close with 1009.")
     ping_interval: float = option(20.0, "Ping a client idle this many seconds (0: never).")
-    ping_timeout: float = option(
-        20.0, "Drop a client that has not answered a ping within this many seconds."
-    )
+    ping_timeout: float = option(20.0, "Drop a client that has not answered a ping within this many seconds.")
     close_timeout: float = option(5.0, "Seconds to wait for the client's close frame after ours.")
     # -- limits --
     max_write_buffer: int = option(
         64 * 1024 * 1024,
         "Outbound bytes one connection may have waiting before it is dropped as a slow consumer.",
     )
-    max_header_bytes: int = option(
-        16384, "Largest request line plus headers, in bytes (431 above)."
-    )
+    max_header_bytes: int = option(16384, "Largest request line plus headers, in bytes (431 above).")
     max_headers: int = option(100, "Most request headers (431 above).")
-    handshake_timeout: float = option(
-        10.0, "Seconds a new connection has to send its complete request head."
-    )
+    handshake_timeout: float = option(10.0, "Seconds a new connection has to send its complete request head.")
     # -- shutdown --
-    shutdown_grace: float = option(
-        5.0, "Seconds clients get to finish their closing handshake at shutdown."
+    shutdown_grace: float = option(5.0, "Seconds clients get to finish their closing handshake at shutdown.")
+    # -- daemon operations (start/stop/status, signals, logging) --
+    pidfile: str = option(
+        "",
+        "Pid file. run: none when empty. start/stop/restart/status: /run/wsdaemon-PORT.pid "
+        "as root, else wsdaemon-PORT.pid in the temporary directory, when empty.",
+        restart=True,
+        path=True,
+    )
+    logfile: str = option(
+        "",
+        "Log file (empty: stderr for run; discarded for start). SIGUSR1 reopens it (logrotate).",
+        path=True,
     )
 
 

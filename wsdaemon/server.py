@@ -7,6 +7,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import fields, replace
 from typing import Any
 
 from .appconnection import AppConnection
@@ -27,9 +28,7 @@ SWEEP_INTERVAL = 0.25
 class Server:
     """One daemon process: an :class:`Application` served on one :class:`EventLoop`."""
 
-    def __init__(
-        self, app: Application, settings: Settings | None = None, loop: EventLoop | None = None
-    ):
+    def __init__(self, app: Application, settings: Settings | None = None, loop: EventLoop | None = None):
         self.app = app
         self.settings = settings or Settings()
         self.loop = loop or EventLoop()
@@ -42,6 +41,9 @@ class Server:
         self.started_at = time.monotonic()
         self.stopping = False
         self._timers: list[TimerHandle] = []
+        self._keepalive_timer: TimerHandle | None = None
+        #: ``callback(settings, old_settings)`` after :meth:`reload` applied new settings.
+        self.on_reload: list[Callable[[Settings, Settings], Any]] = []
         if self.settings.static:
             StaticFiles().install(self.router)
         self.router.routes["/status"] = serve_status
@@ -128,21 +130,56 @@ class Server:
             self.listen()
         self.started_at = time.monotonic()
         self._timers.append(self.loop.call_every(SWEEP_INTERVAL, self._sweep))
+        self._schedule_keepalive()
+        self.app.started(self)
+
+    def _schedule_keepalive(self) -> None:
+        if self._keepalive_timer is not None:
+            self._keepalive_timer.cancel()
+            self._keepalive_timer = None
         if self.settings.ping_interval > 0:
             period = min(1.0, self.settings.ping_interval / 2)
-            self._timers.append(self.loop.call_every(period, self._keepalive))
-        self.app.started(self)
+            self._keepalive_timer = self.loop.call_every(period, self._keepalive)
 
     def install_signal_handlers(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
-            self.loop.add_signal_handler(signum, self.shutdown)
+            self.loop.add_signal_handler(signum, self._stop_signal)
+
+    def _stop_signal(self) -> None:
+        if self.stopping:
+            log.warning("second stop signal: exiting without waiting for clients")
+            self.loop.stop()
+        else:
+            self.shutdown()
+
+    def reload(self, settings: Settings) -> None:
+        """Apply new settings without dropping clients (SIGHUP), then run ``on_reload``.
+
+        Settings declared ``restart=True`` (address, port, application...) keep
+        their running value. Limits are read when a connection is created, so
+        new limits apply to connections opened after the reload; timeouts and
+        the ping interval apply at once.
+        """
+        old = self.settings
+        changed = [f for f in fields(Settings) if getattr(old, f.name) != getattr(settings, f.name)]
+        kept = [f.name for f in changed if f.metadata.get("restart")]
+        if kept:
+            log.warning("reload: %s only change at a restart; keeping the running values", kept)
+            settings = replace(settings, **{name: getattr(old, name) for name in kept})
+        self.settings = settings
+        self._schedule_keepalive()
+        for callback in list(self.on_reload):
+            try:
+                callback(settings, old)
+            except Exception:
+                log.exception("error in reload callback %r", callback)
+        applied = [f.name for f in changed if f.name not in kept]
+        log.info("configuration reloaded; changed: %s", ", ".join(applied) or "nothing")
 
     def serve_forever(self) -> None:
         self.start()
         self.install_signal_handlers()
-        log.info(
-            "listening on %s port %s (app %s)", self.settings.host, self.port, self.settings.app
-        )
+        log.info("listening on %s port %s (app %s)", self.settings.host, self.port, self.settings.app)
         try:
             self.loop.run()
         finally:
@@ -171,16 +208,14 @@ class Server:
         self.loop.call_later(0.02, self._wait_for_clients, deadline)
 
     def _stream_handlers(self) -> list[StreamConnection]:
-        return [
-            k.data
-            for k in self.loop.selector.get_map().values()
-            if isinstance(k.data, StreamConnection)
-        ]
+        return [k.data for k in self.loop.selector.get_map().values() if isinstance(k.data, StreamConnection)]
 
     def close(self) -> None:
         """Drop whatever is left and release the loop."""
         for timer in self._timers:
             timer.cancel()
+        if self._keepalive_timer is not None:
+            self._keepalive_timer.cancel()
         for listener in self.listeners:
             listener.close()
         for conn in self._stream_handlers():
