@@ -143,8 +143,23 @@ autobahn_deps() {
   [ -x "$AUTOBAHN_VENV/bin/wstest" ] || { warn "autobahn: no wstest after install"; return 1; }
 }
 
+# ------------------------------------------------------- C accelerator ----
+# The editable install does not leave the optional extension in the source tree;
+# build it in place so the tests and the daemon run with it (a test checks).
+speedups() {
+  local so
+  so="$(find "$REPO/wsdaemon" -maxdepth 1 -name "_speedups*.so" | head -n 1)"
+  if [ -n "$so" ] && [ "$so" -nt "$REPO/wsdaemon/_speedups.c" ]; then
+    say "speedups: $(basename "$so") up to date"
+    return 0
+  fi
+  say "speedups: building the C accelerator in place"
+  (cd "$REPO" && quiet "$PY" setup.py -q build_ext --inplace)
+}
+
 start=$SECONDS
 apt_deps
 py_deps
+speedups
 autobahn_deps
 say "done in $((SECONDS - start)) s"

@@ -170,9 +170,7 @@ def parse_request_head(head: bytes, max_headers: int = DEFAULT_MAX_HEADERS) -> R
         target_str = target.decode("ascii")
     except UnicodeDecodeError:
         raise ProtocolError("non-ASCII request target", status=400) from None
-    request = Request(
-        method.decode("ascii"), target_str, f"{major.decode()}.{minor.decode()}", headers
-    )
+    request = Request(method.decode("ascii"), target_str, f"{major.decode()}.{minor.decode()}", headers)
     path, _, query_string = target_str.partition("?")
     if not path.startswith("/"):
         # absolute-form (proxies) -> keep only the path

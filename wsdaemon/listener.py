@@ -62,9 +62,7 @@ class Listener:
     def _pause(self, exc: OSError) -> None:
         """Out of descriptors: stop polling the listener for a moment instead of spinning."""
         if not self._exhausted_episode:
-            log.error(
-                "accept failed (%s); pausing accepts for %.1fs", exc.strerror, EXHAUSTED_BACKOFF
-            )
+            log.error("accept failed (%s); pausing accepts for %.1fs", exc.strerror, EXHAUSTED_BACKOFF)
             self._exhausted_episode = True
         self.paused = True
         self.server.loop.unregister(self.sock)

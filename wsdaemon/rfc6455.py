@@ -107,9 +107,7 @@ def accept_response(key: str, subprotocol: str | None = None) -> bytes:
 # --- frames ----------------------------------------------------------------
 
 
-def encode_frame(
-    opcode: int, payload: bytes = b"", fin: bool = True, mask: bytes | None = None
-) -> bytes:
+def encode_frame(opcode: int, payload: bytes = b"", fin: bool = True, mask: bytes | None = None) -> bytes:
     """One frame; servers send unmasked frames, clients (tests) pass a 4-byte ``mask``."""
     b0 = (0x80 if fin else 0) | opcode
     n = len(payload)
@@ -240,9 +238,7 @@ class FrameParser:
                 elif opcode < 8 and self._msg_opcode:
                     raise ProtocolError("new data frame inside a fragmented message")
                 if opcode < 8 and self._msg_size + length > self.max_message_size:
-                    raise ProtocolError(
-                        f"message larger than {self.max_message_size} bytes", CLOSE_TOO_BIG
-                    )
+                    raise ProtocolError(f"message larger than {self.max_message_size} bytes", CLOSE_TOO_BIG)
                 if b1 & 0x80:
                     start = pos + hdr + 4
                     if n < start:
@@ -268,9 +264,7 @@ class FrameParser:
                         try:
                             append((OP_TEXT, payload.decode("utf-8")))
                         except UnicodeDecodeError:
-                            raise ProtocolError(
-                                "invalid UTF-8 in text message", CLOSE_INVALID_DATA
-                            ) from None
+                            raise ProtocolError("invalid UTF-8 in text message", CLOSE_INVALID_DATA) from None
                     else:
                         self._start_message(OP_TEXT, length)
                         self._msg_decoder = decoder = _Utf8Decoder()

@@ -155,9 +155,7 @@ class Rfc6455Connection(StreamConnection, AppConnection):
     def _close_received(self, code: int, reason: str) -> None:
         if self._close_sent:
             # The answer to our close: the handshake is complete.
-            self._deliver_close(
-                self.close_code or code, self.close_reason if self.close_code else reason
-            )
+            self._deliver_close(self.close_code or code, self.close_reason if self.close_code else reason)
         else:
             self._close_sent = True
             echo = code if code != rfc6455.CLOSE_NO_STATUS else None
@@ -179,9 +177,7 @@ class Rfc6455Connection(StreamConnection, AppConnection):
         self.close_transport()
 
     def on_write_overflow(self) -> None:
-        log.warning(
-            "%s: slow consumer, %d bytes waiting; closing with 1008", self, self.buffered_amount
-        )
+        log.warning("%s: slow consumer, %d bytes waiting; closing with 1008", self, self.buffered_amount)
         self._wbuf = None
         self._out = None
         try:  # best effort: the buffer is full, so the close frame may not fit

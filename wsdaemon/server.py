@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import fields, replace
 from typing import Any
 
+from . import masking
 from .appconnection import AppConnection
 from .application import Application
 from .config import Settings
@@ -179,7 +180,13 @@ class Server:
     def serve_forever(self) -> None:
         self.start()
         self.install_signal_handlers()
-        log.info("listening on %s port %s (app %s)", self.settings.host, self.port, self.settings.app)
+        log.info(
+            "listening on %s port %s (app %s, masking %s)",
+            self.settings.host,
+            self.port,
+            self.settings.app,
+            "in C" if masking.ACCELERATED else "in pure Python",
+        )
         try:
             self.loop.run()
         finally:
