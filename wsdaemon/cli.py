@@ -1,8 +1,8 @@
-"""The ``wsdaemon`` command: ``run`` in the foreground, ``start/stop/restart/reload/status`` a daemon.
+"""The ``wsdaemon`` command: ``run`` in the foreground; ``start/stop/restart/reload/status`` a daemon.
 
 Every command takes the same options (one per :class:`Settings` field, plus
 ``--config``), so one command line or config file serves them all; ``stop``,
-``reload`` and ``status`` only use the pid file, address and port.
+``reload``, ``reopen-logs`` and ``status`` only use the pid file, address and port.
 """
 
 from __future__ import annotations
@@ -64,12 +64,23 @@ def server_options(fn):
     return fn
 
 
-def load_settings(ctx: click.Context, options: dict[str, Any]) -> tuple[SettingsSource, Settings]:
+def load_settings(
+    ctx: click.Context, options: dict[str, Any], tolerant: bool = False
+) -> tuple[SettingsSource, Settings]:
+    """The command's settings; a bad config file is an error.
+
+    ``tolerant`` (stop, status, reopen-logs): when the pid file is given on the
+    command line or in the environment, a broken config file is only a warning,
+    so a daemon can still be stopped after someone broke its file.
+    """
     source = source_from_click(ctx, options)
     try:
         return source, source.load()
     except SettingsError as exc:
-        raise click.ClickException(str(exc)) from exc
+        if not (tolerant and "pidfile" in source.overrides):
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"Warning: {exc}; ignoring the config file", err=True)
+        return source, Settings(**source.overrides)
 
 
 def fail(exc: ServiceError) -> click.ClickException:
@@ -132,7 +143,7 @@ _timeout_option = click.option(
 @click.pass_context
 def stop(ctx: click.Context, timeout: float | None, **options: Any) -> None:
     """Stop the daemon gracefully (SIGTERM) and wait until it has exited."""
-    _, settings = load_settings(ctx, options)
+    _, settings = load_settings(ctx, options, tolerant=True)
     try:
         stop_daemon(settings, timeout, say=click.echo)
     except ServiceError as exc:
@@ -157,13 +168,30 @@ def restart(ctx: click.Context, timeout: float | None, **options: Any) -> None:
 @server_options
 @click.pass_context
 def reload(ctx: click.Context, **options: Any) -> None:
-    """Make the daemon reload its config file (SIGHUP) without dropping clients."""
-    _, settings = load_settings(ctx, options)
+    """Make the daemon reload its config file (SIGHUP) without dropping clients.
+
+    The file is checked first: a broken one is refused and the daemon keeps running as it is.
+    """
+    _signal(ctx, options, signal.SIGHUP, "reload")
+
+
+@main.command("reopen-logs")
+@server_options
+@click.pass_context
+def reopen_logs(ctx: click.Context, **options: Any) -> None:
+    """Make the daemon reopen its log file (SIGUSR1), after logrotate moved it."""
+    _signal(ctx, options, signal.SIGUSR1, "log reopen", tolerant=True)
+
+
+def _signal(
+    ctx: click.Context, options: dict[str, Any], signum: int, what: str, tolerant: bool = False
+) -> None:
+    _, settings = load_settings(ctx, options, tolerant)
     try:
-        pid = signal_daemon(settings, signal.SIGHUP)
+        pid = signal_daemon(settings, signum)
     except ServiceError as exc:
         raise fail(exc) from exc
-    click.echo(f"wsdaemon: reload requested (SIGHUP to pid {pid})")
+    click.echo(f"wsdaemon: {what} requested ({signal.Signals(signum).name} to pid {pid})")
 
 
 @main.command()
@@ -171,7 +199,7 @@ def reload(ctx: click.Context, **options: Any) -> None:
 @click.pass_context
 def status(ctx: click.Context, **options: Any) -> None:
     """Print pid, port, uptime and connections; exit 0 running, 1 dead (stale pid file), 3 stopped."""
-    _, settings = load_settings(ctx, options)
+    _, settings = load_settings(ctx, options, tolerant=True)
     code, line = daemon_status(settings)
     click.echo(line)
     ctx.exit(code)

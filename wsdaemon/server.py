@@ -175,6 +175,8 @@ class Server:
             except Exception:
                 log.exception("error in reload callback %r", callback)
         applied = [f.name for f in changed if f.name not in kept]
+        for name in applied:
+            log.debug("reload: %s %r -> %r", name, getattr(old, name), getattr(settings, name))
         log.info("configuration reloaded; changed: %s", ", ".join(applied) or "nothing")
 
     def serve_forever(self) -> None:

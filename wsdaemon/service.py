@@ -15,6 +15,7 @@ SIGHUP reloads the config file, SIGUSR1 reopens the log file.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -23,7 +24,6 @@ import signal
 import socket
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -328,12 +328,16 @@ def status_host(host: str) -> str:
 
 
 def fetch_status(settings: Settings, timeout: float = 3.0) -> dict:
-    """The daemon's ``GET /status`` document."""
-    host = status_host(settings.host)
-    netloc = f"[{host}]" if ":" in host else host
-    url = f"http://{netloc}:{settings.port}/status"
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return json.load(resp)
+    """The daemon's ``GET /status`` document (straight to the port: no proxy from the environment)."""
+    conn = http.client.HTTPConnection(status_host(settings.host), settings.port, timeout=timeout)
+    try:
+        conn.request("GET", "/status")
+        resp = conn.getresponse()
+        if resp.status != 200:
+            raise ValueError(f"/status answered {resp.status} {resp.reason}")
+        return json.loads(resp.read(65536))
+    finally:
+        conn.close()
 
 
 def daemon_status(settings: Settings) -> tuple[int, str]:

@@ -198,6 +198,8 @@ def sample_config() -> str:
         if notes:
             help_text += f" ({'; '.join(notes)})"
         lines.append("")
-        lines.extend(textwrap.wrap(help_text, 76, initial_indent="# ", subsequent_indent="# "))
+        lines.extend(
+            textwrap.wrap(help_text, 76, initial_indent="# ", subsequent_indent="# ", break_on_hyphens=False)
+        )
         lines.append(f"#{f.name} = {format_value(f.default)}".rstrip())
     return "\n".join(lines) + "\n"
