@@ -114,7 +114,7 @@ def test_start_status_restart_reload_stop(tmp_path):
         for action in ("reload", "force-reload"):
             result = init(action)
             assert result.returncode == 0, result.stdout + result.stderr
-        assert init.logfile.read_text().count("SIGHUP: reloading the configuration") == 2
+        assert init.logfile.read_text().count("SIGHUP: reloading") == 2
         assert init.pid() == new_pid
 
         stopped = init("stop")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import websockets
@@ -331,3 +334,26 @@ def test_default_pid_file_is_shared_by_start_stop_and_status(service_factory):
             pid = int(open(path).read().split()[0])
             if process_exists(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_started_daemon_runs_workers_reloads_them_and_stops_them(service_factory, tmp_path):
+    # the application sits in the directory `start` runs from, as `python -m` allows:
+    # the daemon (working in /) and its worker processes must still import it
+    shutil.copy(Path(__file__).with_name("taskapp.py"), tmp_path / "taskapp_cwd.py")
+    svc = service_factory("--workers", "1", app="taskapp_cwd:app")
+    svc.start()
+
+    def task(ws, name, *args):
+        ws.send(json.dumps({"id": 1, "task": name, "args": list(args)}))
+        return json.loads(ws.recv(timeout=30))["result"]
+
+    with client(svc.url) as ws:
+        assert task(ws, "add", 2, 3) == 5
+        first_worker = task(ws, "whoami")["pid"]
+        assert svc.cli("reload").returncode == 0
+        svc.wait_log("workers restarted")
+        second_worker = task(ws, "whoami")["pid"]
+        assert second_worker != first_worker
+        assert not process_exists(first_worker)
+        assert svc.cli("stop").returncode == 0
+    assert not process_exists(second_worker)

@@ -7,6 +7,8 @@ Every command takes the same options (one per :class:`Settings` field, plus
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -222,6 +224,58 @@ def show_config(ctx: click.Context, sample: bool, **options: Any) -> None:
     click.echo("[wsdaemon]")
     for name, value, origin in rows:
         click.echo(f"{name} = {format_value(value)}".ljust(40) + f" # {origin}")
+
+
+@main.command()
+@click.option(
+    "--app", "app_spec", default=Settings.app, show_default=True, help="Application, as module:attribute."
+)
+@click.option("--socket", "socket_path", metavar="PATH", help="The daemon's Unix worker socket.")
+@click.option("--connect", metavar="HOST:PORT", help="The daemon's TCP worker listener (--worker-listen).")
+@click.option(
+    "--token-file", type=click.Path(dir_okay=False), help="File with the shared secret (for --connect)."
+)
+@click.option(
+    "--max-frame", type=int, default=16 * 1024 * 1024, show_default=True, help="Largest message in bytes."
+)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
+@click.option(
+    "--supervised", is_flag=True, hidden=True, help="Started by the daemon: exit when disconnected."
+)
+def worker(app_spec, socket_path, connect, token_file, max_frame, log_level, supervised) -> None:
+    """Run the application's task functions for a daemon (see docs/workers.md)."""
+    from .worker import EXIT_REFUSED, run_worker
+    from .workerpool import parse_host_port
+
+    logging.basicConfig(
+        level=log_level.upper(),
+        format=f"%(asctime)s %(levelname)s %(name)s[{os.getpid()}]: %(message)s",
+        stream=sys.stderr,
+    )
+    if bool(socket_path) == bool(connect):
+        raise click.UsageError("give exactly one of --socket PATH and --connect HOST:PORT")
+    address = None
+    if connect:
+        try:
+            address = parse_host_port(connect)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+    token = ""
+    if token_file:
+        try:
+            with open(token_file, encoding="utf-8") as f:
+                token = f.read().strip()
+        except OSError as exc:
+            raise click.ClickException(f"cannot read {token_file}: {exc.strerror}") from None
+    elif connect:
+        raise click.UsageError("--connect needs --token-file")
+    try:
+        status = run_worker(app_spec, socket_path, address, token, supervised, max_frame)
+    except KeyboardInterrupt:
+        status = 130
+    if status == EXIT_REFUSED:
+        click.echo("wsdaemon worker: refused by the daemon", err=True)
+    sys.exit(status)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,6 +24,7 @@ from .static import StaticFiles, serve_status
 log = logging.getLogger("wsdaemon.server")
 
 SWEEP_INTERVAL = 0.25
+_NOT_ENCODED = object()
 
 
 class Server:
@@ -45,9 +46,34 @@ class Server:
         self._keepalive_timer: TimerHandle | None = None
         #: ``callback(settings, old_settings)`` after :meth:`reload` applied new settings.
         self.on_reload: list[Callable[[Settings, Settings], Any]] = []
+        #: Returns fresh settings on SIGHUP (the service layer reads the config file again).
+        self.settings_loader: Callable[[], Settings] | None = None
         if self.settings.static:
             StaticFiles().install(self.router)
         self.router.routes["/status"] = serve_status
+        #: Parts started, reloaded, shut down and closed with the server (see add_component).
+        self.components: list[Any] = []
+        #: The worker pool for the application's task functions, when configured.
+        self.workers: Any = None
+        if self.settings.workers or self.settings.worker_listen:
+            from .workerpool import WorkerPool
+
+            self.workers = self.add_component(WorkerPool(self))
+
+    def add_component(self, component: Any) -> Any:
+        """Tie ``component`` to the server's life: its ``start()``, ``reload()`` (SIGHUP),
+        ``shutdown()`` and ``close()`` are called, when it has them, with the server's."""
+        self.components.append(component)
+        return component
+
+    def _call_components(self, method: str) -> None:
+        for component in list(self.components):
+            fn = getattr(component, method, None)
+            if fn is not None:
+                try:
+                    fn()
+                except Exception:
+                    log.exception("error in %s.%s()", type(component).__name__, method)
 
     # -- sockets -----------------------------------------------------------------
 
@@ -109,16 +135,21 @@ class Server:
         connections: Iterable[AppConnection] | None = None,
         exclude: AppConnection | None = None,
     ) -> int:
-        """Send ``message`` to every open connection (or ``connections``); encoded once per transport."""
+        """Send ``message`` to every open connection (or ``connections``); encoded once per transport.
+
+        Returns how many connections got it: a binary message skips hixie clients.
+        """
         encoded: dict[type, Any] = {}
         count = 0
         for conn in list(self.connections if connections is None else connections):
             if conn is exclude or not conn.open:
                 continue
             cls = type(conn)
-            frame = encoded.get(cls)
-            if frame is None:
+            frame = encoded.get(cls, _NOT_ENCODED)
+            if frame is _NOT_ENCODED:
                 frame = encoded[cls] = cls.encode_message(message)
+            if frame is None:  # the transport cannot carry it (binary to a hixie client)
+                continue
             conn.send_encoded(frame)
             count += 1
         return count
@@ -132,6 +163,10 @@ class Server:
         self.started_at = time.monotonic()
         self._timers.append(self.loop.call_every(SWEEP_INTERVAL, self._sweep))
         self._schedule_keepalive()
+        for component in self.components:
+            start = getattr(component, "start", None)
+            if start is not None:
+                start()
         self.app.started(self)
 
     def _schedule_keepalive(self) -> None:
@@ -145,6 +180,7 @@ class Server:
     def install_signal_handlers(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self._stop_signal)
+        self.loop.add_signal_handler(signal.SIGHUP, self._reload_signal)
 
     def _stop_signal(self) -> None:
         if self.stopping:
@@ -153,14 +189,30 @@ class Server:
         else:
             self.shutdown()
 
-    def reload(self, settings: Settings) -> None:
-        """Apply new settings without dropping clients (SIGHUP), then run ``on_reload``.
+    def _reload_signal(self) -> None:
+        log.info("SIGHUP: reloading")
+        settings = None
+        if self.settings_loader is not None:
+            try:
+                settings = self.settings_loader()
+            except Exception as exc:
+                log.error("reload failed, keeping the running configuration: %s", exc)
+                return
+        self.reload(settings)
 
-        Settings declared ``restart=True`` (address, port, application...) keep
-        their running value. Limits are read when a connection is created, so
-        new limits apply to connections opened after the reload; timeouts and
-        the ping interval apply at once.
+    def reload(self, settings: Settings | None = None) -> None:
+        """SIGHUP: apply new settings (if given), run ``on_reload``, then every component reloads.
+
+        Settings declared ``restart=True`` (address, port, application, workers...)
+        keep their running value. Limits are read when a connection is created, so
+        new limits apply to connections opened after the reload; timeouts and the
+        ping interval apply at once. The worker pool restarts its workers one at a time.
         """
+        if settings is not None:
+            self._apply_settings(settings)
+        self._call_components("reload")
+
+    def _apply_settings(self, settings: Settings) -> None:
         old = self.settings
         changed = [f for f in fields(Settings) if getattr(old, f.name) != getattr(settings, f.name)]
         kept = [f.name for f in changed if f.metadata.get("restart")]
@@ -202,6 +254,7 @@ class Server:
         log.info("shutting down: closing %d connections", len(self.connections))
         for listener in self.listeners:
             listener.close()
+        self._call_components("shutdown")
         for conn in list(self.connections):
             try:
                 conn.close(code, reason)
@@ -227,6 +280,7 @@ class Server:
             self._keepalive_timer.cancel()
         for listener in self.listeners:
             listener.close()
+        self._call_components("close")
         for conn in self._stream_handlers():
             conn.close_transport()
         try:

@@ -22,6 +22,7 @@ import os
 import select
 import signal
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from .config import Settings
 from .logs import LogSetup
 from .pidfile import ABSENT, RUNNING, AlreadyRunning, PidFile, process_exists
 from .server import Server, bind_socket
-from .settings_loader import SettingsError, SettingsSource
+from .settings_loader import SettingsSource
 
 log = logging.getLogger("wsdaemon.service")
 
@@ -106,27 +107,26 @@ def serve(
     ready: Callable[[], None] | None = None,
 ) -> None:
     """Serve on ``sock`` until SIGTERM/SIGINT; SIGHUP reloads, SIGUSR1 reopens the log."""
-    server = Server(app, settings)
+    try:
+        server = Server(app, settings)
+    except (OSError, ValueError) as exc:
+        raise ServiceError(f"cannot start: {exc}") from exc
     server.listen(sock)
     loop = server.loop
     notifier = SystemdNotifier()
     server.on_reload.append(logs.apply)
 
-    def reload() -> None:
+    def load_settings() -> Settings:
         notifier.notify("RELOADING=1")
-        log.info("SIGHUP: reloading the configuration")
-        try:
-            server.reload(source.load())
-        except SettingsError as exc:
-            log.error("reload failed, keeping the running configuration: %s", exc)
-        notifier.notify("READY=1")
+        loop.call_soon(notifier.notify, "READY=1")  # after the reload, even a failed one
+        return source.load()
 
     def on_ready() -> None:
         notifier.notify(f"READY=1\nMAINPID={os.getpid()}")
         if ready is not None:
             ready()
 
-    loop.add_signal_handler(signal.SIGHUP, reload)
+    server.settings_loader = load_settings
     loop.add_signal_handler(signal.SIGUSR1, logs.reopen)
     loop.call_soon(on_ready)
     server.serve_forever()
@@ -181,6 +181,7 @@ def start_daemon(source: SettingsSource, settings: Settings, say: Callable[[str]
             log_stream = open(settings.logfile, "a")  # noqa: SIM115 - handed to the daemon
         except OSError as exc:
             raise ServiceError(f"cannot open log file {settings.logfile}: {exc.strerror}") from exc
+    _keep_import_path()
     app, sock = prepare(settings)
     read_end, write_end = os.pipe()
     child = os.fork()
@@ -200,6 +201,17 @@ def start_daemon(source: SettingsSource, settings: Settings, say: Callable[[str]
         status = _daemon_main(source, settings, app, sock, pidfile, log_stream, write_end)
     finally:
         os._exit(status)
+
+
+def _keep_import_path() -> None:
+    """The daemon works in ``/``: keep the directory ``python -m`` put on sys.path importable.
+
+    Also through PYTHONPATH, for the worker processes the daemon starts.
+    """
+    cwd = os.getcwd()
+    if "" in sys.path or cwd in sys.path:
+        sys.path[:] = [cwd if entry == "" else entry for entry in sys.path]
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [cwd, os.environ.get("PYTHONPATH")]))
 
 
 def _daemon_main(
