@@ -288,12 +288,21 @@ class LongPolling:
 
     def __init__(self, server: Any) -> None:
         self.server = server
-        self.settings = server.settings
         self.sessions: dict[str, LongPollSession] = {}
+        self.any_origin = False
+        self.origins: set[str] = set()
+        self.reload()
+        self._timer = server.loop.call_every(SWEEP_INTERVAL, self._sweep)
+
+    @property
+    def settings(self) -> Any:
+        return self.server.settings  # replaced by a reload
+
+    def reload(self) -> None:
+        """(Re)read the allowed origins; the other limits are read where they are used."""
         origins = [o.strip() for o in self.settings.longpoll_cors_origins.split(",") if o.strip()]
         self.any_origin = "*" in origins
         self.origins = {_normalize_origin(o) for o in origins if o != "*"}
-        self._timer = server.loop.call_every(SWEEP_INTERVAL, self._sweep)
 
     def install(self, router: Any) -> None:
         router.prefixes[PREFIX] = self.handle
