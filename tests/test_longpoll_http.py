@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import signal
 import socket
 import time
 
@@ -395,3 +396,16 @@ def test_shutdown_closes_sessions_with_1001_without_waiting(daemon_factory):
     assert log.count("code=1001 reason='server shutting down'") == 2
     held.close_sockets()
     idle.close_sockets()
+
+
+def test_sighup_reloads_the_allowed_origins(daemon_factory, tmp_path):
+    config = tmp_path / "wsdaemon.conf"
+    config.write_text("[wsdaemon]\nlongpoll_cors_origins = http://a.example\n")
+    d = daemon_factory("--config", str(config), app=APP)
+    assert preflight(d, "http://a.example")[0] == 204
+    assert preflight(d, "http://b.example")[0] == 403
+    config.write_text("[wsdaemon]\nlongpoll_cors_origins = http://b.example\n")
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "configuration reloaded" in d.log())
+    assert preflight(d, "http://b.example")[0] == 204
+    assert preflight(d, "http://a.example")[0] == 403
