@@ -38,6 +38,9 @@ def message(conn, msg):
             conn.send(f"TypeError: {exc}")
         else:
             conn.send("no error")
+    elif command == "flood":
+        for _ in range(int(arg)):
+            conn.send("f" * 65536)
     elif command == "close":
         conn.close()
     elif command == "raise":

@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from wsdaemon import hixie
 from wsdaemon.errors import HandshakeError
@@ -436,3 +438,15 @@ def test_encode_text():
     assert hixie.encode_text("") == b"\x00\xff"
     assert hixie.encode_text("hi ☃") == b"\x00hi \xe2\x98\x83\xff"
     assert hixie.CLOSE_FRAME == b"\xff\x00"
+
+
+@given(
+    messages=st.lists(st.text(max_size=40), max_size=20),
+    cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=10),
+    closing_handshake=st.booleans(),
+)
+def test_any_messages_cut_anywhere_round_trip(messages, cuts, closing_handshake):
+    data = b"".join(hixie.encode_text(m) for m in messages)
+    parser = hixie.FrameParser(1000, closing_handshake)
+    events = feed_parts(parser, data, sorted(c for c in cuts if c <= len(data)))
+    assert events == [(OP_TEXT, m) for m in messages]

@@ -362,6 +362,20 @@ def test_callback_exception_closes_with_1011(shared, observer, draft):
 
 
 @pytest.mark.parametrize("draft", DRAFTS)
+def test_slow_consumer_is_dropped_with_1008(daemon_factory, draft):
+    d = daemon_factory("--max-write-buffer", str(1024 * 1024), app=APP)
+    obs = Observer(d)
+    try:
+        path = unique_path()
+        with connect(d, draft, path) as c:
+            c.send_text("flood:400")  # 25 MiB for a client that reads nothing
+            assert obs.closed(f"hixie-{draft}", path) == (1008, "slow consumer")
+        assert_alive(d)
+    finally:
+        obs.close()
+
+
+@pytest.mark.parametrize("draft", DRAFTS)
 def test_idle_connection_is_closed(daemon_factory, draft):
     d = daemon_factory("--idle-timeout", "1", app=APP)
     obs = Observer(d)
