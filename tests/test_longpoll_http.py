@@ -409,3 +409,27 @@ def test_sighup_reloads_the_allowed_origins(daemon_factory, tmp_path):
     wait_for(lambda: "configuration reloaded" in d.log())
     assert preflight(d, "http://b.example")[0] == 204
     assert preflight(d, "http://a.example")[0] == 403
+
+
+def test_pipelined_request_behind_a_held_poll_is_served_after_it(lp_daemon):
+    s = Session(lp_daemon)
+    poll = f"GET /lp/{s.id}/poll?ack=1 HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    status = b"GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    started = time.monotonic()
+    reply = raw_http(lp_daemon.host, lp_daemon.port, poll + status)
+    assert time.monotonic() - started > 0.8  # the poll was held for the hold time first
+    first, _, rest = reply.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 200 ")
+    assert rest.startswith(b'{"ack":0,"messages":[]}HTTP/1.1 200 ')
+    assert json.loads(rest.split(b"\r\n\r\n", 1)[1])["long_polling"]["sessions"] >= 1
+    s.close_sockets()
+
+
+def test_a_poll_whose_client_went_away_lets_the_session_expire(daemon_factory):
+    d = daemon_factory("--longpoll-expire", "1", "--longpoll-hold", "30", app=APP)
+    s = Session(d, "/gone")
+    s.start_held_poll()
+    s.poll_conn.close()  # the client vanished while its poll was held
+    record = wait_for(lambda: [c for c in closes(d) if c["path"] == "/gone"], timeout=10)
+    assert record[0]["code"] == 1006 and record[0]["reason"] == "session expired"
+    s.close_sockets()
