@@ -23,14 +23,10 @@ def server_options(fn):
         choices = f.metadata.get("choices")
         if f.type in ("bool", bool):
             decl = f"{name}/--no-{f.name.replace('_', '-')}"
-            fn = click.option(decl, f.name, default=f.default, show_default=True, help=help_text)(
-                fn
-            )
+            fn = click.option(decl, f.name, default=f.default, show_default=True, help=help_text)(fn)
             continue
         kind = click.Choice(choices, case_sensitive=False) if choices else _CLICK_TYPES[str(f.type)]
-        fn = click.option(
-            name, f.name, default=f.default, show_default=True, type=kind, help=help_text
-        )(fn)
+        fn = click.option(name, f.name, default=f.default, show_default=True, type=kind, help=help_text)(fn)
     return fn
 
 
@@ -70,9 +66,7 @@ def run(**options) -> None:
 def _not_yet(name: str):
     @click.pass_context
     def command(ctx, **_):
-        click.echo(
-            f"wsdaemon {name}: not implemented yet; use 'wsdaemon run' under a supervisor", err=True
-        )
+        click.echo(f"wsdaemon {name}: not implemented yet; use 'wsdaemon run' under a supervisor", err=True)
         ctx.exit(2)
 
     command.__name__ = name

@@ -25,29 +25,42 @@ class Settings:
     backlog: int = option(1024, "Listen backlog.")
     log_level: str = option("info", "Log level.", ("debug", "info", "warning", "error"))
     # -- RFC 6455 --
-    max_message_size: int = option(
-        16 * 1024 * 1024, "Largest message in bytes; bigger ones close with 1009."
-    )
+    max_message_size: int = option(16 * 1024 * 1024, "Largest message in bytes; bigger ones close with 1009.")
     ping_interval: float = option(20.0, "Ping a client idle this many seconds (0: never).")
-    ping_timeout: float = option(
-        20.0, "Drop a client that has not answered a ping within this many seconds."
-    )
+    ping_timeout: float = option(20.0, "Drop a client that has not answered a ping within this many seconds.")
     close_timeout: float = option(5.0, "Seconds to wait for the client's close frame after ours.")
     # -- limits --
     max_write_buffer: int = option(
         64 * 1024 * 1024,
         "Outbound bytes one connection may have waiting before it is dropped as a slow consumer.",
     )
-    max_header_bytes: int = option(
-        16384, "Largest request line plus headers, in bytes (431 above)."
-    )
+    max_header_bytes: int = option(16384, "Largest request line plus headers, in bytes (431 above).")
     max_headers: int = option(100, "Most request headers (431 above).")
-    handshake_timeout: float = option(
-        10.0, "Seconds a new connection has to send its complete request head."
-    )
+    handshake_timeout: float = option(10.0, "Seconds a new connection has to send its complete request head.")
     # -- shutdown --
-    shutdown_grace: float = option(
-        5.0, "Seconds clients get to finish their closing handshake at shutdown."
+    shutdown_grace: float = option(5.0, "Seconds clients get to finish their closing handshake at shutdown.")
+    # -- hardening: connection limits, Origin policy, TLS (docs/security.md) --
+    max_connections: int = option(
+        10000, "Most client connections at once, handshakes included (503 above; 0: no limit)."
+    )
+    idle_timeout: float = option(
+        0.0, "Close a connection that has sent nothing for this many seconds (0: never)."
+    )
+    max_frames_per_message: int = option(
+        100000, "Most frames in one fragmented RFC 6455 message (1009 above)."
+    )
+    allowed_origins: str = option(
+        "",
+        "Comma-separated Origins allowed to connect, like https://example.com or "
+        "https://*.example.com (403 otherwise; empty: allow all).",
+    )
+    allow_missing_origin: bool = option(
+        True, "Accept handshakes without an Origin header (non-browser clients)."
+    )
+    certfile: str = option("", "PEM certificate chain: serve wss:// and https:// (TLS).")
+    keyfile: str = option("", "PEM private key for --certfile (default: inside the certfile).")
+    tls_port: int = option(
+        0, "With --certfile: a second port for TLS, the main one stays plain (0: the main port is TLS)."
     )
 
 

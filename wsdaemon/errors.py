@@ -14,9 +14,7 @@ class ProtocolError(Exception):
 class HandshakeError(ProtocolError):
     """A handshake request that gets an HTTP error response instead of an upgrade."""
 
-    def __init__(
-        self, reason: str, status: int = 400, headers: list[tuple[str, str]] | None = None
-    ):
+    def __init__(self, reason: str, status: int = 400, headers: list[tuple[str, str]] | None = None):
         super().__init__(reason, code=1002, status=status)
         self.headers = headers or []
 

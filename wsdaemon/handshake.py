@@ -62,9 +62,7 @@ class HttpConnection(StreamConnection):
             self.server.unwatch(self)
             self.close_after_flush()
 
-    def respond_error(
-        self, status: int, message: str, headers: list[tuple[str, str]] | None = None
-    ) -> None:
+    def respond_error(self, status: int, message: str, headers: list[tuple[str, str]] | None = None) -> None:
         self.respond(error_response(status, message, headers))
 
     def on_deadline(self, now: float) -> None:
@@ -149,9 +147,7 @@ def websocket_protocol(request: Request) -> str | None:
     if "Sec-WebSocket-Key1" in headers and "Sec-WebSocket-Key2" in headers:
         return "hixie-76"
     if "Sec-WebSocket-Key" in headers:
-        raise HandshakeError(
-            "missing Sec-WebSocket-Version", 426, [("Sec-WebSocket-Version", "13")]
-        )
+        raise HandshakeError("missing Sec-WebSocket-Version", 426, [("Sec-WebSocket-Version", "13")])
     return "hixie-75"
 
 

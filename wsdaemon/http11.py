@@ -170,9 +170,7 @@ def parse_request_head(head: bytes, max_headers: int = DEFAULT_MAX_HEADERS) -> R
         target_str = target.decode("ascii")
     except UnicodeDecodeError:
         raise ProtocolError("non-ASCII request target", status=400) from None
-    request = Request(
-        method.decode("ascii"), target_str, f"{major.decode()}.{minor.decode()}", headers
-    )
+    request = Request(method.decode("ascii"), target_str, f"{major.decode()}.{minor.decode()}", headers)
     path, _, query_string = target_str.partition("?")
     if not path.startswith("/"):
         # absolute-form (proxies) -> keep only the path
@@ -222,6 +220,8 @@ def build_response(
             reason = "Unknown"
     lines = [f"HTTP/1.1 {status} {reason}"]
     for name, value in headers or ():
+        if not is_token(name):
+            raise ValueError(f"header name {name!r} is not a token")
         if not is_safe_header_value(value):
             raise ValueError(f"unsafe header value for {name}")
         lines.append(f"{name}: {value}")
@@ -232,6 +232,10 @@ def build_response(
 
 def error_response(status: int, message: str, extra: list[tuple[str, str]] | None = None) -> bytes:
     """A small plain-text error response that closes the connection."""
-    headers = [("Content-Type", "text/plain; charset=utf-8"), ("Connection", "close")]
+    headers = [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Connection", "close"),
+    ]
     headers.extend(extra or ())
     return build_response(status, headers, (message + "\n").encode("utf-8"))

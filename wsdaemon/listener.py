@@ -19,12 +19,14 @@ _EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 class Listener:
     """Accepts clients and gives each one a fresh handler from ``make_handler``."""
 
-    __slots__ = ("server", "sock", "make_handler", "paused", "_exhausted_episode")
+    __slots__ = ("server", "sock", "make_handler", "secure", "paused", "_exhausted_episode")
 
-    def __init__(self, server: Any, sock: socket.socket, make_handler: Any) -> None:
+    def __init__(self, server: Any, sock: socket.socket, make_handler: Any, secure: bool = False) -> None:
         self.server = server
         self.sock = sock
         self.make_handler = make_handler
+        #: Clients of this listener speak TLS first.
+        self.secure = secure
         self.paused = False
         self._exhausted_episode = False
 
@@ -44,9 +46,9 @@ class Listener:
             if self._exhausted_episode:
                 log.info("accepting again after descriptor exhaustion")
                 self._exhausted_episode = False
-            if not self.server.admit(client, address):
-                continue
             client.setblocking(False)
+            if not self.server.admit(client, address, secure=self.secure):
+                continue
             if client.family in (socket.AF_INET, socket.AF_INET6):
                 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             handler = self.make_handler(client, address)
@@ -62,9 +64,7 @@ class Listener:
     def _pause(self, exc: OSError) -> None:
         """Out of descriptors: stop polling the listener for a moment instead of spinning."""
         if not self._exhausted_episode:
-            log.error(
-                "accept failed (%s); pausing accepts for %.1fs", exc.strerror, EXHAUSTED_BACKOFF
-            )
+            log.error("accept failed (%s); pausing accepts for %.1fs", exc.strerror, EXHAUSTED_BACKOFF)
             self._exhausted_episode = True
         self.paused = True
         self.server.loop.unregister(self.sock)

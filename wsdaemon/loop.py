@@ -28,9 +28,7 @@ class TimerHandle:
 
     __slots__ = ("when", "seq", "callback", "args", "interval", "cancelled")
 
-    def __init__(
-        self, when: float, seq: int, callback: Callable, args: tuple, interval: float | None
-    ):
+    def __init__(self, when: float, seq: int, callback: Callable, args: tuple, interval: float | None):
         self.when = when
         self.seq = seq
         self.callback = callback

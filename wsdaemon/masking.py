@@ -9,9 +9,7 @@ def _apply_mask_python(data: bytes | bytearray | memoryview, mask: bytes) -> byt
     if n == 0:
         return b""
     repeated = (mask * ((n >> 2) + 1))[:n]
-    return (int.from_bytes(data, "little") ^ int.from_bytes(repeated, "little")).to_bytes(
-        n, "little"
-    )
+    return (int.from_bytes(data, "little") ^ int.from_bytes(repeated, "little")).to_bytes(n, "little")
 
 
 try:  # pragma: no cover - depends on the build

@@ -53,7 +53,10 @@ class Rfc6455Connection(StreamConnection, AppConnection):
         self.close_code: int | None = None
         self.close_reason = ""
         self.data: Any = None
-        self.parser = FrameParser(server.settings.max_message_size)
+        self.parser = FrameParser(
+            server.settings.max_message_size,
+            max_frames_per_message=server.settings.max_frames_per_message,
+        )
         self._ping_sent_at = 0.0
         self._close_sent = False
 
@@ -155,9 +158,7 @@ class Rfc6455Connection(StreamConnection, AppConnection):
     def _close_received(self, code: int, reason: str) -> None:
         if self._close_sent:
             # The answer to our close: the handshake is complete.
-            self._deliver_close(
-                self.close_code or code, self.close_reason if self.close_code else reason
-            )
+            self._deliver_close(self.close_code or code, self.close_reason if self.close_code else reason)
         else:
             self._close_sent = True
             echo = code if code != rfc6455.CLOSE_NO_STATUS else None
@@ -179,18 +180,29 @@ class Rfc6455Connection(StreamConnection, AppConnection):
         self.close_transport()
 
     def on_write_overflow(self) -> None:
+        """Slow consumer: drop the queued messages, end with a 1008 close frame, free the buffer.
+
+        The frame being sent is finished first so the close frame starts on a
+        frame boundary; the client reads it whenever it reads again, or is
+        dropped after ``close_timeout``.
+        """
+        waiting = self.buffered_amount
+        dropped = self.discard_unsent()
         log.warning(
-            "%s: slow consumer, %d bytes waiting; closing with 1008", self, self.buffered_amount
+            "%s: slow consumer, %d bytes waiting (limit %d); dropped %d, closing with 1008",
+            self,
+            waiting,
+            self.server.settings.max_write_buffer,
+            dropped,
         )
-        self._wbuf = None
-        self._out = None
-        try:  # best effort: the buffer is full, so the close frame may not fit
-            self.sock.send(encode_close(rfc6455.CLOSE_POLICY, "slow consumer"))
-        except OSError:
-            pass
-        self._close_sent = True
+        self.parser.done = True
+        if not self._close_sent:
+            self._close_sent = True
+            self.write(encode_close(rfc6455.CLOSE_POLICY, "slow consumer"))
         self._deliver_close(rfc6455.CLOSE_POLICY, "slow consumer")
-        self.close_transport()
+        self.deadline = self.loop.now + self.server.settings.close_timeout
+        self.server.watch(self)
+        self.close_after_flush()
 
     def check_keepalive(self, now: float, interval: float, timeout: float) -> None:
         """Ping an idle peer; drop one that has not answered within ``timeout``."""
