@@ -31,8 +31,9 @@ class Settings:
     close_timeout: float = option(5.0, "Seconds to wait for the client's close frame after ours.")
     # -- limits --
     max_write_buffer: int = option(
-        64 * 1024 * 1024,
-        "Outbound bytes one connection may have waiting before it is dropped as a slow consumer.",
+        8 * 1024 * 1024,
+        "Outbound bytes one connection may have queued behind the message being sent; "
+        "over it the client is a slow consumer and is closed with 1008 (0: no limit).",
     )
     max_header_bytes: int = option(16384, "Largest request line plus headers, in bytes (431 above).")
     max_headers: int = option(100, "Most request headers (431 above).")

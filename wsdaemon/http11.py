@@ -16,8 +16,11 @@ from http.cookies import CookieError, SimpleCookie
 from .errors import ProtocolError
 
 _TOKEN_RE = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_REQUEST_LINE_RE = re.compile(rb"^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) HTTP/(\d)\.(\d)$")
+# The target is visible ASCII only (RFC 9112 3.2): no control characters, no spaces.
+_REQUEST_LINE_RE = re.compile(rb"^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP/(\d)\.(\d)$")
 _CTL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# A field value is visible characters, spaces and tabs (RFC 9110 5.5): any other control is refused.
+_BAD_VALUE_RE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 DEFAULT_MAX_HEADER_BYTES = 16384
 DEFAULT_MAX_HEADERS = 100
@@ -163,7 +166,7 @@ def parse_request_head(head: bytes, max_headers: int = DEFAULT_MAX_HEADERS) -> R
         if not sep or not _TOKEN_RE.match(name):
             raise ProtocolError("malformed header line", status=400)
         value = value.strip(b" \t")
-        if b"\r" in value or b"\n" in value or b"\x00" in value:
+        if _BAD_VALUE_RE.search(value):
             raise ProtocolError("control character in header value", status=400)
         headers.add(name.decode("ascii"), value.decode("latin-1"))
     try:
@@ -174,7 +177,10 @@ def parse_request_head(head: bytes, max_headers: int = DEFAULT_MAX_HEADERS) -> R
     path, _, query_string = target_str.partition("?")
     if not path.startswith("/"):
         # absolute-form (proxies) -> keep only the path
-        parsed = urllib.parse.urlsplit(target_str)
+        try:
+            parsed = urllib.parse.urlsplit(target_str)
+        except ValueError:  # "http://[::1" and the like
+            raise ProtocolError("malformed request target", status=400) from None
         path, query_string = parsed.path or "/", parsed.query
     request.path = urllib.parse.unquote(path)
     request.query_string = query_string
