@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import time
 from typing import Any
 
 from .loop import EVENT_READ
@@ -19,7 +20,7 @@ _EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 class Listener:
     """Accepts clients and gives each one a fresh handler from ``make_handler``."""
 
-    __slots__ = ("server", "sock", "make_handler", "secure", "paused", "_exhausted_episode")
+    __slots__ = ("server", "sock", "make_handler", "secure", "paused", "_exhausted_episode", "_pauses")
 
     def __init__(self, server: Any, sock: socket.socket, make_handler: Any, secure: bool = False) -> None:
         self.server = server
@@ -28,13 +29,17 @@ class Listener:
         #: Clients of this listener speak TLS first.
         self.secure = secure
         self.paused = False
-        self._exhausted_episode = False
+        #: Monotonic start of the current descriptor-exhaustion episode, 0.0 outside one.
+        self._exhausted_episode = 0.0
+        self._pauses = 0
 
     def on_readable(self) -> None:
         for _ in range(ACCEPTS_PER_EVENT):
             try:
                 client, address = self.sock.accept()
             except (BlockingIOError, InterruptedError):
+                if self._exhausted_episode:
+                    self._end_episode()  # the backlog is drained: the episode is over
                 break
             except OSError as exc:
                 if exc.errno in _EXHAUSTED:
@@ -43,9 +48,6 @@ class Listener:
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
                     continue
                 raise
-            if self._exhausted_episode:
-                log.info("accepting again after descriptor exhaustion")
-                self._exhausted_episode = False
             client.setblocking(False)
             if not self.server.admit(client, address, secure=self.secure):
                 continue
@@ -62,13 +64,32 @@ class Listener:
         pass
 
     def _pause(self, exc: OSError) -> None:
-        """Out of descriptors: stop polling the listener for a moment instead of spinning."""
+        """Out of descriptors: stop polling the listener for a moment instead of spinning.
+
+        Logged once per episode; the episode ends when the backlog has been
+        drained without running out again.
+        """
         if not self._exhausted_episode:
-            log.error("accept failed (%s); pausing accepts for %.1fs", exc.strerror, EXHAUSTED_BACKOFF)
-            self._exhausted_episode = True
+            log.error(
+                "accept failed (%s); pausing accepts, retrying every %.1fs; raise the descriptor "
+                "limit (ulimit -n, LimitNOFILE) or lower --max-connections",
+                exc.strerror,
+                EXHAUSTED_BACKOFF,
+            )
+            self._exhausted_episode = time.monotonic()
+            self._pauses = 0
+        self._pauses += 1
         self.paused = True
         self.server.loop.unregister(self.sock)
         self.server.loop.call_later(EXHAUSTED_BACKOFF, self.resume)
+
+    def _end_episode(self) -> None:
+        log.info(
+            "accepting again after descriptor exhaustion (%.1fs, %d pauses)",
+            time.monotonic() - self._exhausted_episode,
+            self._pauses,
+        )
+        self._exhausted_episode = 0.0
 
     def resume(self) -> None:
         if self.paused and self.sock.fileno() >= 0:
