@@ -7,7 +7,8 @@
 # Installs:
 #   - Debian packages: chromium, fonts-liberation (real-browser tests, driven by
 #     playwright with executable_path=/usr/bin/chromium), node-faye-websocket
-#     (reference hixie-75/76 server, NODE_PATH=/usr/share/nodejs), shellcheck;
+#     (reference hixie-75/76 server, NODE_PATH=/usr/share/nodejs) and nodejs
+#     (the package does not depend on it; tests/test_hixie_faye.py runs it), shellcheck;
 #     systemd (for systemd-analyze only; never booted) if systemd-analyze is missing
 #   - the package itself, editable, with its [test] extra, plus ruff
 #   - the Autobahn|Testsuite venv (wstest) into $AUTOBAHN_VENV
@@ -54,7 +55,7 @@ has_candidate() {
 
 # ---------------------------------------------------------------- Debian ----
 apt_deps() {
-  local wanted=(chromium fonts-liberation node-faye-websocket shellcheck)
+  local wanted=(chromium fonts-liberation nodejs node-faye-websocket shellcheck)
   local missing=() p
   for p in "${wanted[@]}"; do
     is_installed "$p" || missing+=("$p")
@@ -143,8 +144,23 @@ autobahn_deps() {
   [ -x "$AUTOBAHN_VENV/bin/wstest" ] || { warn "autobahn: no wstest after install"; return 1; }
 }
 
+# ------------------------------------------------------- C accelerator ----
+# The editable install does not leave the optional extension in the source tree;
+# build it in place so the tests and the daemon run with it (a test checks).
+speedups() {
+  local so
+  so="$(find "$REPO/wsdaemon" -maxdepth 1 -name "_speedups*.so" | head -n 1)"
+  if [ -n "$so" ] && [ "$so" -nt "$REPO/wsdaemon/_speedups.c" ]; then
+    say "speedups: $(basename "$so") up to date"
+    return 0
+  fi
+  say "speedups: building the C accelerator in place"
+  (cd "$REPO" && quiet "$PY" setup.py -q build_ext --inplace)
+}
+
 start=$SECONDS
 apt_deps
 py_deps
+speedups
 autobahn_deps
 say "done in $((SECONDS - start)) s"

@@ -313,3 +313,20 @@ def test_sigterm_closes_clients_with_1001(daemon_factory):
     assert frame.data[2:] == b"server shutting down"
     ws.send_close()
     assert d.proc.wait(10) == 0
+
+
+def test_pure_python_masking_path_end_to_end(daemon_factory):
+    d = daemon_factory(app=E2E, env={"WSDAEMON_PURE_PYTHON": "1"})
+    assert "masking in pure Python" in d.log()
+    ws = websocket.create_connection(d.url, timeout=10)
+    big = os.urandom(1024 * 1024 + 3)
+    ws.send_binary(big)
+    assert ws.recv() == big
+    ws.send("ünïcode")
+    assert ws.recv() == "ünïcode"
+    ws.close()
+
+
+def test_c_accelerator_is_built_and_used(echo_daemon):
+    """The package builds its optional C extension here; losing it silently would cost 40x on masking."""
+    assert "masking in C" in echo_daemon.log()

@@ -16,6 +16,8 @@ import importlib
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from .tasks import NoWorkers, TaskFunction, TaskFuture
+
 if TYPE_CHECKING:
     from .http11 import Request
     from .server import Server
@@ -37,6 +39,8 @@ class Application:
         self._on_close: Callable = _ignore
         self._on_start: list[Callable] = []
         self._on_stop: list[Callable] = []
+        #: Task functions declared with :meth:`task`, by name.
+        self.tasks: dict[str, TaskFunction] = {}
 
     # -- decorators --------------------------------------------------------------
 
@@ -63,6 +67,46 @@ class Application:
     def on_stop(self, fn: Callable[[Server], None]) -> Callable:
         self._on_stop.append(fn)
         return fn
+
+    # -- task functions (run in worker processes, see docs/workers.md) ----------
+
+    def task(
+        self,
+        fn: Callable | None = None,
+        *,
+        name: str | None = None,
+        idempotent: bool = False,
+        timeout: float | None = None,
+    ) -> Any:
+        """Declare a task function: ``@app.task`` or ``@app.task(name=..., idempotent=True, timeout=5)``.
+
+        ``idempotent`` tasks are run again once on another worker when theirs dies;
+        ``timeout`` (seconds) overrides ``--task-timeout`` for this task.
+        """
+
+        def declare(fn: Callable) -> TaskFunction:
+            task_name = name or fn.__name__
+            if task_name in self.tasks:
+                raise ValueError(f"task {task_name!r} is declared twice")
+            task = TaskFunction(fn, task_name, idempotent, timeout, self)
+            self.tasks[task_name] = task
+            return task
+
+        return declare(fn) if fn is not None else declare
+
+    def submit(
+        self,
+        name: str,
+        *args: Any,
+        callback: Callable[[TaskFuture], Any] | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> TaskFuture:
+        """Run task ``name`` in a worker; the future's callbacks get the result or a TaskError."""
+        pool = getattr(self.server, "workers", None)
+        if pool is None:
+            raise NoWorkers("no worker pool: start the daemon with --workers N or --worker-listen")
+        return pool.submit(name, args, kwargs, callback=callback, timeout=timeout)
 
     # -- called by the server ----------------------------------------------------
 

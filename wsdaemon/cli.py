@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
@@ -53,7 +54,10 @@ def run(**options) -> None:
         app = load_app(settings.app)
     except Exception as exc:
         raise click.ClickException(f"cannot load application {settings.app!r}: {exc}") from exc
-    server = Server(app, settings)
+    try:
+        server = Server(app, settings)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot start: {exc}") from exc
     try:
         server.listen()
     except OSError as exc:
@@ -61,6 +65,58 @@ def run(**options) -> None:
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
         ) from exc
     server.serve_forever()
+
+
+@main.command()
+@click.option(
+    "--app", "app_spec", default=Settings.app, show_default=True, help="Application, as module:attribute."
+)
+@click.option("--socket", "socket_path", metavar="PATH", help="The daemon's Unix worker socket.")
+@click.option("--connect", metavar="HOST:PORT", help="The daemon's TCP worker listener (--worker-listen).")
+@click.option(
+    "--token-file", type=click.Path(dir_okay=False), help="File with the shared secret (for --connect)."
+)
+@click.option(
+    "--max-frame", type=int, default=16 * 1024 * 1024, show_default=True, help="Largest message in bytes."
+)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
+@click.option(
+    "--supervised", is_flag=True, hidden=True, help="Started by the daemon: exit when disconnected."
+)
+def worker(app_spec, socket_path, connect, token_file, max_frame, log_level, supervised) -> None:
+    """Run the application's task functions for a daemon (see docs/workers.md)."""
+    from .worker import EXIT_REFUSED, run_worker
+    from .workerpool import parse_host_port
+
+    logging.basicConfig(
+        level=log_level.upper(),
+        format=f"%(asctime)s %(levelname)s %(name)s[{os.getpid()}]: %(message)s",
+        stream=sys.stderr,
+    )
+    if bool(socket_path) == bool(connect):
+        raise click.UsageError("give exactly one of --socket PATH and --connect HOST:PORT")
+    address = None
+    if connect:
+        try:
+            address = parse_host_port(connect)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+    token = ""
+    if token_file:
+        try:
+            with open(token_file, encoding="utf-8") as f:
+                token = f.read().strip()
+        except OSError as exc:
+            raise click.ClickException(f"cannot read {token_file}: {exc.strerror}") from None
+    elif connect:
+        raise click.UsageError("--connect needs --token-file")
+    try:
+        status = run_worker(app_spec, socket_path, address, token, supervised, max_frame)
+    except KeyboardInterrupt:
+        status = 130
+    if status == EXIT_REFUSED:
+        click.echo("wsdaemon worker: refused by the daemon", err=True)
+    sys.exit(status)
 
 
 def _not_yet(name: str):

@@ -40,12 +40,35 @@ class Settings:
     handshake_timeout: float = option(10.0, "Seconds a new connection has to send its complete request head.")
     # -- shutdown --
     shutdown_grace: float = option(5.0, "Seconds clients get to finish their closing handshake at shutdown.")
+    # -- hixie-76 / hixie-75 (no ping in these drafts) --
+    idle_timeout: float = option(
+        300.0,
+        "Close a connection that has sent nothing for this many seconds (0: never); "
+        "RFC 6455 pongs count as traffic, hixie-76/75 have no ping.",
+    )
+    # -- workers: task functions run in worker processes (docs/workers.md) --
+    workers: int = option(0, "Worker processes to start for the application's task functions.")
+    worker_socket: str = option(
+        "", "Unix socket the workers connect to (default: in a private temporary directory)."
+    )
+    worker_listen: str = option(
+        "", "HOST:PORT of a TCP listener for remote workers (off when empty; needs a token file)."
+    )
+    worker_token_file: str = option("", "File holding the shared secret that remote workers must present.")
+    worker_max_inflight: int = option(1, "Tasks sent to one worker before it has answered.")
+    task_queue_size: int = option(
+        1000, "Tasks waiting for a free worker; a submission beyond it fails at once."
+    )
+    task_timeout: float = option(
+        60.0, "Seconds a task may run (unless it declares its own); then its worker is replaced."
+    )
+    task_queue_timeout: float = option(
+        60.0, "Seconds a task may wait in the queue for a free worker before it fails."
+    )
+    task_max_size: int = option(16 * 1024 * 1024, "Largest task or result message in bytes (JSON).")
     # -- hardening: connection limits, Origin policy, TLS (docs/security.md) --
     max_connections: int = option(
         10000, "Most client connections at once, handshakes included (503 above; 0: no limit)."
-    )
-    idle_timeout: float = option(
-        0.0, "Close a connection that has sent nothing for this many seconds (0: never)."
     )
     max_frames_per_message: int = option(
         100000, "Most frames in one fragmented RFC 6455 message (1009 above)."

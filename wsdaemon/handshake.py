@@ -14,6 +14,7 @@ from typing import Any
 from . import rfc6455
 from .connection import StreamConnection, format_address
 from .errors import HandshakeError, ProtocolError
+from .hixie_connection import upgrade_hixie75, upgrade_hixie76
 from .http11 import HttpRequestParser, Request, error_response
 from .loop import EVENT_READ, EVENT_WRITE
 from .rfc6455_connection import Rfc6455Connection
@@ -99,7 +100,11 @@ class Router:
     def __init__(self, server: Any) -> None:
         self.server = server
         #: protocol name -> callable(http_conn, request) taking over the socket.
-        self.upgrades: dict[str, Any] = {"rfc6455": upgrade_rfc6455}
+        self.upgrades: dict[str, Any] = {
+            "rfc6455": upgrade_rfc6455,
+            "hixie-76": upgrade_hixie76,
+            "hixie-75": upgrade_hixie75,
+        }
         #: path prefix -> callable(http_conn, request) answering HTTP requests under it.
         self.prefixes: dict[str, Any] = {}
         #: exact path -> callable(http_conn, request) for plain HTTP resources.

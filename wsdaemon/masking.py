@@ -1,6 +1,11 @@
-"""XOR masking of RFC 6455 payloads, at C speed when the accelerator is built."""
+"""XOR masking of RFC 6455 payloads, at C speed when the accelerator is built.
+
+``WSDAEMON_PURE_PYTHON=1`` in the environment forces the pure-Python path.
+"""
 
 from __future__ import annotations
+
+import os
 
 
 def _apply_mask_python(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
@@ -12,10 +17,12 @@ def _apply_mask_python(data: bytes | bytearray | memoryview, mask: bytes) -> byt
     return (int.from_bytes(data, "little") ^ int.from_bytes(repeated, "little")).to_bytes(n, "little")
 
 
-try:  # pragma: no cover - depends on the build
-    from ._speedups import apply_mask as _apply_mask_c
-except ImportError:  # pragma: no cover
-    _apply_mask_c = None
+_apply_mask_c = None
+if not os.environ.get("WSDAEMON_PURE_PYTHON"):
+    try:  # pragma: no cover - depends on the build
+        from ._speedups import apply_mask as _apply_mask_c
+    except ImportError:  # pragma: no cover
+        pass
 
 apply_mask = _apply_mask_c or _apply_mask_python
 ACCELERATED = _apply_mask_c is not None

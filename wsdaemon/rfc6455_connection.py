@@ -204,6 +204,12 @@ class Rfc6455Connection(StreamConnection, AppConnection):
         self.server.watch(self)
         self.close_after_flush()
 
+    def check_idle(self, now: float, limit: float) -> None:
+        """Close (1001 "idle timeout") a peer that has sent nothing, pongs included, for ``limit`` s."""
+        if self.state == OPEN and now - self.last_seen > limit:
+            log.info("%s: nothing received for %.1fs, closing", self, now - self.last_seen)
+            self.close(rfc6455.CLOSE_GOING_AWAY, "idle timeout")
+
     def check_keepalive(self, now: float, interval: float, timeout: float) -> None:
         """Ping an idle peer; drop one that has not answered within ``timeout``."""
         if self.state != OPEN:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from . import masking
 from .appconnection import AppConnection
 from .application import Application
 from .config import Settings
@@ -29,6 +30,7 @@ log = logging.getLogger("wsdaemon.server")
 SWEEP_INTERVAL = 0.25
 #: Most clients at once that get a 503 over ``max_connections``; past it they are just closed.
 MAX_REFUSING = 64
+_NOT_ENCODED = object()
 
 
 class Server:
@@ -61,6 +63,29 @@ class Server:
         if self.settings.static:
             StaticFiles().install(self.router)
         self.router.routes["/status"] = serve_status
+        #: Parts started, reloaded, shut down and closed with the server (see add_component).
+        self.components: list[Any] = []
+        #: The worker pool for the application's task functions, when configured.
+        self.workers: Any = None
+        if self.settings.workers or self.settings.worker_listen:
+            from .workerpool import WorkerPool
+
+            self.workers = self.add_component(WorkerPool(self))
+
+    def add_component(self, component: Any) -> Any:
+        """Tie ``component`` to the server's life: its ``start()``, ``reload()`` (SIGHUP),
+        ``shutdown()`` and ``close()`` are called, when it has them, with the server's."""
+        self.components.append(component)
+        return component
+
+    def _call_components(self, method: str) -> None:
+        for component in list(self.components):
+            fn = getattr(component, method, None)
+            if fn is not None:
+                try:
+                    fn()
+                except Exception:
+                    log.exception("error in %s.%s()", type(component).__name__, method)
 
     # -- sockets -----------------------------------------------------------------
 
@@ -181,14 +206,16 @@ class Server:
                 check(now, interval, timeout)
 
     def _close_idle(self) -> None:
-        """Close connections that have sent nothing for ``idle_timeout`` seconds (1001)."""
+        """Let each connection close itself when idle for ``idle_timeout`` (its ``check_idle``).
+
+        Transports that keep their own idle deadline (hixie) have no ``check_idle``.
+        """
         limit = self.settings.idle_timeout
         now = time.monotonic()
         for conn in list(self.connections):
-            last_seen = getattr(conn, "last_seen", None)
-            if last_seen is not None and now - last_seen > limit and conn.open:
-                log.info("%r: idle for %.0fs, closing", conn, now - last_seen)
-                conn.close(1001, "idle timeout")
+            check = getattr(conn, "check_idle", None)
+            if check is not None:
+                check(now, limit)
 
     # -- the application's API ---------------------------------------------------
 
@@ -204,16 +231,21 @@ class Server:
         connections: Iterable[AppConnection] | None = None,
         exclude: AppConnection | None = None,
     ) -> int:
-        """Send ``message`` to every open connection (or ``connections``); encoded once per transport."""
+        """Send ``message`` to every open connection (or ``connections``); encoded once per transport.
+
+        Returns how many connections got it: a binary message skips hixie clients.
+        """
         encoded: dict[type, Any] = {}
         count = 0
         for conn in list(self.connections if connections is None else connections):
             if conn is exclude or not conn.open:
                 continue
             cls = type(conn)
-            frame = encoded.get(cls)
-            if frame is None:
+            frame = encoded.get(cls, _NOT_ENCODED)
+            if frame is _NOT_ENCODED:
                 frame = encoded[cls] = cls.encode_message(message)
+            if frame is None:  # the transport cannot carry it (binary to a hixie client)
+                continue
             conn.send_encoded(frame)
             count += 1
         return count
@@ -229,9 +261,15 @@ class Server:
         if self.settings.ping_interval > 0:
             period = min(1.0, self.settings.ping_interval / 2)
             self._timers.append(self.loop.call_every(period, self._keepalive))
+        for component in self.components:
+            start = getattr(component, "start", None)
+            if start is not None:
+                start()
         if self.settings.idle_timeout > 0:
             period = min(1.0, self.settings.idle_timeout / 4)
             self._timers.append(self.loop.call_every(period, self._close_idle))
+        if self.tls_port is not None:
+            log.info("TLS (wss://, https://) on port %d", self.tls_port)
         if self.origin_policy.allow_all and not is_loopback_host(self.settings.host):
             log.warning(
                 "listening on %s with no --allowed-origins: pages of any site may connect",
@@ -242,13 +280,25 @@ class Server:
     def install_signal_handlers(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.shutdown)
-        if self.tls_context is not None:
-            self.loop.add_signal_handler(signal.SIGHUP, self.reload_tls)
+        self.loop.add_signal_handler(signal.SIGHUP, self.reload)
+
+    def reload(self) -> None:
+        """SIGHUP: every component reloads (the worker pool restarts its workers one at a time),
+        and the TLS certificate and key are read again."""
+        log.info("reload requested")
+        self._call_components("reload")
+        self.reload_tls()
 
     def serve_forever(self) -> None:
         self.start()
         self.install_signal_handlers()
-        log.info("listening on %s port %s (app %s)", self.settings.host, self.port, self.settings.app)
+        log.info(
+            "listening on %s port %s (app %s, masking %s)",
+            self.settings.host,
+            self.port,
+            self.settings.app,
+            "in C" if masking.ACCELERATED else "in pure Python",
+        )
         try:
             self.loop.run()
         finally:
@@ -262,6 +312,7 @@ class Server:
         log.info("shutting down: closing %d connections", len(self.connections))
         for listener in self.listeners:
             listener.close()
+        self._call_components("shutdown")
         for conn in list(self.connections):
             try:
                 conn.close(code, reason)
@@ -285,6 +336,7 @@ class Server:
             timer.cancel()
         for listener in self.listeners:
             listener.close()
+        self._call_components("close")
         for conn in self._stream_handlers():
             conn.close_transport()
         try:

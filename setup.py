@@ -1,0 +1,15 @@
+"""Build hook for the optional C accelerator; everything else is in setup.cfg.
+
+The extension is optional: without a compiler wsdaemon installs and runs in
+pure Python (``WSDAEMON_NO_SPEEDUPS=1`` skips it on purpose).
+"""
+
+import os
+
+from setuptools import Extension, setup
+
+ext_modules = []
+if not os.environ.get("WSDAEMON_NO_SPEEDUPS"):
+    ext_modules.append(Extension("wsdaemon._speedups", ["wsdaemon/_speedups.c"], optional=True))
+
+setup(ext_modules=ext_modules)
