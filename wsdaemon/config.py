@@ -43,8 +43,8 @@ class Settings:
     # -- hixie-76 / hixie-75 (no ping in these drafts) --
     idle_timeout: float = option(
         300.0,
-        "Close a connection that has sent nothing for this many seconds (0: never); "
-        "RFC 6455 pongs count as traffic, hixie-76/75 have no ping.",
+        "Close a connection that has sent nothing for this many seconds (0: never). "
+        "RFC 6455 connections are pinged instead while --ping-interval is set.",
     )
     # -- workers: task functions run in worker processes (docs/workers.md) --
     workers: int = option(0, "Worker processes to start for the application's task functions.")

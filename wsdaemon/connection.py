@@ -167,19 +167,30 @@ class StreamConnection:
     def _uncork(self) -> None:
         out = self._out
         self._out = None
-        data = out[0] if len(out) == 1 else b"".join(out)
+        if len(out) == 1:
+            if self._wbuf:
+                self._queue(out[0])
+            else:
+                self._send_now(out[0])
+            return
+        data = b"".join(out)
         if self._wbuf:
-            self._queue(data)
+            self._wbuf += data
+            self._wlens.extend(map(len, out))
+            self._check_write_limit()
         else:
-            self._send_now(data)
+            self._send_now(data, out)
 
     def _queue(self, data: bytes) -> None:
-        """Append behind the write in progress; a slow consumer overflows here."""
+        """Append behind the write in progress."""
         self._wbuf += data
-        wlens = self._wlens
-        wlens.append(len(data))
+        self._wlens.append(len(data))
+        self._check_write_limit()
+
+    def _check_write_limit(self) -> None:
+        """A slow consumer overflows here: too much queued behind the write being sent."""
         limit = self.server.settings.max_write_buffer
-        if limit and len(self._wbuf) - wlens[0] > limit:
+        if limit and len(self._wbuf) - self._wlens[0] > limit:
             self.on_write_overflow()
 
     def _send(self, data: Any) -> int:
@@ -198,7 +209,8 @@ class StreamConnection:
                 break
         return sent
 
-    def _send_now(self, data: bytes) -> None:
+    def _send_now(self, data: bytes, parts: list | None = None) -> None:
+        """Send ``data`` (the join of ``parts``, when several writes were corked) or buffer the rest."""
         try:
             sent = self._send(data)
         except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
@@ -208,8 +220,14 @@ class StreamConnection:
             return
         if sent < len(data):
             self._wbuf = bytearray(memoryview(data)[sent:])
-            self._wlens = deque((len(self._wbuf),))
+            if parts is None:
+                self._wlens = deque((len(self._wbuf),))
+            else:
+                self._wlens = wlens = deque(map(len, parts))
+                _consume(wlens, sent)
             self._want_write()
+            if parts is not None:
+                self._check_write_limit()
         elif self._close_after_flush:
             self._finish_close()
 
@@ -265,13 +283,7 @@ class StreamConnection:
                 return
             del wbuf[:sent]
             if wbuf:
-                wlens = self._wlens
-                while sent:
-                    if wlens[0] <= sent:
-                        sent -= wlens.popleft()
-                    else:
-                        wlens[0] -= sent
-                        sent = 0
+                _consume(self._wlens, sent)
                 return
         self._wbuf = None
         self._wlens = None
@@ -333,6 +345,16 @@ class StreamConnection:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {format_address(self.remote_address)}>"
+
+
+def _consume(wlens: deque, sent: int) -> None:
+    """Account ``sent`` bytes against the write lengths, oldest first."""
+    while sent:
+        if wlens[0] <= sent:
+            sent -= wlens.popleft()
+        else:
+            wlens[0] -= sent
+            sent = 0
 
 
 def format_address(address: Any) -> str:

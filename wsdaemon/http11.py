@@ -16,8 +16,9 @@ from http.cookies import CookieError, SimpleCookie
 from .errors import ProtocolError
 
 _TOKEN_RE = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_REQUEST_LINE_RE = re.compile(rb"^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) HTTP/(\d)\.(\d)$")
 # The target is visible ASCII only (RFC 9112 3.2): no control characters, no spaces.
-_REQUEST_LINE_RE = re.compile(rb"^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP/(\d)\.(\d)$")
+_BAD_TARGET_RE = re.compile(rb"[^\x21-\x7e]")
 _CTL_RE = re.compile(r"[\x00-\x1f\x7f]")
 # A field value is visible characters, spaces and tabs (RFC 9110 5.5): any other control is refused.
 _BAD_VALUE_RE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
@@ -156,6 +157,8 @@ def parse_request_head(head: bytes, max_headers: int = DEFAULT_MAX_HEADERS) -> R
     if not match:
         raise ProtocolError("malformed request line", status=400)
     method, target, major, minor = match.groups()
+    if _BAD_TARGET_RE.search(target):
+        raise ProtocolError("control or non-ASCII character in request target", status=400)
     if major != b"1":
         raise ProtocolError("unsupported HTTP version", status=505)
     if len(lines) - 1 > max_headers:
@@ -167,7 +170,7 @@ def parse_request_head(head: bytes, max_headers: int = DEFAULT_MAX_HEADERS) -> R
             raise ProtocolError("malformed header line", status=400)
         value = value.strip(b" \t")
         if _BAD_VALUE_RE.search(value):
-            raise ProtocolError("control character in header value", status=400)
+            raise ProtocolError(f"control character in {name.decode('ascii')} header", status=400)
         headers.add(name.decode("ascii"), value.decode("latin-1"))
     try:
         target_str = target.decode("ascii")

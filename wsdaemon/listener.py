@@ -49,7 +49,12 @@ class Listener:
                     continue
                 raise
             client.setblocking(False)
-            if not self.server.admit(client, address, secure=self.secure):
+            admitted = (
+                self.server.admit(client, address, secure=True)
+                if self.secure
+                else self.server.admit(client, address)
+            )
+            if not admitted:
                 continue
             if client.family in (socket.AF_INET, socket.AF_INET6):
                 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -205,7 +205,13 @@ class Rfc6455Connection(StreamConnection, AppConnection):
         self.close_after_flush()
 
     def check_idle(self, now: float, limit: float) -> None:
-        """Close (1001 "idle timeout") a peer that has sent nothing, pongs included, for ``limit`` s."""
+        """Close (1001 "idle timeout") a peer that has sent nothing for ``limit`` seconds.
+
+        Only without keepalive pings: with them, a peer that answers is alive and
+        one that does not is dropped after ``ping_timeout``.
+        """
+        if self.server.settings.ping_interval > 0:
+            return
         if self.state == OPEN and now - self.last_seen > limit:
             log.info("%s: nothing received for %.1fs, closing", self, now - self.last_seen)
             self.close(rfc6455.CLOSE_GOING_AWAY, "idle timeout")
