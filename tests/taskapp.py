@@ -8,6 +8,7 @@ the pool's statistics; anything else is echoed at once.
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +20,8 @@ app = Application("taskapp")
 # Read once at import: a worker started after the file changed reports the new value.
 _VERSION_FILE = os.environ.get("TASKAPP_VERSION_FILE")
 CODE_VERSION = Path(_VERSION_FILE).read_text().strip() if _VERSION_FILE else "none"
+if CODE_VERSION == "broken" and "worker" in sys.argv:
+    raise ImportError("this version of taskapp cannot be imported by a worker")
 
 
 class GridError(Exception):

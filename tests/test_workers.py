@@ -230,11 +230,19 @@ def test_workers_stop_with_the_daemon(start):
     assert "Traceback" not in log, log
 
 
+def test_workers_do_not_outlive_a_killed_daemon(start):
+    d, client = start("--workers", "2", ready=2)
+    pids = client.wait_for_workers(2)
+    d.stop(signal.SIGKILL)
+    for pid in pids:
+        wait_until(lambda pid=pid: not pid_alive(pid), f"worker {pid} to exit", timeout=10)
+
+
 # -- remote workers over TCP -------------------------------------------------------------
 
 
-def start_remote_worker(port: int, token_file: str) -> subprocess.Popen:
-    env = dict(os.environ)
+def start_remote_worker(port: int, token_file: str, env: dict | None = None) -> subprocess.Popen:
+    env = {**os.environ, **(env or {})}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "tests"), env.get("PYTHONPATH", "")])
     return subprocess.Popen(
         [sys.executable, "-m", "wsdaemon", "worker", "--connect", f"127.0.0.1:{port}"]
@@ -265,6 +273,8 @@ def test_remote_worker_with_right_and_wrong_token(start, tmp_path):
     token.chmod(0o600)
     wrong = tmp_path / "wrong"
     wrong.write_text("correct horse battery stapler\n")
+    version = tmp_path / "version"
+    version.write_text("1")
     d, client = start(
         "--workers", "0", "--worker-listen", f"127.0.0.1:{port}", "--worker-token-file", str(token)
     )
@@ -287,14 +297,21 @@ def test_remote_worker_with_right_and_wrong_token(start, tmp_path):
     wait_until(lambda: d.log().count("bad token") >= 2, "the refusals in the daemon's log")
     assert client.stats()["workers"] == []
 
-    good = start_remote_worker(port, str(token))
+    good = start_remote_worker(port, str(token), env={"TASKAPP_VERSION_FILE": str(version)})
     try:
         answer = client.wait(queued, timeout=30)[0]
-        assert answer["result"]["pid"] == good.pid
+        assert answer["result"] == {"pid": good.pid, "version": "1"}
         assert client.call("add", 20, 22)["result"] == 42
         assert error_of(client.call("fail", "remote boom")) == ("ValueError", "remote boom")
         (worker,) = client.stats()["workers"]
         assert worker["remote"] and worker["pid"] == good.pid
+
+        # SIGHUP: the remote worker finishes, re-executes itself (same pid), loads the new code
+        version.write_text("2")
+        d.proc.send_signal(signal.SIGHUP)
+        client.wait_for(lambda s: s["restarts"] == 1 and not s["restarting"], "the restart")
+        assert client.call("whoami", timeout=30)["result"] == {"pid": good.pid, "version": "2"}
+        assert good.poll() is None
     finally:
         good.terminate()
         good.wait(10)
@@ -332,6 +349,34 @@ def test_sighup_restarts_workers_without_losing_tasks(start, tmp_path):
     assert stats["failed"] == 0 and stats["restarts"] == 1
     assert "workers restarted" in d.log()
     assert d.alive()
+
+
+def test_sighup_with_code_that_does_not_import_keeps_the_old_workers(start, tmp_path):
+    version = tmp_path / "version"
+    version.write_text("1")
+    d, client = start("--workers", "1", ready=1, env={"TASKAPP_VERSION_FILE": str(version)})
+    (pid,) = client.wait_for_workers(1)
+    version.write_text("broken")
+    d.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "worker restart stopped" in d.log(), "the restart to give up")
+    assert client.call("whoami")["result"] == {"pid": pid, "version": "1"}
+    version.write_text("3")
+    d.proc.send_signal(signal.SIGHUP)
+    (new_pid,) = client.wait_for_workers(1, exclude={pid})
+    assert client.call("whoami")["result"] == {"pid": new_pid, "version": "3"}
+
+
+def test_crashing_workers_restart_with_back_off_and_the_queue_waits(start, tmp_path):
+    version = tmp_path / "version"
+    version.write_text("broken")  # workers die at import
+    d, client = start("--workers", "1", env={"TASKAPP_VERSION_FILE": str(version)})
+    queued = client.submit("whoami")
+    wait_until(lambda: "restarting worker slot 0 in 1.0 s" in d.log(), "a growing back-off")
+    assert "restarting worker slot 0 in 0.5 s" in d.log()
+    version.write_text("fixed")
+    answer = client.wait(queued, timeout=20)[0]
+    assert answer["result"]["version"] == "fixed"
+    assert client.stats()["worker_exits"] >= 3
 
 
 # -- the loop is never blocked ----------------------------------------------------------------

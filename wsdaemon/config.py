@@ -1,8 +1,9 @@
 """Settings of one daemon: every option, declared once.
 
-Each field of :class:`Settings` is a CLI option (``--max-message-size``) and,
-through the daemon-operations layer, a config-file key and a ``WSDAEMON_*``
-environment variable. Add an option by adding a field with ``option(...)``.
+Each field of :class:`Settings` is a CLI option (``--max-message-size``), a
+``WSDAEMON_MAX_MESSAGE_SIZE`` environment variable and a ``max_message_size``
+key of the config file (see :mod:`wsdaemon.settings_loader`). Add an option by
+adding a field with ``option(...)``.
 """
 
 from __future__ import annotations
@@ -11,18 +12,46 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 
-def option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "choices": choices})
+def option(
+    default: Any,
+    help: str,
+    choices: tuple[str, ...] | None = None,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    restart: bool = False,
+    path: bool = False,
+) -> Any:
+    """Declare one setting.
+
+    Numbers are checked against ``minimum`` (0 unless given) and ``maximum``.
+    ``restart``: SIGHUP cannot apply a new value (the server keeps the old one
+    and logs that a restart is needed). ``path``: a file name, made absolute
+    (relative to the config file when it comes from one).
+    """
+    if minimum is None and isinstance(default, (int, float)) and not isinstance(default, bool):
+        minimum = 0
+    metadata = {
+        "help": help,
+        "choices": choices,
+        "minimum": minimum,
+        "maximum": maximum,
+        "restart": restart,
+        "path": path,
+    }
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
 class Settings:
     # -- listening and application --
-    host: str = option("0.0.0.0", "Address to listen on (IPv4, IPv6 or a name).")
-    port: int = option(8081, "TCP port for browsers: WebSocket, long-polling and HTTP.")
-    app: str = option("wsdaemon.apps.demo:app", "Application to serve, as module:attribute.")
-    static: bool = option(True, "Serve the test page at / and the client at /wsdaemon.js.")
-    backlog: int = option(1024, "Listen backlog.")
+    host: str = option("0.0.0.0", "Address to listen on (IPv4, IPv6 or a name).", restart=True)
+    port: int = option(
+        8081, "TCP port for browsers: WebSocket, long-polling and HTTP.", maximum=65535, restart=True
+    )
+    app: str = option("wsdaemon.apps.demo:app", "Application to serve, as module:attribute.", restart=True)
+    static: bool = option(True, "Serve the test page at / and the client at /wsdaemon.js.", restart=True)
+    backlog: int = option(1024, "Listen backlog.", restart=True)
     log_level: str = option("info", "Log level.", ("debug", "info", "warning", "error"))
     # -- RFC 6455 --
     max_message_size: int = option(16 * 1024 * 1024, "Largest message in bytes; bigger ones close with 1009.")
@@ -47,25 +76,49 @@ class Settings:
         "RFC 6455 connections are pinged instead while --ping-interval is set.",
     )
     # -- workers: task functions run in worker processes (docs/workers.md) --
-    workers: int = option(0, "Worker processes to start for the application's task functions.")
+    workers: int = option(0, "Worker processes to start for the application's task functions.", restart=True)
     worker_socket: str = option(
-        "", "Unix socket the workers connect to (default: in a private temporary directory)."
+        "",
+        "Unix socket the workers connect to (default: in a private temporary directory).",
+        restart=True,
+        path=True,
     )
     worker_listen: str = option(
-        "", "HOST:PORT of a TCP listener for remote workers (off when empty; needs a token file)."
+        "",
+        "HOST:PORT of a TCP listener for remote workers (off when empty; needs a token file).",
+        restart=True,
     )
-    worker_token_file: str = option("", "File holding the shared secret that remote workers must present.")
-    worker_max_inflight: int = option(1, "Tasks sent to one worker before it has answered.")
+    worker_token_file: str = option(
+        "", "File holding the shared secret that remote workers must present.", restart=True, path=True
+    )
+    worker_max_inflight: int = option(1, "Tasks sent to one worker before it has answered.", restart=True)
     task_queue_size: int = option(
-        1000, "Tasks waiting for a free worker; a submission beyond it fails at once."
+        1000, "Tasks waiting for a free worker; a submission beyond it fails at once.", restart=True
     )
     task_timeout: float = option(
-        60.0, "Seconds a task may run (unless it declares its own); then its worker is replaced."
+        60.0,
+        "Seconds a task may run (unless it declares its own); then its worker is replaced.",
+        restart=True,
     )
     task_queue_timeout: float = option(
-        60.0, "Seconds a task may wait in the queue for a free worker before it fails."
+        60.0, "Seconds a task may wait in the queue for a free worker before it fails.", restart=True
     )
-    task_max_size: int = option(16 * 1024 * 1024, "Largest task or result message in bytes (JSON).")
+    task_max_size: int = option(
+        16 * 1024 * 1024, "Largest task or result message in bytes (JSON).", restart=True
+    )
+    # -- daemon operations (start/stop/status, signals, logging) --
+    pidfile: str = option(
+        "",
+        "Pid file. run: none when empty. start/stop/restart/status: /run/wsdaemon-PORT.pid "
+        "as root, else wsdaemon-PORT.pid in the temporary directory, when empty.",
+        restart=True,
+        path=True,
+    )
+    logfile: str = option(
+        "",
+        "Log file (empty: stderr for run; discarded for start). SIGUSR1 reopens it (logrotate).",
+        path=True,
+    )
     # -- hardening: connection limits, Origin policy, TLS (docs/security.md) --
     max_connections: int = option(
         10000, "Most client connections at once, handshakes included (503 above; 0: no limit)."
@@ -81,10 +134,19 @@ class Settings:
     allow_missing_origin: bool = option(
         True, "Accept handshakes without an Origin header (non-browser clients)."
     )
-    certfile: str = option("", "PEM certificate chain: serve wss:// and https:// (TLS).")
-    keyfile: str = option("", "PEM private key for --certfile (default: inside the certfile).")
+    certfile: str = option(
+        "",
+        "PEM certificate chain: serve wss:// and https:// (TLS); SIGHUP reads it again.",
+        path=True,
+    )
+    keyfile: str = option(
+        "", "PEM private key for the certfile (empty: the key is in the certfile).", path=True
+    )
     tls_port: int = option(
-        0, "With --certfile: a second port for TLS, the main one stays plain (0: the main port is TLS)."
+        0,
+        "With a certfile: a second port, for TLS only, beside the plain one (0: the main port is TLS).",
+        maximum=65535,
+        restart=True,
     )
 
 

@@ -8,6 +8,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import fields, replace
 from typing import Any
 
 from . import masking
@@ -28,6 +29,7 @@ from .tls import TlsHandshake, make_server_context
 log = logging.getLogger("wsdaemon.server")
 
 SWEEP_INTERVAL = 0.25
+IDLE_SWEEP_INTERVAL = 0.5
 #: Most clients at once that get a 503 over ``max_connections``; past it they are just closed.
 MAX_REFUSING = 64
 _NOT_ENCODED = object()
@@ -60,6 +62,11 @@ class Server:
         self.started_at = time.monotonic()
         self.stopping = False
         self._timers: list[TimerHandle] = []
+        self._keepalive_timer: TimerHandle | None = None
+        #: ``callback(settings, old_settings)`` after :meth:`reload` applied new settings.
+        self.on_reload: list[Callable[[Settings, Settings], Any]] = []
+        #: Returns fresh settings on SIGHUP (the service layer reads the config file again).
+        self.settings_loader: Callable[[], Settings] | None = None
         if self.settings.static:
             StaticFiles().install(self.router)
         self.router.routes["/status"] = serve_status
@@ -124,12 +131,21 @@ class Server:
         self.clients.add(client.fileno())
         return TlsHandshake(self, client, address, self.tls_context)
 
+    def _reload_origin_policy(self, settings: Settings, old: Settings) -> None:
+        try:
+            self.origin_policy = OriginPolicy(settings.allowed_origins, settings.allow_missing_origin)
+        except ValueError as exc:
+            log.error("reload: bad allowed_origins (%s); keeping the running Origin policy", exc)
+
     def reload_tls(self) -> bool:
         """Load the certificate and key again (SIGHUP); new connections use them.
 
         A certificate that does not load is logged and the current one kept.
         """
         if not self.settings.certfile:
+            return False
+        if self.tls_context is None:
+            log.warning("reload: TLS was off at start; serving TLS needs a restart")
             return False
         try:
             context = make_server_context(self.settings.certfile, self.settings.keyfile)
@@ -211,6 +227,8 @@ class Server:
         Transports that keep their own idle deadline (hixie) have no ``check_idle``.
         """
         limit = self.settings.idle_timeout
+        if limit <= 0:
+            return
         now = time.monotonic()
         for conn in list(self.connections):
             check = getattr(conn, "check_idle", None)
@@ -258,16 +276,13 @@ class Server:
             self.listen()
         self.started_at = time.monotonic()
         self._timers.append(self.loop.call_every(SWEEP_INTERVAL, self._sweep))
-        if self.settings.ping_interval > 0:
-            period = min(1.0, self.settings.ping_interval / 2)
-            self._timers.append(self.loop.call_every(period, self._keepalive))
+        self._schedule_keepalive()
         for component in self.components:
             start = getattr(component, "start", None)
             if start is not None:
                 start()
-        if self.settings.idle_timeout > 0:
-            period = min(1.0, self.settings.idle_timeout / 4)
-            self._timers.append(self.loop.call_every(period, self._close_idle))
+        self._timers.append(self.loop.call_every(IDLE_SWEEP_INTERVAL, self._close_idle))
+        self.on_reload.append(self._reload_origin_policy)
         if self.tls_port is not None:
             log.info("TLS (wss://, https://) on port %d", self.tls_port)
         if self.origin_policy.allow_all and not is_loopback_host(self.settings.host):
@@ -277,17 +292,69 @@ class Server:
             )
         self.app.started(self)
 
+    def _schedule_keepalive(self) -> None:
+        if self._keepalive_timer is not None:
+            self._keepalive_timer.cancel()
+            self._keepalive_timer = None
+        if self.settings.ping_interval > 0:
+            period = min(1.0, self.settings.ping_interval / 2)
+            self._keepalive_timer = self.loop.call_every(period, self._keepalive)
+
     def install_signal_handlers(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
-            self.loop.add_signal_handler(signum, self.shutdown)
-        self.loop.add_signal_handler(signal.SIGHUP, self.reload)
+            self.loop.add_signal_handler(signum, self._stop_signal)
+        self.loop.add_signal_handler(signal.SIGHUP, self._reload_signal)
 
-    def reload(self) -> None:
-        """SIGHUP: every component reloads (the worker pool restarts its workers one at a time),
-        and the TLS certificate and key are read again."""
-        log.info("reload requested")
+    def _stop_signal(self) -> None:
+        if self.stopping:
+            log.warning("second stop signal: exiting without waiting for clients")
+            self.loop.stop()
+        else:
+            self.shutdown()
+
+    def _reload_signal(self) -> None:
+        log.info("SIGHUP: reloading")
+        settings = None
+        if self.settings_loader is not None:
+            try:
+                settings = self.settings_loader()
+            except Exception as exc:
+                log.error("reload failed, keeping the running configuration: %s", exc)
+                return
+        self.reload(settings)
+
+    def reload(self, settings: Settings | None = None) -> None:
+        """SIGHUP: apply new settings (if given), run ``on_reload``, then every component reloads.
+
+        Settings declared ``restart=True`` (address, port, application, workers...)
+        keep their running value. Limits are read when a connection is created, so
+        new limits apply to connections opened after the reload; timeouts and the
+        ping interval apply at once. The worker pool restarts its workers one at a time.
+        """
+        if settings is not None:
+            self._apply_settings(settings)
         self._call_components("reload")
         self.reload_tls()
+        self.reload_tls()
+
+    def _apply_settings(self, settings: Settings) -> None:
+        old = self.settings
+        changed = [f for f in fields(Settings) if getattr(old, f.name) != getattr(settings, f.name)]
+        kept = [f.name for f in changed if f.metadata.get("restart")]
+        if kept:
+            log.warning("reload: %s only change at a restart; keeping the running values", kept)
+            settings = replace(settings, **{name: getattr(old, name) for name in kept})
+        self.settings = settings
+        self._schedule_keepalive()
+        for callback in list(self.on_reload):
+            try:
+                callback(settings, old)
+            except Exception:
+                log.exception("error in reload callback %r", callback)
+        applied = [f.name for f in changed if f.name not in kept]
+        for name in applied:
+            log.debug("reload: %s %r -> %r", name, getattr(old, name), getattr(settings, name))
+        log.info("configuration reloaded; changed: %s", ", ".join(applied) or "nothing")
 
     def serve_forever(self) -> None:
         self.start()
@@ -334,6 +401,8 @@ class Server:
         """Drop whatever is left and release the loop."""
         for timer in self._timers:
             timer.cancel()
+        if self._keepalive_timer is not None:
+            self._keepalive_timer.cancel()
         for listener in self.listeners:
             listener.close()
         self._call_components("close")
