@@ -21,6 +21,7 @@ from .handshake import HttpConnection, Router
 from .http11 import Request
 from .limits import RefusedConnection, over_capacity_response
 from .listener import Listener
+from .longpoll_transport import LongPolling
 from .loop import EVENT_READ, EventLoop, TimerHandle
 from .origin import OriginPolicy, is_loopback_host, request_origin
 from .static import StaticFiles, serve_status
@@ -78,6 +79,11 @@ class Server:
             from .workerpool import WorkerPool
 
             self.workers = self.add_component(WorkerPool(self))
+        #: The long-polling transport (``/lp/``), or None when disabled.
+        self.longpoll: LongPolling | None = None
+        if self.settings.longpoll:
+            self.longpoll = self.add_component(LongPolling(self))
+            self.longpoll.install(self.router)
 
     def add_component(self, component: Any) -> Any:
         """Tie ``component`` to the server's life: its ``start()``, ``reload()`` (SIGHUP),
@@ -385,6 +391,10 @@ class Server:
                 conn.close(code, reason)
             except Exception:
                 log.exception("error closing %r", conn)
+        for handler in self._stream_handlers():
+            close_if_idle = getattr(handler, "close_if_idle", None)
+            if close_if_idle is not None:
+                close_if_idle()  # idle keep-alive HTTP connections would only delay the exit
         deadline = time.monotonic() + self.settings.shutdown_grace
         self._wait_for_clients(deadline)
 

@@ -63,6 +63,9 @@ def serve_status(conn: Any, request: Request) -> None:
         "connections": len(server.connections),
         "by_protocol": by_protocol,
     }
+    longpoll = getattr(server, "longpoll", None)
+    if longpoll is not None:
+        doc["long_polling"] = longpoll.stats()
     body = json.dumps(doc).encode()
     respond_http(
         conn,
