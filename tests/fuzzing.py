@@ -44,6 +44,42 @@ def _frames() -> list[bytes]:
 
 FRAME_SAMPLES = _frames()
 
+HIXIE_SAMPLES = [
+    b"\x00hello\xff",
+    b"\x00h\xc3\xa9llo \xe2\x98\x83\xff\x00second\xff",
+    b"\x80\x05abcde\x00after\xff",
+    b"\x81\x81\x01" + b"x" * 129,
+    b"\x42skipped\xff\x00text\xff",
+    b"\xff\x00",
+]
+
+LONGPOLL_SAMPLES = [
+    b'{"messages":[{"seq":1,"text":"hi"},{"seq":2,"binary":"AAEC"}]}',
+    b'{"messages":[{"seq":3,"close":4000,"reason":"bye"}]}',
+    b'{"messages":[{"seq":1,"close":null}]}',
+    b'{"subprotocols":["chat"]}',
+    b'{"messages":[' + b"[" * 3000 + b"]" * 3000 + b"]}",
+]
+
+
+def _worker_frames() -> list[bytes]:
+    import json
+    import struct
+
+    def frame(doc) -> bytes:
+        body = json.dumps(doc).encode()
+        return struct.pack(">I", len(body)) + body
+
+    return [
+        frame({"type": "hello", "version": 1, "token": "x"}),
+        frame({"type": "result", "id": 7, "value": [1, 2, {"a": None}]}),
+        frame({"type": "error", "id": 8, "error": "ValueError", "message": "é"}),
+        struct.pack(">I", 6000) + b"[" * 3000 + b"]" * 3000,
+    ]
+
+
+WORKER_SAMPLES = _worker_frames()
+
 
 @st.composite
 def mutated(draw, samples: list[bytes]) -> bytes:

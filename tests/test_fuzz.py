@@ -8,17 +8,29 @@ escape. Over sockets, the daemon must log no unhandled error and keep serving.
 
 from __future__ import annotations
 
+import json
 import random
 import socket
 import struct
 import time
 
+import pytest
 import websocket
-from fuzzing import FRAME_SAMPLES, HTTP_SAMPLES, MASK, mutated, random_blob, split_points
+from fuzzing import (
+    FRAME_SAMPLES,
+    HIXIE_SAMPLES,
+    HTTP_SAMPLES,
+    LONGPOLL_SAMPLES,
+    MASK,
+    WORKER_SAMPLES,
+    mutated,
+    random_blob,
+    split_points,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wsdaemon import rfc6455
+from wsdaemon import hixie, longpoll, rfc6455, workerproto
 from wsdaemon.errors import HandshakeError, ProtocolError
 from wsdaemon.handshake import websocket_protocol
 from wsdaemon.http11 import HttpRequestParser, Request, build_response
@@ -43,6 +55,15 @@ def _check_request(request: Request) -> None:
         if protocol == "rfc6455":
             rfc6455.validate_handshake(request)
             rfc6455.offered_subprotocols(request)
+        elif protocol == "hixie-76":
+            hixie.validate_request(request)
+            hixie.key_numbers(request)
+            hixie.response_76(request, None)
+        elif protocol == "hixie-75":
+            hixie.validate_request(request)
+            hixie.response_75(request, None)
+        if request.path.startswith("/lp/"):
+            longpoll.parse_ack(request.query)
     except HandshakeError as exc:
         assert 400 <= exc.status < 500
         build_response(exc.status, exc.headers)
@@ -159,6 +180,90 @@ def test_fragment_limit_allows_exactly_the_limit():
     assert parser.feed(data * 2) == [(OP_BINARY, b"abc"), (OP_BINARY, b"abc")]
 
 
+# --- hixie-76/75 frame parser ------------------------------------------------------
+
+
+@FUZZ
+@given(
+    data=st.one_of(st.binary(max_size=3000), mutated(HIXIE_SAMPLES)),
+    cuts=CUTS,
+    max_size=st.sampled_from([0, 5, 1000]),
+    closing=st.booleans(),
+)
+def test_hixie_parser_reports_bad_input_as_one_final_error_event(data, cuts, max_size, closing):
+    parser = hixie.FrameParser(max_size, closing_handshake=closing)
+    events = _events(parser, split_points(data, cuts))
+    for i, (kind, value) in enumerate(events):
+        if kind == EV_ERROR:
+            assert i == len(events) - 1
+            assert isinstance(value, ProtocolError) and value.code in (1002, 1007, 1009)
+        elif kind == OP_CLOSE:
+            assert closing and i == len(events) - 1
+        else:
+            assert kind == OP_TEXT and isinstance(value, str)
+            assert len(value.encode()) <= max_size
+    assert parser.buffered <= len(data)
+
+
+@FUZZ
+@given(data=mutated(HIXIE_SAMPLES), cuts=CUTS)
+def test_hixie_parser_gives_the_same_events_whatever_the_split(data, cuts):
+    def norm(events):
+        return [(k, v.code if k == EV_ERROR else v) for k, v in events]
+
+    assert norm(_events(hixie.FrameParser(1000), [data])) == norm(
+        _events(hixie.FrameParser(1000), split_points(data, cuts))
+    )
+
+
+# --- long-polling bodies and the session protocol ----------------------------------
+
+
+@FUZZ
+@given(data=st.one_of(st.binary(max_size=2000), mutated(LONGPOLL_SAMPLES)), query=st.text(max_size=30))
+def test_long_polling_parsers_raise_only_protocol_errors(data, query):
+    protocol = longpoll.SessionProtocol(max_queue=1000)
+    try:
+        items = longpoll.parse_items(data, 100)
+        for kind, *_ in protocol.receive(items):
+            assert kind in (longpoll.EV_TEXT, longpoll.EV_BINARY, longpoll.EV_CLOSE)
+    except ProtocolError as exc:
+        assert exc.status in (400, 409, 413)
+    try:
+        longpoll.parse_json_object(data)
+    except ProtocolError as exc:
+        assert exc.status == 400
+    try:
+        assert longpoll.parse_ack({"ack": [query]}) >= 0
+    except ProtocolError:
+        pass
+
+
+# --- the worker protocol -----------------------------------------------------------
+
+
+@FUZZ
+@given(data=st.one_of(st.binary(max_size=3000), mutated(WORKER_SAMPLES)), cuts=CUTS)
+def test_worker_frame_decoder_raises_only_frame_errors(data, cuts):
+    decoder = workerproto.FrameDecoder(max_size=workerproto.HELLO_MAX_FRAME)
+    try:
+        for chunk in split_points(data, cuts):
+            for message in decoder.feed(chunk):
+                assert isinstance(message, dict) and isinstance(message["type"], str)
+    except workerproto.FrameError:
+        pass
+    assert decoder.buffered <= len(data)
+
+
+def test_deeply_nested_json_is_a_protocol_error_not_a_crash():
+    nested = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(ProtocolError, match="nested too deeply") as info:
+        longpoll.parse_items(b'{"messages":' + nested + b"}", 1 << 20)
+    assert info.value.status == 400
+    with pytest.raises(workerproto.FrameError, match="nested too deeply"):
+        workerproto.FrameDecoder().feed(struct.pack(">I", len(nested)) + nested)
+
+
 # --- the real daemon ---------------------------------------------------------------
 
 
@@ -183,27 +288,54 @@ def _read_until_closed(sock: socket.socket, deadline: float) -> bytes:
     return bytes(got)
 
 
+def _open_long_polling_session(d) -> str:
+    answer = _read_until_closed(
+        _send(d, b"POST /lp/open HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+        time.monotonic() + 10,
+    )
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    return json.loads(answer.partition(b"\r\n\r\n")[2])["session"]
+
+
+def _send(d, data: bytes) -> socket.socket:
+    s = socket.create_connection((d.host, d.port), timeout=10)
+    s.sendall(data)
+    return s
+
+
 def test_fuzz_over_real_sockets_leaves_the_daemon_serving(daemon_factory):
+    """Mutated requests and, behind valid handshakes, mutated RFC 6455 frames, hixie-76 frames and
+    long-polling bodies; the client then vanishes (RST), half-closes and reads, or just closes."""
     d = daemon_factory("--handshake-timeout", "2", app="wsdaemon.apps.echo:app")
     steady = websocket.create_connection(d.url, timeout=10)
     rng = random.Random(6455)
-    http_blobs = HTTP_SAMPLES
-    ws_blobs = [_handshake() + f for f in FRAME_SAMPLES]
+    hixie76 = HTTP_SAMPLES[2].replace(b"^n:ds[4U", b"")  # the head; its key3 follows
+    session = _open_long_polling_session(d)
+
+    def long_polling_post() -> bytes:
+        body = random_blob(rng, LONGPOLL_SAMPLES)
+        path = "/lp/open" if rng.random() < 0.3 else f"/lp/{session}/send"
+        return f"POST {path} HTTP/1.1\r\nHost: a\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+
+    makers = [
+        lambda: random_blob(rng, HTTP_SAMPLES),
+        lambda: _handshake() + random_blob(rng, FRAME_SAMPLES),
+        lambda: hixie76 + b"^n:ds[4U" + random_blob(rng, HIXIE_SAMPLES),
+        long_polling_post,
+    ]
     sent = 0
     start = time.monotonic()
     for i in range(400):
         if time.monotonic() - start > 60:
             break
-        blob = random_blob(rng, http_blobs if i % 2 else ws_blobs)
-        if i % 2 == 0 and rng.random() < 0.7:
-            blob = _handshake() + random_blob(rng, FRAME_SAMPLES)  # a valid upgrade, broken frames
+        blob = makers[i % 4]()
         with socket.create_connection((d.host, d.port), timeout=5) as s:
             try:
                 s.sendall(blob)
             except ConnectionError:
                 continue
             sent += 1
-            how = i % 3
+            how = rng.randrange(3)
             if how == 0:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
             elif how == 1:
@@ -225,3 +357,6 @@ def test_fuzz_over_real_sockets_leaves_the_daemon_serving(daemon_factory):
     assert d.alive()
     log = d.log()
     assert "unhandled error" not in log and "Traceback" not in log, log[-3000:]
+    # the fuzz reached every layer: HTTP errors, frame errors, hixie, long-polling bodies
+    for seen in ("bad request: 400", "failing <Rfc6455Connection", "open hixie-76", "/send: 400"):
+        assert seen in log, f"the fuzz never produced {seen!r}"
