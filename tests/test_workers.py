@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 import websocket
@@ -153,6 +154,9 @@ def test_tasks_return_results_and_errors(start):
     assert len({a["result"]["pid"] for a in answers}) == 2
     stats = client.stats()
     assert stats["completed"] >= 64 and stats["worker_exits"] == 0
+    with urllib.request.urlopen(d.http_url + "/status", timeout=10) as resp:
+        status = json.load(resp)
+    assert len(status["workers"]["workers"]) == 2 and status["workers"]["completed"] >= 64
     # ... and the daemon is still an echo server for everyone else
     client.ws.send("plain text")
     assert client.ws.recv() == "plain text"
@@ -217,6 +221,23 @@ def test_full_queue_fails_the_submission_at_once(start):
     assert kind == "TaskQueueFull" and "--task-queue-size 2" in message
     assert [a["result"]["tag"] for a in client.wait(*slow, timeout=20)] == [0, 1, 2]
     assert client.call("add", 1, 2)["result"] == 3  # room again
+
+
+def test_reload_applies_new_queue_size_and_timeout(start, tmp_path):
+    config = tmp_path / "wsdaemon.conf"
+    config.write_text("[wsdaemon]\ntask_queue_size = 5\n")
+    d, client = start("--workers", "1", "--config", str(config), ready=1)
+    slow = [client.submit("sleep", 0.5, tag=i) for i in range(3)]  # 1 running + 2 queued: room
+    assert [a["result"]["tag"] for a in client.wait(*slow)] == [0, 1, 2]
+    config.write_text("[wsdaemon]\ntask_queue_size = 1\ntask_timeout = 0.5\n")
+    d.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "changed: task_queue_size, task_timeout" in d.log(), "the reload")
+    client.wait_for_workers(1)  # the reload also restarted the worker
+    slow = [client.submit("sleep", 0.3, tag=i) for i in range(2)]
+    kind, message = error_of(client.call("add", 1, 2))
+    assert kind == "TaskQueueFull" and "--task-queue-size 1" in message
+    assert len(client.wait(*slow)) == 2
+    assert error_of(client.call("sleep", 5))[0] == "TaskTimeout"
 
 
 def test_workers_stop_with_the_daemon(start):

@@ -209,9 +209,8 @@ class WorkerPool:
     def __init__(self, server: Server) -> None:
         self.server = server
         self.loop = server.loop
-        self.settings = settings = server.settings
+        settings = server.settings
         self.app = server.app
-        self.max_inflight = max(1, settings.worker_max_inflight)
         self.queue: deque[PendingTask] = deque()
         #: Authenticated worker connections, local and remote.
         self.workers: list[WorkerConnection] = []
@@ -233,6 +232,15 @@ class WorkerPool:
         if settings.worker_listen:
             self.token = read_token(settings.worker_token_file)
         self._open_listeners()
+
+    @property
+    def settings(self) -> Any:
+        """The server's settings of the moment: a reload (SIGHUP) may replace them."""
+        return self.server.settings
+
+    @property
+    def max_inflight(self) -> int:
+        return max(1, self.settings.worker_max_inflight)
 
     # -- listeners ---------------------------------------------------------------
 
@@ -343,7 +351,16 @@ class WorkerPool:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
 
     def reload(self) -> None:
-        """SIGHUP: restart the workers so they load the application's code again."""
+        """SIGHUP: read the token file again, restart the workers so they load the code again."""
+        if self.token is not None:
+            try:
+                token = read_token(self.settings.worker_token_file)
+            except (OSError, ValueError) as exc:
+                log.error("reload: keeping the worker token: %s", exc)
+            else:
+                if token != self.token:
+                    log.info("reload: new worker token; connected workers keep their connection")
+                self.token = token
         self.restart_workers()
 
     # -- the application's API ---------------------------------------------------
