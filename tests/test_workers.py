@@ -310,6 +310,17 @@ def test_remote_worker_with_right_and_wrong_token(start, tmp_path):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         raw.sendall(struct.pack(">I", 10_000_000) + b"{")
         assert recv_frames(raw) == []
+    # connections that never say hello are bounded
+    silent = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(64)]
+    try:
+        # accepted in order: when this one is, the 64 before it are connected and silent
+        extra = socket.create_connection(("127.0.0.1", port), timeout=10)
+        assert recv_frames(extra) == []  # closed at once, long before the 10 s hello timeout
+        extra.close()
+        assert "have not said hello yet" in d.log()
+    finally:
+        for sock in silent:
+            sock.close()
     # the worker command with a wrong token gives up with a clear message
     bad = start_remote_worker(port, str(wrong))
     out, _ = bad.communicate(timeout=30)
@@ -339,9 +350,20 @@ def test_remote_worker_with_right_and_wrong_token(start, tmp_path):
     assert "refused worker connection from 127.0.0.1" in d.log()
 
 
-def test_remote_worker_needs_a_token_file(daemon_factory):
-    with pytest.raises(RuntimeError):
-        daemon_factory("--worker-listen", f"127.0.0.1:{free_port()}", app=APP)
+def test_remote_worker_listener_needs_a_token_file(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+    cmd = [sys.executable, "-m", "wsdaemon", "run", "--host", "127.0.0.1", "--port", "0", "--app", APP]
+    cmd += ["--worker-listen", "127.0.0.1:0"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0
+    assert "--worker-listen needs --worker-token-file" in done.stderr
+    short = tmp_path / "short"
+    short.write_text("tooshort")
+    done = subprocess.run(
+        cmd + ["--worker-token-file", str(short)], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode != 0
+    assert "shorter than 16 bytes" in done.stderr
 
 
 # -- SIGHUP: rolling restart ----------------------------------------------------------------

@@ -62,6 +62,8 @@ STABLE_AFTER = 10.0
 RESTART_CONNECT_TIMEOUT = 30.0
 #: Seconds ``close()`` waits for workers to exit after SIGTERM before SIGKILL.
 TERMINATE_WAIT = 2.0
+#: Connections that have not yet sent ``hello``; more are closed at once.
+MAX_PENDING_HELLOS = 64
 #: Shortest accepted token for remote workers, in bytes.
 MIN_TOKEN_LENGTH = 16
 
@@ -163,6 +165,7 @@ class WorkerConnection(StreamConnection):
         self.connected_at = time.monotonic()
         self.deadline = self.loop.now + HELLO_TIMEOUT
         self.server.watch(self)
+        pool._unauthenticated.add(self)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -225,6 +228,7 @@ class WorkerPool:
         self._tmpdir = ""
         self.token: bytes | None = None
         self.closing = False
+        self._unauthenticated: set[WorkerConnection] = set()
         self._restart: _Restart | None = None
         self.counters = dict.fromkeys(
             ("submitted", "completed", "failed", "timed_out", "retried", "worker_exits", "restarts"), 0
@@ -283,8 +287,16 @@ class WorkerPool:
         return None
 
     def admit(self, client: socket.socket, address: Any) -> bool:
-        """Listener hook: every worker socket is accepted; ``hello`` decides."""
+        """Listener hook: accept unless closing or too many connections have not said ``hello``."""
         if self.closing:
+            client.close()
+            return False
+        if len(self._unauthenticated) >= MAX_PENDING_HELLOS:
+            log.warning(
+                "refused worker connection from %s: %d connections have not said hello yet",
+                format_address(address),
+                len(self._unauthenticated),
+            )
             client.close()
             return False
         return True
@@ -425,8 +437,9 @@ class WorkerPool:
             if task.future.done():
                 continue
             task.worker = conn
+            task.started_at = 0.0
             conn.inflight[task.id] = task
-            conn.write(task.frame)
+            conn.write(task.frame)  # may find the worker gone: worker_lost requeues the task
             if len(conn.inflight) == 1:
                 self._start_head(conn)
 
@@ -523,6 +536,7 @@ class WorkerPool:
 
     def worker_hello(self, conn: WorkerConnection, message: dict[str, Any]) -> None:
         """Authenticate a new worker connection; only then may tasks be sent to it."""
+        self._unauthenticated.discard(conn)
         if message.get("type") != "hello":
             return self._refuse(conn, "expected hello")
         if message.get("version") != workerproto.PROTOCOL_VERSION:
@@ -580,6 +594,7 @@ class WorkerPool:
 
     def worker_lost(self, conn: WorkerConnection) -> None:
         """A worker connection is gone: answer or requeue everything it held."""
+        self._unauthenticated.discard(conn)
         if conn in self.workers:
             self.workers.remove(conn)
         tasks = list(conn.inflight.values())
@@ -598,7 +613,7 @@ class WorkerPool:
                 task.future.set_exception(
                     TaskCancelled(f"task {task.name!r} not finished: the server shut down")
                 )
-            elif index > 0:
+            elif index > 0 or not task.started_at:
                 requeue.append(task)  # never started: the worker runs tasks in order
             elif task.idempotent and task.runs < 2:
                 self.counters["retried"] += 1
