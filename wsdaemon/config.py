@@ -102,7 +102,7 @@ class Settings:
         60.0, "Seconds a task may wait in the queue for a free worker before it fails (0: no limit)."
     )
     task_max_size: int = option(
-        16 * 1024 * 1024, "Largest task or result message in bytes (JSON).", minimum=1024, restart=True
+        16 * 1024 * 1024, "Largest task or result message in bytes (JSON).", minimum=1, restart=True
     )
     # -- daemon operations (start/stop/status, signals, logging) --
     pidfile: str = option(
