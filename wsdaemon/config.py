@@ -117,6 +117,23 @@ class Settings:
         "Log file (empty: stderr for run; discarded for start). SIGUSR1 reopens it (logrotate).",
         path=True,
     )
+    # -- long-polling (docs/long-polling.md) --
+    longpoll: bool = option(True, "Serve the long-polling transport under /lp/.", restart=True)
+    longpoll_hold: float = option(25.0, "Seconds a poll is held open when nothing is queued for its session.")
+    longpoll_expire: float = option(
+        30.0, "Seconds a session may go without a poll before it expires (on_close 1006)."
+    )
+    longpoll_max_body: int = option(1024 * 1024, "Largest long-polling request body in bytes (413 above).")
+    longpoll_max_queue: int = option(
+        8 * 1024 * 1024,
+        "Unacknowledged outbound bytes one session may have queued before it is closed with 1008.",
+    )
+    longpoll_max_sessions: int = option(10000, "Most long-polling sessions at once (503 above).")
+    longpoll_cors_origins: str = option(
+        "",
+        "Comma-separated origins (scheme://host[:port]) allowed to use long-polling from"
+        " another origin; '*' allows any.",
+    )
 
 
 def setting_fields() -> list:

@@ -9,6 +9,7 @@ the socket, the parsed request and every byte received after the head.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from . import rfc6455
@@ -23,9 +24,23 @@ log = logging.getLogger("wsdaemon.http")
 
 
 class HttpConnection(StreamConnection):
-    """Parses requests on a fresh socket until one of them turns it into something else."""
+    """Parses requests on a fresh socket until one of them turns it into something else.
 
-    __slots__ = ("parser", "handed_over", "secure")
+    Between request heads it can also read a ``Content-Length`` body
+    (:meth:`read_body`) and hold a response open (:meth:`hold`) for a handler
+    that answers later, such as a long-polling poll; keep-alive resumes after.
+    """
+
+    __slots__ = (
+        "parser",
+        "handed_over",
+        "secure",
+        "holder",
+        "_body",
+        "_body_wanted",
+        "_body_callback",
+        "_resume_scheduled",
+    )
 
     def __init__(self, server: Any, sock: Any, remote_address: Any, secure: bool = False) -> None:
         super().__init__(server, sock, remote_address)
@@ -33,35 +48,147 @@ class HttpConnection(StreamConnection):
         self.parser = HttpRequestParser(settings.max_header_bytes, settings.max_headers)
         self.handed_over = False
         self.secure = secure
+        #: The handler a held response belongs to (see :meth:`hold`), else None.
+        self.holder: Any = None
+        self._body: bytearray | None = None
+        self._body_wanted = 0
+        self._body_callback: Callable[[bytes], None] | None = None
+        self._resume_scheduled = False
         self.deadline = self.loop.now + settings.handshake_timeout
         server.watch(self)
+
+    @property
+    def busy(self) -> bool:
+        """True while a body is being read or a response is held: no new request is parsed."""
+        return self._body_callback is not None or self.holder is not None
 
     def data_received(self, data: bytes) -> None:
         if self.handed_over or self._close_after_flush:
             return
+        if self.holder is not None:
+            # A pipelined request behind a held response waits for its turn.
+            self.parser.buffer += data
+            if len(self.parser.buffer) > self.parser.max_header_bytes:
+                log.info("%s: too much pipelined data behind a held response", self)
+                self.abort(None)
+            return
         try:
-            request = self.parser.feed(data)
-            while request is not None:
-                request.remote_address = self.remote_address
-                request.secure = self.secure
-                self.server.router.route(self, request)
+            if self._body_callback is not None:
+                if not self._feed_body(data):
+                    return
+                data = b""
                 if self.handed_over or self._close_after_flush or self.transport_closed:
                     return
-                # keep-alive: the next request may already be buffered
-                self.deadline = self.loop.now + self.server.settings.handshake_timeout
-                request = self.parser.feed()
+            self._serve(data)
         except HandshakeError as exc:
             log.info("%s: handshake refused: %d %s", self, exc.status, exc.reason)
+            self._reset_body()
             self.respond_error(exc.status, exc.reason, exc.headers)
         except ProtocolError as exc:
             log.info("%s: bad request: %d %s", self, exc.status, exc.reason)
+            self._reset_body()
             self.respond_error(exc.status, exc.reason)
 
+    def _serve(self, data: bytes) -> None:
+        if self.busy:
+            return
+        request = self.parser.feed(data)
+        while request is not None:
+            request.remote_address = self.remote_address
+            request.secure = self.secure
+            self.server.router.route(self, request)
+            if self.handed_over or self._close_after_flush or self.transport_closed or self.busy:
+                return
+            # keep-alive: the next request may already be buffered
+            self.deadline = self.loop.now + self.server.settings.handshake_timeout
+            request = self.parser.feed()
+
+    # -- request bodies ----------------------------------------------------------
+
+    def read_body(self, request: Request, limit: int, callback: Callable[[bytes], None]) -> None:
+        """Read the request's ``Content-Length`` body, then call ``callback(body)``.
+
+        Raises :class:`HandshakeError`: 411 for ``Transfer-Encoding`` (chunked
+        bodies are not supported), 400 for a malformed length, 413 above ``limit``.
+        A request without ``Content-Length`` has an empty body (RFC 9112 6.3).
+        """
+        length = body_length(request)
+        if length > limit:
+            raise HandshakeError(f"request body larger than {limit} bytes", 413)
+        buffered = self.parser.buffer
+        if len(buffered) >= length:
+            body = bytes(buffered[:length])
+            del buffered[:length]
+            callback(body)
+            return
+        if "100-continue" in request.headers.tokens("Expect"):
+            self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self._body = bytearray(buffered)
+        buffered.clear()
+        self._body_wanted = length
+        self._body_callback = callback
+        self.deadline = self.loop.now + self.server.settings.handshake_timeout
+        self.server.watch(self)
+
+    def _feed_body(self, data: bytes) -> bool:
+        """Add ``data`` to the body being read; True once it was complete and delivered."""
+        body = self._body
+        assert body is not None
+        missing = self._body_wanted - len(body)
+        body += data[:missing]
+        if len(data) > missing:
+            self.parser.buffer += data[missing:]
+        if len(body) < self._body_wanted:
+            return False
+        callback = self._body_callback
+        assert callback is not None
+        self._reset_body()
+        self.deadline = self.loop.now + self.server.settings.handshake_timeout
+        callback(bytes(body))
+        return True
+
+    def _reset_body(self) -> None:
+        self._body = None
+        self._body_wanted = 0
+        self._body_callback = None
+
+    # -- responses ---------------------------------------------------------------
+
+    def hold(self, holder: Any, deadline: float) -> None:
+        """Keep the current request unanswered until ``holder`` calls :meth:`respond`.
+
+        ``holder.hold_expired()`` runs once ``deadline`` passes (it must respond);
+        ``holder.hold_lost()`` runs if the client goes away first.
+        """
+        self.holder = holder
+        self.deadline = deadline
+        self.server.watch(self)
+
     def respond(self, data: bytes, keep_alive: bool = False) -> None:
+        self.holder = None
         self.write(data)
-        if not keep_alive:
+        if not keep_alive or self.server.stopping:
             self.server.unwatch(self)
             self.close_after_flush()
+            return
+        self.deadline = self.loop.now + self.server.settings.handshake_timeout
+        self.server.watch(self)
+        if self.parser.buffer and not self._corked and not self._resume_scheduled:
+            # A deferred answer: requests that arrived meanwhile are served next turn.
+            self._resume_scheduled = True
+            self.loop.call_soon(self._resume)
+
+    def _resume(self) -> None:
+        self._resume_scheduled = False
+        if self.transport_closed or self.handed_over or self.busy:
+            return
+        self._corked = True
+        try:
+            self.data_received(b"")
+        finally:
+            self._corked = False
+            if self._out:
+                self._uncork()
 
     def respond_error(self, status: int, message: str, headers: list[tuple[str, str]] | None = None) -> None:
         self.respond(error_response(status, message, headers))
@@ -69,11 +196,31 @@ class HttpConnection(StreamConnection):
     def on_deadline(self, now: float) -> None:
         if self._draining:
             self.close_transport()
+        elif self.holder is not None:
+            self.holder.hold_expired()
+        elif self._body_callback is not None:
+            log.info("%s: request body not complete within the handshake timeout", self)
+            self._reset_body()
+            self.respond_error(408, "request timeout")
         elif self.parser.buffer:
             log.info("%s: request head not complete within the handshake timeout", self)
             self.respond_error(408, "request timeout")
         else:
             self.close_transport()  # idle keep-alive connection
+
+    def eof_received(self) -> None:
+        self.close_transport()
+
+    def close_if_idle(self) -> None:
+        """At shutdown: drop a keep-alive connection that is between requests."""
+        if not (self.busy or self.parser.buffer or self.handed_over or self._close_after_flush):
+            self.close_transport()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        holder = self.holder
+        if holder is not None:
+            self.holder = None
+            holder.hold_lost()
 
     def hand_over(self, new_handler: StreamConnection) -> bytes:
         """Swap ``new_handler`` into the selector map for this socket; return the unconsumed bytes."""
@@ -88,6 +235,22 @@ class HttpConnection(StreamConnection):
 
     def __repr__(self) -> str:
         return f"<HttpConnection {format_address(self.remote_address)}>"
+
+
+def body_length(request: Request) -> int:
+    """The request body's length from ``Content-Length`` (411 for ``Transfer-Encoding``)."""
+    if "Transfer-Encoding" in request.headers:
+        raise HandshakeError("chunked request bodies are not supported; send Content-Length", 411)
+    values = request.headers.get_all("Content-Length")
+    if not values:
+        return 0
+    lengths = {v.strip() for value in values for v in value.split(",")}
+    if len(lengths) != 1:
+        raise HandshakeError("conflicting Content-Length values", 400)
+    (text,) = lengths
+    if not text.isdigit() or not text.isascii() or len(text) > 18:
+        raise HandshakeError("malformed Content-Length", 400)
+    return int(text)
 
 
 class Router:

@@ -18,6 +18,7 @@ from .connection import StreamConnection
 from .handshake import HttpConnection, Router
 from .http11 import Request
 from .listener import Listener
+from .longpoll_transport import LongPolling
 from .loop import EVENT_READ, EventLoop, TimerHandle
 from .static import StaticFiles, serve_status
 
@@ -59,6 +60,11 @@ class Server:
             from .workerpool import WorkerPool
 
             self.workers = self.add_component(WorkerPool(self))
+        #: The long-polling transport (``/lp/``), or None when disabled.
+        self.longpoll: LongPolling | None = None
+        if self.settings.longpoll:
+            self.longpoll = self.add_component(LongPolling(self))
+            self.longpoll.install(self.router)
 
     def add_component(self, component: Any) -> Any:
         """Tie ``component`` to the server's life: its ``start()``, ``reload()`` (SIGHUP),
@@ -260,6 +266,10 @@ class Server:
                 conn.close(code, reason)
             except Exception:
                 log.exception("error closing %r", conn)
+        for handler in self._stream_handlers():
+            close_if_idle = getattr(handler, "close_if_idle", None)
+            if close_if_idle is not None:
+                close_if_idle()  # idle keep-alive HTTP connections would only delay the exit
         deadline = time.monotonic() + self.settings.shutdown_grace
         self._wait_for_clients(deadline)
 

@@ -66,6 +66,9 @@ def serve_status(conn: Any, request: Request) -> None:
     workers = getattr(server, "workers", None)
     if workers is not None:
         doc["workers"] = workers.stats()
+    longpoll = getattr(server, "longpoll", None)
+    if longpoll is not None:
+        doc["long_polling"] = longpoll.stats()
     body = json.dumps(doc).encode()
     respond_http(
         conn,

@@ -1,0 +1,110 @@
+"""A TCP proxy that breaks WebSocket upgrades, as some real proxies do, and passes all else.
+
+The browser tests load the page through it so that WebSocket cannot open and the
+client has to fall back to long-polling. Modes for an upgrade request:
+
+- ``reset``: the connection is closed at once (the WebSocket closes before opening);
+- ``hang``: the request is swallowed and never answered (the open times out).
+
+Only the first request of a connection is inspected: browsers open a new
+connection for every WebSocket.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+_HEAD_LIMIT = 65536
+
+
+class UpgradeBlockingProxy:
+    def __init__(self, target_port: int, mode: str = "reset", host: str = "127.0.0.1") -> None:
+        assert mode in ("reset", "hang")
+        self.target = (host, target_port)
+        self.mode = mode
+        self.host = host
+        self.listener = socket.create_server((host, 0))
+        self.port = self.listener.getsockname()[1]
+        self.blocked = 0
+        self.forwarded = 0
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._accept_loop, daemon=True).start()
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _track(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+
+    def _accept_loop(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self._track(client)
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        head = b""
+        try:
+            while b"\r\n\r\n" not in head and len(head) < _HEAD_LIMIT:
+                chunk = client.recv(65536)
+                if not chunk:
+                    client.close()
+                    return
+                head += chunk
+        except OSError:
+            client.close()
+            return
+        if b"upgrade: websocket" in head.lower():
+            with self._lock:
+                self.blocked += 1
+            if self.mode == "reset":
+                client.close()
+            return  # "hang": keep it open and silent until the proxy stops
+        try:
+            upstream = socket.create_connection(self.target, timeout=10)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(None)
+        self._track(upstream)
+        with self._lock:
+            self.forwarded += 1
+        upstream.sendall(head)
+        threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
+        _pipe(client, upstream)
+
+    def close(self) -> None:
+        self._closed = True
+        self.listener.close()
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    """Copy ``src`` to ``dst`` until EOF, then half-close ``dst``."""
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            dst.sendall(data)
+        dst.shutdown(socket.SHUT_WR)
+    except OSError:
+        for sock in (src, dst):
+            try:
+                sock.close()
+            except OSError:
+                pass
