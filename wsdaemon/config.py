@@ -76,7 +76,9 @@ class Settings:
         "RFC 6455 connections are pinged instead while --ping-interval is set.",
     )
     # -- workers: task functions run in worker processes (docs/workers.md) --
-    workers: int = option(0, "Worker processes to start for the application's task functions.", restart=True)
+    workers: int = option(
+        0, "Worker processes to start for the application's task functions.", minimum=0, restart=True
+    )
     worker_socket: str = option(
         "",
         "Unix socket the workers connect to (default: in a private temporary directory).",
@@ -91,20 +93,19 @@ class Settings:
     worker_token_file: str = option(
         "", "File holding the shared secret that remote workers must present.", restart=True, path=True
     )
-    worker_max_inflight: int = option(1, "Tasks sent to one worker before it has answered.", restart=True)
+    worker_max_inflight: int = option(1, "Tasks sent to one worker before it has answered.", minimum=1)
     task_queue_size: int = option(
-        1000, "Tasks waiting for a free worker; a submission beyond it fails at once.", restart=True
+        1000, "Tasks waiting for a free worker; a submission beyond it fails at once.", minimum=0
     )
     task_timeout: float = option(
         60.0,
-        "Seconds a task may run (unless it declares its own); then its worker is replaced.",
-        restart=True,
+        "Seconds a task may run (unless it declares its own; 0: no limit); then its worker is replaced.",
     )
     task_queue_timeout: float = option(
-        60.0, "Seconds a task may wait in the queue for a free worker before it fails.", restart=True
+        60.0, "Seconds a task may wait in the queue for a free worker before it fails (0: no limit)."
     )
     task_max_size: int = option(
-        16 * 1024 * 1024, "Largest task or result message in bytes (JSON).", restart=True
+        16 * 1024 * 1024, "Largest task or result message in bytes (JSON).", minimum=1, restart=True
     )
     # -- daemon operations (start/stop/status, signals, logging) --
     pidfile: str = option(
