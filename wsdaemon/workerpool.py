@@ -235,7 +235,11 @@ class WorkerPool:
         )
         if settings.worker_listen:
             self.token = read_token(settings.worker_token_file)
-        self._open_listeners()
+        try:
+            self._open_listeners()
+        except BaseException:
+            self._close_listeners()
+            raise
 
     @property
     def settings(self) -> Any:
@@ -255,14 +259,22 @@ class WorkerPool:
         else:
             self._tmpdir = tempfile.mkdtemp(prefix="wsdaemon-workers-")
             path = os.path.join(self._tmpdir, "workers.sock")
-        sock = bind_unix_socket(path)
+        try:
+            sock = bind_unix_socket(path)
+        except OSError as exc:
+            raise OSError(f"cannot listen for workers on {path}: {exc.strerror or exc}") from exc
         self.socket_path = path
         self._add_listener(sock, remote=False)
         if settings.worker_listen:
             from .server import bind_socket
 
             host, port = parse_host_port(settings.worker_listen)
-            tcp = bind_socket(host, port, 64)
+            try:
+                tcp = bind_socket(host, port, 64)
+            except OSError as exc:
+                raise OSError(
+                    f"cannot listen for workers on {settings.worker_listen}: {exc.strerror}"
+                ) from exc
             self._add_listener(tcp, remote=True)
             log.info("remote workers: listening on %s", format_address(tcp.getsockname()))
 
@@ -354,6 +366,11 @@ class WorkerPool:
                 proc.popen.kill()
                 proc.popen.wait()
         self.processes.clear()
+        self._close_listeners()
+
+    def _close_listeners(self) -> None:
+        for listener in self.listeners:
+            listener.close()
         if self.socket_path:
             try:
                 os.unlink(self.socket_path)
