@@ -60,8 +60,9 @@ class Settings:
     close_timeout: float = option(5.0, "Seconds to wait for the client's close frame after ours.")
     # -- limits --
     max_write_buffer: int = option(
-        64 * 1024 * 1024,
-        "Outbound bytes one connection may have waiting before it is dropped as a slow consumer.",
+        8 * 1024 * 1024,
+        "Outbound bytes one connection may have queued behind the message being sent; "
+        "over it the client is a slow consumer and is closed with 1008 (0: no limit).",
     )
     max_header_bytes: int = option(16384, "Largest request line plus headers, in bytes (431 above).")
     max_headers: int = option(100, "Most request headers (431 above).")
@@ -70,7 +71,9 @@ class Settings:
     shutdown_grace: float = option(5.0, "Seconds clients get to finish their closing handshake at shutdown.")
     # -- hixie-76 / hixie-75 (no ping in these drafts) --
     idle_timeout: float = option(
-        300.0, "Close a hixie-76/75 connection that has sent nothing for this many seconds (0: never)."
+        300.0,
+        "Close a connection that has sent nothing for this many seconds (0: never). "
+        "RFC 6455 connections are pinged instead while --ping-interval is set.",
     )
     # -- workers: task functions run in worker processes (docs/workers.md) --
     workers: int = option(
@@ -133,6 +136,35 @@ class Settings:
         "",
         "Comma-separated origins (scheme://host[:port]) allowed to use long-polling from"
         " another origin; '*' allows any.",
+    )
+    # -- hardening: connection limits, Origin policy, TLS (docs/security.md) --
+    max_connections: int = option(
+        10000, "Most client connections at once, handshakes included (503 above; 0: no limit)."
+    )
+    max_frames_per_message: int = option(
+        100000, "Most frames in one fragmented RFC 6455 message (1009 above)."
+    )
+    allowed_origins: str = option(
+        "",
+        "Comma-separated Origins allowed to connect, like https://example.com or "
+        "https://*.example.com (403 otherwise; empty: allow all).",
+    )
+    allow_missing_origin: bool = option(
+        True, "Accept handshakes without an Origin header (non-browser clients)."
+    )
+    certfile: str = option(
+        "",
+        "PEM certificate chain: serve wss:// and https:// (TLS); SIGHUP reads it again.",
+        path=True,
+    )
+    keyfile: str = option(
+        "", "PEM private key for the certfile (empty: the key is in the certfile).", path=True
+    )
+    tls_port: int = option(
+        0,
+        "With a certfile: a second port, for TLS only, beside the plain one (0: the main port is TLS).",
+        maximum=65535,
+        restart=True,
     )
 
 

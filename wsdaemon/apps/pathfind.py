@@ -102,7 +102,7 @@ def message(conn, text) -> None:
     if isinstance(text, str) and text.startswith("{"):
         try:
             request = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             request = None
     if not isinstance(request, dict) or request.get("type") != "path":
         conn.send(text)  # everything else is an echo, answered at once
