@@ -5,6 +5,7 @@ import json
 import random
 import time
 
+import pytest
 import websocket
 
 from wsdaemon.apps.pathfind import astar
@@ -87,7 +88,8 @@ def test_without_workers_the_demo_says_so(daemon_factory):
         ws.close()
 
 
-def test_page_in_a_real_browser(daemon_factory):
+@pytest.mark.parametrize("transport", ["websocket", "long-polling"])
+def test_page_in_a_real_browser(daemon_factory, transport):
     from playwright.sync_api import sync_playwright
 
     d = daemon_factory("--workers", "1", app=APP)
@@ -97,7 +99,7 @@ def test_page_in_a_real_browser(daemon_factory):
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
         try:
             page = browser.new_page()
-            page.goto(d.http_url + "/pathfind?size=200")  # the page searches once it is connected
+            page.goto(f"{d.http_url}/pathfind?size=200&transport={transport}")  # searches once connected
             page.wait_for_function(
                 "/path of|no path/.test(document.getElementById('log').textContent)", timeout=30_000
             )
@@ -106,5 +108,6 @@ def test_page_in_a_real_browser(daemon_factory):
                 assert time.monotonic() < deadline, "no ping answered"
                 page.wait_for_timeout(100)
             assert "by worker" in page.inner_text("#log")
+            assert page.inner_text("#log").endswith(f"over {transport}")
         finally:
             browser.close()

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from wsdaemon import rfc6455
 from wsdaemon.errors import HandshakeError
-from wsdaemon.http11 import parse_request_head
+from wsdaemon.http11 import Headers, parse_request_head
 from wsdaemon.masking import _apply_mask_python, apply_mask
 from wsdaemon.rfc6455 import (
     EV_ERROR,
@@ -111,9 +111,10 @@ def test_invalid_handshakes(change, status):
 
 
 def test_subprotocol_offer_keeps_only_tokens():
-    request = parse_request_head(
-        HANDSHAKE.replace(b"chat, superchat", b"chat\x01x, good, a b").rstrip(b"\r\n")
-    )
+    request = parse_request_head(HANDSHAKE.replace(b"chat, superchat", b"x/y, good, a b").rstrip(b"\r\n"))
+    assert rfc6455.offered_subprotocols(request) == ["good"]
+    # The HTTP parser refuses control characters before this point; the filter holds on its own too.
+    request.headers = Headers([("Sec-WebSocket-Protocol", "chat\x01x, good")])
     assert rfc6455.offered_subprotocols(request) == ["good"]
 
 

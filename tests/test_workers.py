@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 import websocket
@@ -153,6 +154,9 @@ def test_tasks_return_results_and_errors(start):
     assert len({a["result"]["pid"] for a in answers}) == 2
     stats = client.stats()
     assert stats["completed"] >= 64 and stats["worker_exits"] == 0
+    with urllib.request.urlopen(d.http_url + "/status", timeout=10) as resp:
+        status = json.load(resp)
+    assert len(status["workers"]["workers"]) == 2 and status["workers"]["completed"] >= 64
     # ... and the daemon is still an echo server for everyone else
     client.ws.send("plain text")
     assert client.ws.recv() == "plain text"
@@ -217,6 +221,23 @@ def test_full_queue_fails_the_submission_at_once(start):
     assert kind == "TaskQueueFull" and "--task-queue-size 2" in message
     assert [a["result"]["tag"] for a in client.wait(*slow, timeout=20)] == [0, 1, 2]
     assert client.call("add", 1, 2)["result"] == 3  # room again
+
+
+def test_reload_applies_new_queue_size_and_timeout(start, tmp_path):
+    config = tmp_path / "wsdaemon.conf"
+    config.write_text("[wsdaemon]\ntask_queue_size = 5\n")
+    d, client = start("--workers", "1", "--config", str(config), ready=1)
+    slow = [client.submit("sleep", 0.5, tag=i) for i in range(3)]  # 1 running + 2 queued: room
+    assert [a["result"]["tag"] for a in client.wait(*slow)] == [0, 1, 2]
+    config.write_text("[wsdaemon]\ntask_queue_size = 1\ntask_timeout = 0.5\n")
+    d.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "changed: task_queue_size, task_timeout" in d.log(), "the reload")
+    client.wait_for_workers(1)  # the reload also restarted the worker
+    slow = [client.submit("sleep", 0.3, tag=i) for i in range(2)]
+    kind, message = error_of(client.call("add", 1, 2))
+    assert kind == "TaskQueueFull" and "--task-queue-size 1" in message
+    assert len(client.wait(*slow)) == 2
+    assert error_of(client.call("sleep", 5))[0] == "TaskTimeout"
 
 
 def test_workers_stop_with_the_daemon(start):
@@ -289,6 +310,17 @@ def test_remote_worker_with_right_and_wrong_token(start, tmp_path):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         raw.sendall(struct.pack(">I", 10_000_000) + b"{")
         assert recv_frames(raw) == []
+    # connections that never say hello are bounded
+    silent = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(64)]
+    try:
+        # accepted in order: when this one is, the 64 before it are connected and silent
+        extra = socket.create_connection(("127.0.0.1", port), timeout=10)
+        assert recv_frames(extra) == []  # closed at once, long before the 10 s hello timeout
+        extra.close()
+        assert "have not said hello yet" in d.log()
+    finally:
+        for sock in silent:
+            sock.close()
     # the worker command with a wrong token gives up with a clear message
     bad = start_remote_worker(port, str(wrong))
     out, _ = bad.communicate(timeout=30)
@@ -318,9 +350,20 @@ def test_remote_worker_with_right_and_wrong_token(start, tmp_path):
     assert "refused worker connection from 127.0.0.1" in d.log()
 
 
-def test_remote_worker_needs_a_token_file(daemon_factory):
-    with pytest.raises(RuntimeError):
-        daemon_factory("--worker-listen", f"127.0.0.1:{free_port()}", app=APP)
+def test_remote_worker_listener_needs_a_token_file(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+    cmd = [sys.executable, "-m", "wsdaemon", "run", "--host", "127.0.0.1", "--port", "0", "--app", APP]
+    cmd += ["--worker-listen", "127.0.0.1:0"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0
+    assert "--worker-listen needs --worker-token-file" in done.stderr
+    short = tmp_path / "short"
+    short.write_text("tooshort")
+    done = subprocess.run(
+        cmd + ["--worker-token-file", str(short)], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode != 0
+    assert "shorter than 16 bytes" in done.stderr
 
 
 # -- SIGHUP: rolling restart ----------------------------------------------------------------

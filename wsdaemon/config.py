@@ -60,8 +60,9 @@ class Settings:
     close_timeout: float = option(5.0, "Seconds to wait for the client's close frame after ours.")
     # -- limits --
     max_write_buffer: int = option(
-        64 * 1024 * 1024,
-        "Outbound bytes one connection may have waiting before it is dropped as a slow consumer.",
+        8 * 1024 * 1024,
+        "Outbound bytes one connection may have queued behind the message being sent; "
+        "over it the client is a slow consumer and is closed with 1008 (0: no limit).",
     )
     max_header_bytes: int = option(16384, "Largest request line plus headers, in bytes (431 above).")
     max_headers: int = option(100, "Most request headers (431 above).")
@@ -70,10 +71,14 @@ class Settings:
     shutdown_grace: float = option(5.0, "Seconds clients get to finish their closing handshake at shutdown.")
     # -- hixie-76 / hixie-75 (no ping in these drafts) --
     idle_timeout: float = option(
-        300.0, "Close a hixie-76/75 connection that has sent nothing for this many seconds (0: never)."
+        300.0,
+        "Close a connection that has sent nothing for this many seconds (0: never). "
+        "RFC 6455 connections are pinged instead while --ping-interval is set.",
     )
     # -- workers: task functions run in worker processes (docs/workers.md) --
-    workers: int = option(0, "Worker processes to start for the application's task functions.", restart=True)
+    workers: int = option(
+        0, "Worker processes to start for the application's task functions.", minimum=0, restart=True
+    )
     worker_socket: str = option(
         "",
         "Unix socket the workers connect to (default: in a private temporary directory).",
@@ -88,20 +93,19 @@ class Settings:
     worker_token_file: str = option(
         "", "File holding the shared secret that remote workers must present.", restart=True, path=True
     )
-    worker_max_inflight: int = option(1, "Tasks sent to one worker before it has answered.", restart=True)
+    worker_max_inflight: int = option(1, "Tasks sent to one worker before it has answered.", minimum=1)
     task_queue_size: int = option(
-        1000, "Tasks waiting for a free worker; a submission beyond it fails at once.", restart=True
+        1000, "Tasks waiting for a free worker; a submission beyond it fails at once.", minimum=0
     )
     task_timeout: float = option(
         60.0,
-        "Seconds a task may run (unless it declares its own); then its worker is replaced.",
-        restart=True,
+        "Seconds a task may run (unless it declares its own; 0: no limit); then its worker is replaced.",
     )
     task_queue_timeout: float = option(
-        60.0, "Seconds a task may wait in the queue for a free worker before it fails.", restart=True
+        60.0, "Seconds a task may wait in the queue for a free worker before it fails (0: no limit)."
     )
     task_max_size: int = option(
-        16 * 1024 * 1024, "Largest task or result message in bytes (JSON).", restart=True
+        16 * 1024 * 1024, "Largest task or result message in bytes (JSON).", minimum=1, restart=True
     )
     # -- daemon operations (start/stop/status, signals, logging) --
     pidfile: str = option(
@@ -132,6 +136,35 @@ class Settings:
         "",
         "Comma-separated origins (scheme://host[:port]) allowed to use long-polling from"
         " another origin; '*' allows any.",
+    )
+    # -- hardening: connection limits, Origin policy, TLS (docs/security.md) --
+    max_connections: int = option(
+        10000, "Most client connections at once, handshakes included (503 above; 0: no limit)."
+    )
+    max_frames_per_message: int = option(
+        100000, "Most frames in one fragmented RFC 6455 message (1009 above)."
+    )
+    allowed_origins: str = option(
+        "",
+        "Comma-separated Origins allowed to connect, like https://example.com or "
+        "https://*.example.com (403 otherwise; empty: allow all).",
+    )
+    allow_missing_origin: bool = option(
+        True, "Accept handshakes without an Origin header (non-browser clients)."
+    )
+    certfile: str = option(
+        "",
+        "PEM certificate chain: serve wss:// and https:// (TLS); SIGHUP reads it again.",
+        path=True,
+    )
+    keyfile: str = option(
+        "", "PEM private key for the certfile (empty: the key is in the certfile).", path=True
+    )
+    tls_port: int = option(
+        0,
+        "With a certfile: a second port, for TLS only, beside the plain one (0: the main port is TLS).",
+        maximum=65535,
+        restart=True,
     )
 
 

@@ -4,6 +4,17 @@ A :class:`StreamConnection` owns one socket registered in the loop. Reads call
 ``data_received``; while a read is handled, writes are *corked* and joined into
 one ``send`` at the end. What the kernel does not take is kept in an outbound
 buffer flushed on ``EVENT_WRITE``, which is requested only while it is non-empty.
+
+The outbound buffer is bounded: the write being sent may be of any size, but the
+bytes queued behind it may not exceed ``settings.max_write_buffer``; past that
+``on_write_overflow`` runs (a slow consumer). The buffer remembers where each
+write ends, so a transport can drop the queued writes and still end the stream
+on a frame boundary (:meth:`StreamConnection.discard_unsent`).
+
+The socket may be a non-blocking :class:`ssl.SSLSocket` whose handshake is done
+(see :mod:`wsdaemon.tls`): reads drain the records OpenSSL already decrypted,
+sends go in chunks so a retried ``SSL_write`` always sees the same first bytes,
+and closing sends TLS close_notify before the TCP half-close.
 """
 
 from __future__ import annotations
@@ -11,6 +22,8 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+from collections import deque
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from .loop import EVENT_READ, EVENT_WRITE
@@ -21,6 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("wsdaemon.connection")
 
 RECV_SIZE = 256 * 1024
+#: Largest plaintext given to one ``SSL_write``: after a partial TLS write the
+#: first this-many buffered bytes must stay in place until the retry succeeds.
+TLS_SEND_CHUNK = 64 * 1024
 _DRAIN_TIMEOUT = 2.0
 
 
@@ -33,6 +49,7 @@ class StreamConnection:
         "sock",
         "remote_address",
         "_wbuf",
+        "_wlens",
         "_out",
         "_corked",
         "_write_registered",
@@ -41,6 +58,7 @@ class StreamConnection:
         "transport_closed",
         "deadline",
         "last_seen",
+        "_tls",
     )
 
     def __init__(self, server: Server, sock: socket.socket, remote_address: Any) -> None:
@@ -49,6 +67,8 @@ class StreamConnection:
         self.sock = sock
         self.remote_address = remote_address
         self._wbuf: bytearray | None = None
+        #: Lengths of the writes in ``_wbuf``, oldest (the one being sent) first.
+        self._wlens: deque[int] | None = None
         self._out: list | None = None
         self._corked = False
         self._write_registered = False
@@ -58,6 +78,7 @@ class StreamConnection:
         #: Monotonic time after which :meth:`on_deadline` runs (handshake, close, drain).
         self.deadline = 0.0
         self.last_seen = self.loop.now
+        self._tls = isinstance(sock, ssl.SSLSocket)
 
     # -- hooks for subclasses ----------------------------------------------------
 
@@ -93,6 +114,8 @@ class StreamConnection:
             else:
                 self.eof_received()
             return
+        if self._tls and self.sock.pending():
+            data = self._recv_pending(data)
         if self._draining:
             return
         self.last_seen = self.loop.now
@@ -103,6 +126,18 @@ class StreamConnection:
             self._corked = False
             if self._out:
                 self._uncork()
+
+    def _recv_pending(self, data: bytes) -> bytes:
+        """Add what OpenSSL decrypted already: the kernel will not report it readable."""
+        parts = [data]
+        try:
+            while self.sock.pending():
+                parts.append(self.sock.recv(RECV_SIZE))
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+            pass
+        except OSError:
+            pass  # reported by the next read
+        return b"".join(parts)
 
     # -- outbound ----------------------------------------------------------------
 
@@ -124,26 +159,60 @@ class StreamConnection:
             else:
                 self._out.append(data)
             return
-        wbuf = self._wbuf
-        if wbuf:
-            wbuf += data
-            self._check_write_limit()
+        if self._wbuf:
+            self._queue(data)
             return
         self._send_now(data)
 
     def _uncork(self) -> None:
         out = self._out
         self._out = None
-        data = out[0] if len(out) == 1 else b"".join(out)
+        if len(out) == 1:
+            if self._wbuf:
+                self._queue(out[0])
+            else:
+                self._send_now(out[0])
+            return
+        data = b"".join(out)
         if self._wbuf:
             self._wbuf += data
+            self._wlens.extend(map(len, out))
             self._check_write_limit()
         else:
-            self._send_now(data)
+            self._send_now(data, out)
 
-    def _send_now(self, data: bytes) -> None:
+    def _queue(self, data: bytes) -> None:
+        """Append behind the write in progress."""
+        self._wbuf += data
+        self._wlens.append(len(data))
+        self._check_write_limit()
+
+    def _check_write_limit(self) -> None:
+        """A slow consumer overflows here: too much queued behind the write being sent."""
+        limit = self.server.settings.max_write_buffer
+        if limit and len(self._wbuf) - self._wlens[0] > limit:
+            self.on_write_overflow()
+
+    def _send(self, data: Any) -> int:
+        """One non-blocking send; TLS in chunks, retried from the same first byte."""
+        if not self._tls:
+            return self.sock.send(data)
+        sent = 0
+        view = memoryview(data)
+        n = len(view)
+        while sent < n:
+            try:
+                sent += self.sock.send(view[sent : sent + TLS_SEND_CHUNK])
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                if not sent:
+                    raise
+                break
+        return sent
+
+    def _send_now(self, data: bytes, parts: list | None = None) -> None:
+        """Send ``data`` (the join of ``parts``, when several writes were corked) or buffer the rest."""
         try:
-            sent = self.sock.send(data)
+            sent = self._send(data)
         except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
             sent = 0
         except OSError as exc:
@@ -151,24 +220,49 @@ class StreamConnection:
             return
         if sent < len(data):
             self._wbuf = bytearray(memoryview(data)[sent:])
+            if parts is None:
+                self._wlens = deque((len(self._wbuf),))
+            else:
+                self._wlens = wlens = deque(map(len, parts))
+                _consume(wlens, sent)
             self._want_write()
-            self._check_write_limit()
+            if parts is not None:
+                self._check_write_limit()
         elif self._close_after_flush:
             self._finish_close()
-
-    def _check_write_limit(self) -> None:
-        limit = self.server.settings.max_write_buffer
-        if limit and self._wbuf is not None and len(self._wbuf) > limit:
-            self.on_write_overflow()
 
     def on_write_overflow(self) -> None:
         """The peer does not read fast enough; the default is to drop it."""
         log.warning(
-            "%s: outbound buffer over %d bytes, closing",
+            "%s: slow consumer, %d bytes waiting over the %d-byte limit; dropping it",
             self,
+            self.buffered_amount,
             self.server.settings.max_write_buffer,
         )
         self.abort(None)
+
+    def discard_unsent(self) -> int:
+        """Drop queued writes, keeping the one in progress so the stream ends on a boundary.
+
+        Over TLS the first ``TLS_SEND_CHUNK`` bytes stay too (an interrupted
+        ``SSL_write`` must be retried with them). Returns the bytes dropped.
+        """
+        self._out = None
+        wbuf = self._wbuf
+        if not wbuf:
+            return 0
+        keep_at_least = TLS_SEND_CHUNK if self._tls else 1
+        keep = count = 0
+        for length in self._wlens:
+            keep += length
+            count += 1
+            if keep >= keep_at_least:
+                break
+        dropped = len(wbuf) - keep
+        if dropped:
+            self._wbuf = bytearray(memoryview(wbuf)[:keep])
+            self._wlens = deque(islice(self._wlens, count))
+        return dropped
 
     def _want_write(self) -> None:
         if not self._write_registered and not self.transport_closed:
@@ -181,7 +275,7 @@ class StreamConnection:
             return
         if wbuf:
             try:
-                sent = self.sock.send(wbuf)
+                sent = self._send(wbuf)
             except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
                 return
             except OSError as exc:
@@ -189,8 +283,10 @@ class StreamConnection:
                 return
             del wbuf[:sent]
             if wbuf:
+                _consume(self._wlens, sent)
                 return
         self._wbuf = None
+        self._wlens = None
         if self._write_registered:
             self._write_registered = False
             self.loop.modify(self.sock, EVENT_READ, self)
@@ -211,8 +307,13 @@ class StreamConnection:
         if self._draining or self.transport_closed:
             return
         self._draining = True
+        if self._tls:
+            try:  # sends close_notify; the peer's own arrives while we drain
+                self.sock.unwrap()
+            except (OSError, ValueError):
+                pass
         try:
-            self.sock.shutdown(socket.SHUT_WR)
+            socket.socket.shutdown(self.sock, socket.SHUT_WR)
         except OSError:
             self.close_transport()
             return
@@ -225,11 +326,13 @@ class StreamConnection:
             return
         self.transport_closed = True
         self.loop.unregister(self.sock)
+        self.server.clients.discard(self.sock.fileno())
         try:
             self.sock.close()
         except OSError:  # pragma: no cover
             pass
         self._wbuf = None
+        self._wlens = None
         self._out = None
         self.server.unwatch(self)
         self.connection_lost(None)
@@ -242,6 +345,16 @@ class StreamConnection:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {format_address(self.remote_address)}>"
+
+
+def _consume(wlens: deque, sent: int) -> None:
+    """Account ``sent`` bytes against the write lengths, oldest first."""
+    while sent:
+        if wlens[0] <= sent:
+            sent -= wlens.popleft()
+        else:
+            wlens[0] -= sent
+            sent = 0
 
 
 def format_address(address: Any) -> str:

@@ -202,12 +202,21 @@ class HixieConnection(StreamConnection, AppConnection):
         self.close_transport()
 
     def on_write_overflow(self) -> None:
-        log.warning("%s: slow consumer, %d bytes waiting; closing with 1008", self, self.buffered_amount)
-        self._wbuf = None
-        self._out = None
+        """Slow consumer: drop the queued messages, keep the frame in progress, close (-76: with
+        its closing frame) once that is out or after ``close_timeout``; the application sees 1008."""
+        waiting = self.buffered_amount
+        dropped = self.discard_unsent()
+        log.warning(
+            "%s: slow consumer, %d bytes waiting (limit %d); dropped %d, closing with 1008",
+            self,
+            waiting,
+            self.server.settings.max_write_buffer,
+            dropped,
+        )
         self.parser.done = True
+        self._send_close_frame()
         self._deliver_close(CLOSE_POLICY, "slow consumer")
-        self.close_transport()
+        self._finish_after_flush()
 
 
 class Hixie76Connection(HixieConnection):

@@ -17,7 +17,11 @@ from .errors import ProtocolError
 
 _TOKEN_RE = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _REQUEST_LINE_RE = re.compile(rb"^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) HTTP/(\d)\.(\d)$")
+# The target is visible ASCII only (RFC 9112 3.2): no control characters, no spaces.
+_BAD_TARGET_RE = re.compile(rb"[^\x21-\x7e]")
 _CTL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# A field value is visible characters, spaces and tabs (RFC 9110 5.5): any other control is refused.
+_BAD_VALUE_RE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 DEFAULT_MAX_HEADER_BYTES = 16384
 DEFAULT_MAX_HEADERS = 100
@@ -153,6 +157,8 @@ def parse_request_head(head: bytes, max_headers: int = DEFAULT_MAX_HEADERS) -> R
     if not match:
         raise ProtocolError("malformed request line", status=400)
     method, target, major, minor = match.groups()
+    if _BAD_TARGET_RE.search(target):
+        raise ProtocolError("control or non-ASCII character in request target", status=400)
     if major != b"1":
         raise ProtocolError("unsupported HTTP version", status=505)
     if len(lines) - 1 > max_headers:
@@ -163,8 +169,8 @@ def parse_request_head(head: bytes, max_headers: int = DEFAULT_MAX_HEADERS) -> R
         if not sep or not _TOKEN_RE.match(name):
             raise ProtocolError("malformed header line", status=400)
         value = value.strip(b" \t")
-        if b"\r" in value or b"\n" in value or b"\x00" in value:
-            raise ProtocolError("control character in header value", status=400)
+        if _BAD_VALUE_RE.search(value):
+            raise ProtocolError(f"control character in {name.decode('ascii')} header", status=400)
         headers.add(name.decode("ascii"), value.decode("latin-1"))
     try:
         target_str = target.decode("ascii")
@@ -174,7 +180,10 @@ def parse_request_head(head: bytes, max_headers: int = DEFAULT_MAX_HEADERS) -> R
     path, _, query_string = target_str.partition("?")
     if not path.startswith("/"):
         # absolute-form (proxies) -> keep only the path
-        parsed = urllib.parse.urlsplit(target_str)
+        try:
+            parsed = urllib.parse.urlsplit(target_str)
+        except ValueError:  # "http://[::1" and the like
+            raise ProtocolError("malformed request target", status=400) from None
         path, query_string = parsed.path or "/", parsed.query
     request.path = urllib.parse.unquote(path)
     request.query_string = query_string
@@ -220,6 +229,8 @@ def build_response(
             reason = "Unknown"
     lines = [f"HTTP/1.1 {status} {reason}"]
     for name, value in headers or ():
+        if not is_token(name):
+            raise ValueError(f"header name {name!r} is not a token")
         if not is_safe_header_value(value):
             raise ValueError(f"unsafe header value for {name}")
         lines.append(f"{name}: {value}")
@@ -230,6 +241,10 @@ def build_response(
 
 def error_response(status: int, message: str, extra: list[tuple[str, str]] | None = None) -> bytes:
     """A small plain-text error response that closes the connection."""
-    headers = [("Content-Type", "text/plain; charset=utf-8"), ("Connection", "close")]
+    headers = [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Connection", "close"),
+    ]
     headers.extend(extra or ())
     return build_response(status, headers, (message + "\n").encode("utf-8"))

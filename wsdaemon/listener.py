@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import time
 from typing import Any
 
 from .loop import EVENT_READ
@@ -19,20 +20,26 @@ _EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 class Listener:
     """Accepts clients and gives each one a fresh handler from ``make_handler``."""
 
-    __slots__ = ("server", "sock", "make_handler", "paused", "_exhausted_episode")
+    __slots__ = ("server", "sock", "make_handler", "secure", "paused", "_exhausted_episode", "_pauses")
 
-    def __init__(self, server: Any, sock: socket.socket, make_handler: Any) -> None:
+    def __init__(self, server: Any, sock: socket.socket, make_handler: Any, secure: bool = False) -> None:
         self.server = server
         self.sock = sock
         self.make_handler = make_handler
+        #: Clients of this listener speak TLS first.
+        self.secure = secure
         self.paused = False
-        self._exhausted_episode = False
+        #: Monotonic start of the current descriptor-exhaustion episode, 0.0 outside one.
+        self._exhausted_episode = 0.0
+        self._pauses = 0
 
     def on_readable(self) -> None:
         for _ in range(ACCEPTS_PER_EVENT):
             try:
                 client, address = self.sock.accept()
             except (BlockingIOError, InterruptedError):
+                if self._exhausted_episode:
+                    self._end_episode()  # the backlog is drained: the episode is over
                 break
             except OSError as exc:
                 if exc.errno in _EXHAUSTED:
@@ -41,12 +48,14 @@ class Listener:
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
                     continue
                 raise
-            if self._exhausted_episode:
-                log.info("accepting again after descriptor exhaustion")
-                self._exhausted_episode = False
-            if not self.server.admit(client, address):
-                continue
             client.setblocking(False)
+            admitted = (
+                self.server.admit(client, address, secure=True)
+                if self.secure
+                else self.server.admit(client, address)
+            )
+            if not admitted:
+                continue
             if client.family in (socket.AF_INET, socket.AF_INET6):
                 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             handler = self.make_handler(client, address)
@@ -60,13 +69,32 @@ class Listener:
         pass
 
     def _pause(self, exc: OSError) -> None:
-        """Out of descriptors: stop polling the listener for a moment instead of spinning."""
+        """Out of descriptors: stop polling the listener for a moment instead of spinning.
+
+        Logged once per episode; the episode ends when the backlog has been
+        drained without running out again.
+        """
         if not self._exhausted_episode:
-            log.error("accept failed (%s); pausing accepts for %.1fs", exc.strerror, EXHAUSTED_BACKOFF)
-            self._exhausted_episode = True
+            log.error(
+                "accept failed (%s); pausing accepts, retrying every %.1fs; raise the descriptor "
+                "limit (ulimit -n, LimitNOFILE) or lower --max-connections",
+                exc.strerror,
+                EXHAUSTED_BACKOFF,
+            )
+            self._exhausted_episode = time.monotonic()
+            self._pauses = 0
+        self._pauses += 1
         self.paused = True
         self.server.loop.unregister(self.sock)
         self.server.loop.call_later(EXHAUSTED_BACKOFF, self.resume)
+
+    def _end_episode(self) -> None:
+        log.info(
+            "accepting again after descriptor exhaustion (%.1fs, %d pauses)",
+            time.monotonic() - self._exhausted_episode,
+            self._pauses,
+        )
+        self._exhausted_episode = 0.0
 
     def resume(self) -> None:
         if self.paused and self.sock.fileno() >= 0:

@@ -109,6 +109,8 @@ def parse_json_object(body: bytes) -> dict:
         doc = json.loads(body)
     except (UnicodeDecodeError, ValueError):
         raise ProtocolError("request body is not valid JSON") from None
+    except RecursionError:  # "[[[[..." deeper than the interpreter's stack
+        raise ProtocolError("request body is nested too deeply") from None
     if not isinstance(doc, dict):
         raise ProtocolError("request body must be a JSON object")
     return doc

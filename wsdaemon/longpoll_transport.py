@@ -320,6 +320,7 @@ class LongPolling:
             return
         parts = request.path[len(PREFIX) :].split("/", 1)
         try:
+            self.server.check_origin(request)  # the Origin policy, for every request (403)
             if parts[0] == OPEN_PATH:
                 self._require(request, "POST")
                 app_path = "/" + parts[1] if len(parts) > 1 else "/"
@@ -370,7 +371,6 @@ class LongPolling:
         if len(self.sessions) >= self.settings.longpoll_max_sessions:
             log.warning("refusing a long-polling session: %d sessions open", len(self.sessions))
             raise HandshakeError("too many sessions", 503, [("Retry-After", "5")])
-        self.server.check_origin(request)
         app_request = dataclasses.replace(request, path=app_path)
         subprotocol = self.server.app.select_subprotocol(offered, app_request) if offered else None
         if subprotocol is not None and subprotocol not in offered:

@@ -172,24 +172,34 @@ class FrameParser:
 
     __slots__ = (
         "max_message_size",
+        "max_frames_per_message",
         "require_mask",
         "_buf",
         "_msg_opcode",
         "_msg_parts",
         "_msg_size",
+        "_msg_frames",
         "_msg_decoder",
         "_partial_checked",
         "_partial_decoder",
         "done",
     )
 
-    def __init__(self, max_message_size: int = 16 * 1024 * 1024, require_mask: bool = True) -> None:
+    def __init__(
+        self,
+        max_message_size: int = 16 * 1024 * 1024,
+        require_mask: bool = True,
+        max_frames_per_message: int = 100_000,
+    ) -> None:
         self.max_message_size = max_message_size
+        #: Frames one fragmented message may take (0: no limit); bounds the parts kept.
+        self.max_frames_per_message = max_frames_per_message
         self.require_mask = require_mask
         self._buf = b""
         self._msg_opcode = 0
         self._msg_parts: list = []
         self._msg_size = 0
+        self._msg_frames = 0
         self._msg_decoder = None
         self._partial_checked = 0
         self._partial_decoder = None
@@ -235,6 +245,11 @@ class FrameParser:
                 if opcode == 0:
                     if not self._msg_opcode:
                         raise ProtocolError("continuation frame without a message to continue")
+                    if self._msg_frames == self.max_frames_per_message:
+                        raise ProtocolError(
+                            f"message in more than {self.max_frames_per_message} frames",
+                            CLOSE_TOO_BIG,
+                        )
                 elif opcode < 8 and self._msg_opcode:
                     raise ProtocolError("new data frame inside a fragmented message")
                 if opcode < 8 and self._msg_size + length > self.max_message_size:
@@ -277,6 +292,7 @@ class FrameParser:
                         self._msg_parts.append(payload)
                 elif opcode == OP_CONT:
                     self._msg_size += length
+                    self._msg_frames += 1
                     if self._msg_opcode == OP_TEXT:
                         self._msg_parts.append(self._decode(self._msg_decoder, payload, bool(fin)))
                     else:
@@ -292,6 +308,7 @@ class FrameParser:
                         self._msg_opcode = 0
                         self._msg_parts = []
                         self._msg_size = 0
+                        self._msg_frames = 0
                         self._msg_decoder = None
                 elif opcode == OP_CLOSE:
                     append((OP_CLOSE, parse_close_payload(payload)))
@@ -331,6 +348,7 @@ class FrameParser:
     def _start_message(self, opcode: int, length: int) -> None:
         self._msg_opcode = opcode
         self._msg_size = length
+        self._msg_frames = 1
         self._msg_parts = []
 
     @staticmethod

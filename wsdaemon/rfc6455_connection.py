@@ -53,7 +53,10 @@ class Rfc6455Connection(StreamConnection, AppConnection):
         self.close_code: int | None = None
         self.close_reason = ""
         self.data: Any = None
-        self.parser = FrameParser(server.settings.max_message_size)
+        self.parser = FrameParser(
+            server.settings.max_message_size,
+            max_frames_per_message=server.settings.max_frames_per_message,
+        )
         self._ping_sent_at = 0.0
         self._close_sent = False
 
@@ -177,16 +180,41 @@ class Rfc6455Connection(StreamConnection, AppConnection):
         self.close_transport()
 
     def on_write_overflow(self) -> None:
-        log.warning("%s: slow consumer, %d bytes waiting; closing with 1008", self, self.buffered_amount)
-        self._wbuf = None
-        self._out = None
-        try:  # best effort: the buffer is full, so the close frame may not fit
-            self.sock.send(encode_close(rfc6455.CLOSE_POLICY, "slow consumer"))
-        except OSError:
-            pass
-        self._close_sent = True
+        """Slow consumer: drop the queued messages, end with a 1008 close frame, free the buffer.
+
+        The frame being sent is finished first so the close frame starts on a
+        frame boundary; the client reads it whenever it reads again, or is
+        dropped after ``close_timeout``.
+        """
+        waiting = self.buffered_amount
+        dropped = self.discard_unsent()
+        log.warning(
+            "%s: slow consumer, %d bytes waiting (limit %d); dropped %d, closing with 1008",
+            self,
+            waiting,
+            self.server.settings.max_write_buffer,
+            dropped,
+        )
+        self.parser.done = True
+        if not self._close_sent:
+            self._close_sent = True
+            self.write(encode_close(rfc6455.CLOSE_POLICY, "slow consumer"))
         self._deliver_close(rfc6455.CLOSE_POLICY, "slow consumer")
-        self.close_transport()
+        self.deadline = self.loop.now + self.server.settings.close_timeout
+        self.server.watch(self)
+        self.close_after_flush()
+
+    def check_idle(self, now: float, limit: float) -> None:
+        """Close (1001 "idle timeout") a peer that has sent nothing for ``limit`` seconds.
+
+        Only without keepalive pings: with them, a peer that answers is alive and
+        one that does not is dropped after ``ping_timeout``.
+        """
+        if self.server.settings.ping_interval > 0:
+            return
+        if self.state == OPEN and now - self.last_seen > limit:
+            log.info("%s: nothing received for %.1fs, closing", self, now - self.last_seen)
+            self.close(rfc6455.CLOSE_GOING_AWAY, "idle timeout")
 
     def check_keepalive(self, now: float, interval: float, timeout: float) -> None:
         """Ping an idle peer; drop one that has not answered within ``timeout``."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import fields, replace
@@ -15,16 +16,23 @@ from .appconnection import AppConnection
 from .application import Application
 from .config import Settings
 from .connection import StreamConnection
+from .errors import HandshakeError
 from .handshake import HttpConnection, Router
 from .http11 import Request
+from .limits import RefusedConnection, over_capacity_response
 from .listener import Listener
 from .longpoll_transport import LongPolling
 from .loop import EVENT_READ, EventLoop, TimerHandle
+from .origin import OriginPolicy, is_loopback_host, request_origin
 from .static import StaticFiles, serve_status
+from .tls import TlsHandshake, make_server_context
 
 log = logging.getLogger("wsdaemon.server")
 
 SWEEP_INTERVAL = 0.25
+IDLE_SWEEP_INTERVAL = 0.5
+#: Most clients at once that get a 503 over ``max_connections``; past it they are just closed.
+MAX_REFUSING = 64
 _NOT_ENCODED = object()
 
 
@@ -38,6 +46,17 @@ class Server:
         #: Open connections of every transport, as the application sees them.
         self.connections: set[AppConnection] = set()
         self._watched: set[StreamConnection] = set()
+        #: Descriptors of the accepted client sockets (``max_connections`` counts them).
+        self.clients: set[int] = set()
+        self._refusing: set[RefusedConnection] = set()
+        self._over_capacity = False
+        self.origin_policy = OriginPolicy(self.settings.allowed_origins, self.settings.allow_missing_origin)
+        self.tls_context = (
+            make_server_context(self.settings.certfile, self.settings.keyfile)
+            if self.settings.certfile
+            else None
+        )
+        self.tls_port: int | None = None
         self.router = Router(self)
         self.listeners: list[Listener] = []
         self.port: int | None = None
@@ -84,25 +103,106 @@ class Server:
     # -- sockets -----------------------------------------------------------------
 
     def listen(self, sock: socket.socket | None = None) -> socket.socket:
-        """Bind the browser port (or adopt ``sock``) and add it to the loop."""
+        """Bind the browser port (or adopt ``sock``) and add it to the loop.
+
+        With a certificate the port speaks TLS, unless ``tls_port`` asks for a
+        second, TLS-only port beside the plain one.
+        """
+        settings = self.settings
         if sock is None:
-            sock = bind_socket(self.settings.host, self.settings.port, self.settings.backlog)
-        sock.setblocking(False)
+            sock = bind_socket(settings.host, settings.port, settings.backlog)
         self.port = sock.getsockname()[1]
-        listener = Listener(self, sock, self._new_http_connection)
-        self.loop.register(sock, EVENT_READ, listener)
-        self.listeners.append(listener)
+        tls_here = self.tls_context is not None and not settings.tls_port
+        self._add_listener(sock, secure=tls_here)
+        if tls_here:
+            self.tls_port = self.port
+        elif self.tls_context is not None:
+            tls_sock = bind_socket(settings.host, settings.tls_port, settings.backlog)
+            self.tls_port = tls_sock.getsockname()[1]
+            self._add_listener(tls_sock, secure=True)
         return sock
 
+    def _add_listener(self, sock: socket.socket, secure: bool) -> None:
+        sock.setblocking(False)
+        make = self._new_tls_connection if secure else self._new_http_connection
+        listener = Listener(self, sock, make, secure=secure)
+        self.loop.register(sock, EVENT_READ, listener)
+        self.listeners.append(listener)
+
     def _new_http_connection(self, client: socket.socket, address: Any) -> HttpConnection:
+        self.clients.add(client.fileno())
         return HttpConnection(self, client, address)
 
-    def admit(self, client: socket.socket, address: Any) -> bool:
-        """Whether a freshly accepted socket may be served."""
+    def _new_tls_connection(self, client: socket.socket, address: Any) -> TlsHandshake:
+        self.clients.add(client.fileno())
+        return TlsHandshake(self, client, address, self.tls_context)
+
+    def _reload_origin_policy(self, settings: Settings, old: Settings) -> None:
+        try:
+            self.origin_policy = OriginPolicy(settings.allowed_origins, settings.allow_missing_origin)
+        except ValueError as exc:
+            log.error("reload: bad allowed_origins (%s); keeping the running Origin policy", exc)
+
+    def reload_tls(self) -> bool:
+        """Load the certificate and key again (SIGHUP); new connections use them.
+
+        A certificate that does not load is logged and the current one kept.
+        """
+        if not self.settings.certfile:
+            return False
+        if self.tls_context is None:
+            log.warning("reload: TLS was off at start; serving TLS needs a restart")
+            return False
+        try:
+            context = make_server_context(self.settings.certfile, self.settings.keyfile)
+        except (OSError, ValueError, ssl.SSLError) as exc:
+            log.error("TLS certificate not reloaded, keeping the current one: %s", exc)
+            return False
+        self.tls_context = context
+        log.info("TLS certificate reloaded from %s", self.settings.certfile)
         return True
 
+    def admit(self, client: socket.socket, address: Any, secure: bool = False) -> bool:
+        """Whether a freshly accepted socket may be served; refuses it over ``max_connections``.
+
+        Refused clients of a plain port read a 503; TLS ones are closed (no
+        handshake is spent on them), as are all of them past ``MAX_REFUSING``.
+        """
+        limit = self.settings.max_connections
+        if not limit or len(self.clients) < limit:
+            if self._over_capacity:
+                self._over_capacity = False
+                log.info("below the connection limit again (%d open)", len(self.clients))
+            return True
+        if not self._over_capacity:
+            self._over_capacity = True
+            log.warning("connection limit of %d reached; refusing new clients", limit)
+        if secure or len(self._refusing) >= MAX_REFUSING:
+            client.close()
+            return False
+        refused = _CountedRefusal(self, client, address)
+        self.loop.register(client, EVENT_READ, refused)
+        self._refusing.add(refused)
+        refused.refuse(over_capacity_response())
+        return False
+
     def check_origin(self, request: Request) -> None:
-        """Refuse a handshake whose Origin is not allowed (raises HandshakeError)."""
+        """Refuse a request whose Origin is not allowed, with 403 and a log line.
+
+        Every transport calls it before it accepts a handshake or a long-polling
+        request; see :mod:`wsdaemon.origin` for the policy.
+        """
+        origin = request_origin(request.headers)
+        reason = self.origin_policy.check(origin)
+        if reason is not None:
+            log.warning(
+                "refused %s %s from %r: %s",
+                request.method,
+                request.path,
+                origin,
+                reason,
+            )
+            raise HandshakeError(reason, 403)
 
     # -- deadlines ---------------------------------------------------------------
 
@@ -126,6 +226,20 @@ class Server:
             check = getattr(conn, "check_keepalive", None)
             if check is not None:
                 check(now, interval, timeout)
+
+    def _close_idle(self) -> None:
+        """Let each connection close itself when idle for ``idle_timeout`` (its ``check_idle``).
+
+        Transports that keep their own idle deadline (hixie) have no ``check_idle``.
+        """
+        limit = self.settings.idle_timeout
+        if limit <= 0:
+            return
+        now = time.monotonic()
+        for conn in list(self.connections):
+            check = getattr(conn, "check_idle", None)
+            if check is not None:
+                check(now, limit)
 
     # -- the application's API ---------------------------------------------------
 
@@ -173,6 +287,15 @@ class Server:
             start = getattr(component, "start", None)
             if start is not None:
                 start()
+        self._timers.append(self.loop.call_every(IDLE_SWEEP_INTERVAL, self._close_idle))
+        self.on_reload.append(self._reload_origin_policy)
+        if self.tls_port is not None:
+            log.info("TLS (wss://, https://) on port %d", self.tls_port)
+        if self.origin_policy.allow_all and not is_loopback_host(self.settings.host):
+            log.warning(
+                "listening on %s with no --allowed-origins: pages of any site may connect",
+                self.settings.host or "all addresses",
+            )
         self.app.started(self)
 
     def _schedule_keepalive(self) -> None:
@@ -217,6 +340,8 @@ class Server:
         if settings is not None:
             self._apply_settings(settings)
         self._call_components("reload")
+        self.reload_tls()
+        self.reload_tls()
 
     def _apply_settings(self, settings: Settings) -> None:
         old = self.settings
@@ -297,6 +422,13 @@ class Server:
             self.app.stopped(self)
         finally:
             self.loop.close()
+
+
+class _CountedRefusal(RefusedConnection):
+    __slots__ = ()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.server._refusing.discard(self)
 
 
 def bind_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:

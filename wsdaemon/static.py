@@ -63,6 +63,9 @@ def serve_status(conn: Any, request: Request) -> None:
         "connections": len(server.connections),
         "by_protocol": by_protocol,
     }
+    workers = getattr(server, "workers", None)
+    if workers is not None:
+        doc["workers"] = workers.stats()
     longpoll = getattr(server, "longpoll", None)
     if longpoll is not None:
         doc["long_polling"] = longpoll.stats()

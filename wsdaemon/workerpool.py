@@ -62,6 +62,8 @@ STABLE_AFTER = 10.0
 RESTART_CONNECT_TIMEOUT = 30.0
 #: Seconds ``close()`` waits for workers to exit after SIGTERM before SIGKILL.
 TERMINATE_WAIT = 2.0
+#: Connections that have not yet sent ``hello``; more are closed at once.
+MAX_PENDING_HELLOS = 64
 #: Shortest accepted token for remote workers, in bytes.
 MIN_TOKEN_LENGTH = 16
 
@@ -163,6 +165,7 @@ class WorkerConnection(StreamConnection):
         self.connected_at = time.monotonic()
         self.deadline = self.loop.now + HELLO_TIMEOUT
         self.server.watch(self)
+        pool._unauthenticated.add(self)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -209,9 +212,8 @@ class WorkerPool:
     def __init__(self, server: Server) -> None:
         self.server = server
         self.loop = server.loop
-        self.settings = settings = server.settings
+        settings = server.settings
         self.app = server.app
-        self.max_inflight = max(1, settings.worker_max_inflight)
         self.queue: deque[PendingTask] = deque()
         #: Authenticated worker connections, local and remote.
         self.workers: list[WorkerConnection] = []
@@ -226,13 +228,27 @@ class WorkerPool:
         self._tmpdir = ""
         self.token: bytes | None = None
         self.closing = False
+        self._unauthenticated: set[WorkerConnection] = set()
         self._restart: _Restart | None = None
         self.counters = dict.fromkeys(
             ("submitted", "completed", "failed", "timed_out", "retried", "worker_exits", "restarts"), 0
         )
         if settings.worker_listen:
             self.token = read_token(settings.worker_token_file)
-        self._open_listeners()
+        try:
+            self._open_listeners()
+        except BaseException:
+            self._close_listeners()
+            raise
+
+    @property
+    def settings(self) -> Any:
+        """The server's settings of the moment: a reload (SIGHUP) may replace them."""
+        return self.server.settings
+
+    @property
+    def max_inflight(self) -> int:
+        return max(1, self.settings.worker_max_inflight)
 
     # -- listeners ---------------------------------------------------------------
 
@@ -243,14 +259,22 @@ class WorkerPool:
         else:
             self._tmpdir = tempfile.mkdtemp(prefix="wsdaemon-workers-")
             path = os.path.join(self._tmpdir, "workers.sock")
-        sock = bind_unix_socket(path)
+        try:
+            sock = bind_unix_socket(path)
+        except OSError as exc:
+            raise OSError(f"cannot listen for workers on {path}: {exc.strerror or exc}") from exc
         self.socket_path = path
         self._add_listener(sock, remote=False)
         if settings.worker_listen:
             from .server import bind_socket
 
             host, port = parse_host_port(settings.worker_listen)
-            tcp = bind_socket(host, port, 64)
+            try:
+                tcp = bind_socket(host, port, 64)
+            except OSError as exc:
+                raise OSError(
+                    f"cannot listen for workers on {settings.worker_listen}: {exc.strerror}"
+                ) from exc
             self._add_listener(tcp, remote=True)
             log.info("remote workers: listening on %s", format_address(tcp.getsockname()))
 
@@ -275,8 +299,16 @@ class WorkerPool:
         return None
 
     def admit(self, client: socket.socket, address: Any) -> bool:
-        """Listener hook: every worker socket is accepted; ``hello`` decides."""
+        """Listener hook: accept unless closing or too many connections have not said ``hello``."""
         if self.closing:
+            client.close()
+            return False
+        if len(self._unauthenticated) >= MAX_PENDING_HELLOS:
+            log.warning(
+                "refused worker connection from %s: %d connections have not said hello yet",
+                format_address(address),
+                len(self._unauthenticated),
+            )
             client.close()
             return False
         return True
@@ -334,6 +366,11 @@ class WorkerPool:
                 proc.popen.kill()
                 proc.popen.wait()
         self.processes.clear()
+        self._close_listeners()
+
+    def _close_listeners(self) -> None:
+        for listener in self.listeners:
+            listener.close()
         if self.socket_path:
             try:
                 os.unlink(self.socket_path)
@@ -343,7 +380,16 @@ class WorkerPool:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
 
     def reload(self) -> None:
-        """SIGHUP: restart the workers so they load the application's code again."""
+        """SIGHUP: read the token file again, restart the workers so they load the code again."""
+        if self.token is not None:
+            try:
+                token = read_token(self.settings.worker_token_file)
+            except (OSError, ValueError) as exc:
+                log.error("reload: keeping the worker token: %s", exc)
+            else:
+                if token != self.token:
+                    log.info("reload: new worker token; connected workers keep their connection")
+                self.token = token
         self.restart_workers()
 
     # -- the application's API ---------------------------------------------------
@@ -408,8 +454,9 @@ class WorkerPool:
             if task.future.done():
                 continue
             task.worker = conn
+            task.started_at = 0.0
             conn.inflight[task.id] = task
-            conn.write(task.frame)
+            conn.write(task.frame)  # may find the worker gone: worker_lost requeues the task
             if len(conn.inflight) == 1:
                 self._start_head(conn)
 
@@ -506,6 +553,7 @@ class WorkerPool:
 
     def worker_hello(self, conn: WorkerConnection, message: dict[str, Any]) -> None:
         """Authenticate a new worker connection; only then may tasks be sent to it."""
+        self._unauthenticated.discard(conn)
         if message.get("type") != "hello":
             return self._refuse(conn, "expected hello")
         if message.get("version") != workerproto.PROTOCOL_VERSION:
@@ -563,6 +611,7 @@ class WorkerPool:
 
     def worker_lost(self, conn: WorkerConnection) -> None:
         """A worker connection is gone: answer or requeue everything it held."""
+        self._unauthenticated.discard(conn)
         if conn in self.workers:
             self.workers.remove(conn)
         tasks = list(conn.inflight.values())
@@ -581,7 +630,7 @@ class WorkerPool:
                 task.future.set_exception(
                     TaskCancelled(f"task {task.name!r} not finished: the server shut down")
                 )
-            elif index > 0:
+            elif index > 0 or not task.started_at:
                 requeue.append(task)  # never started: the worker runs tasks in order
             elif task.idempotent and task.runs < 2:
                 self.counters["retried"] += 1

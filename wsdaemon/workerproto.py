@@ -100,6 +100,8 @@ def _parse(body: bytes) -> dict[str, Any]:
         raise FrameError(f"frame is not UTF-8: {exc}") from None
     except ValueError as exc:
         raise FrameError(f"frame is not JSON: {exc}") from None
+    except RecursionError:
+        raise FrameError("frame is nested too deeply") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise FrameError("frame is not a JSON object with a string 'type'")
     return message

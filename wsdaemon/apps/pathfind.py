@@ -102,7 +102,7 @@ def message(conn, text) -> None:
     if isinstance(text, str) and text.startswith("{"):
         try:
             request = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             request = None
     if not isinstance(request, dict) or request.get("type") != "path":
         conn.send(text)  # everything else is an echo, answered at once
@@ -191,8 +191,12 @@ PAGE = r"""<!DOCTYPE html>
 </p>
 <canvas id="grid" width="800" height="800"></canvas>
 <div id="log"></div>
+<script src="/wsdaemon.js"></script>
 <script>
-  var ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/');
+  // wsdaemon.js falls back to long-polling; ?transport=long-polling forces it
+  var url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/';
+  var forced = /[?&]transport=([a-z-]+)/.exec(location.search);
+  var ws = window.WsDaemon ? new WsDaemon(url, forced ? {transports: [forced[1]]} : {}) : new WebSocket(url);
   var pings = {}, worst = 0, size = 0, sent = 0;
   function log(text) { document.getElementById('log').textContent = text; }
   function terrain(n) {
@@ -248,7 +252,8 @@ PAGE = r"""<!DOCTYPE html>
       if (m.path) { drawPath(m.path, size); }
       log((m.path ? 'path of ' + m.path.length + ' cells, cost ' + m.cost : 'no path') +
           '; ' + m.expanded + ' cells expanded in ' + m.ms + ' ms by worker ' + m.worker +
-          '; answer after ' + (performance.now() - sent).toFixed(0) + ' ms');
+          '; answer after ' + (performance.now() - sent).toFixed(0) + ' ms over ' +
+          (ws.transport || 'websocket'));
     } else {
       log('error: ' + m.error + ': ' + m.message);
     }
