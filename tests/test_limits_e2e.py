@@ -255,3 +255,47 @@ def test_nothing_unvalidated_from_the_request_reaches_a_response_header(daemon_f
     head, _, body = answer.partition(b"\r\n\r\n")
     assert status_of(answer) == 404 and b"Evil" not in head
     assert b"X-Content-Type-Options: nosniff" in head
+
+
+# --- pipelining ----------------------------------------------------------------------
+
+
+def _rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+def test_pipelined_requests_wait_for_the_client_to_read_the_answers(daemon_factory):
+    """Thousands of tiny pipelined GETs must not become megabytes of answers held in memory."""
+    d = daemon_factory(app=ECHO)
+    request = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+    rss_start = _rss_mib(d.proc.pid)
+    greedy = []
+    for _ in range(5):  # each would be about 40 MiB of test pages if answered at once
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect((d.host, d.port))
+        s.sendall(request * 9000)
+        greedy.append(s)
+    peak = rss_start
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        peak = max(peak, _rss_mib(d.proc.pid))
+        time.sleep(0.05)
+    assert peak - rss_start < 16, f"RSS grew from {rss_start:.0f} to {peak:.0f} MiB"
+    # a client that reads gets every answer, in order
+    last = b"GET /status HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    with socket.create_connection((d.host, d.port), timeout=30) as s:
+        s.sendall(request * 3000 + last)
+        answer = read_until_closed(s, timeout=30, limit=1 << 30)
+    assert answer.count(b"HTTP/1.1 200 OK") == 3001
+    assert answer.rstrip().endswith(b"}")
+    # one that never reads and keeps sending is dropped
+    with socket.create_connection((d.host, d.port)) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        with pytest.raises(OSError):
+            for _ in range(200):
+                s.sendall(request * 2000)
+    for s in greedy:
+        s.close()
+    assert "too many pipelined requests" in d.log()

@@ -22,6 +22,13 @@ from .rfc6455_connection import Rfc6455Connection
 
 log = logging.getLogger("wsdaemon.http")
 
+#: Pipelined requests are answered while less than this is waiting to be sent; past it the
+#: rest wait until the client has read the answers (a read of tiny requests must not turn
+#: into megabytes of responses held in memory).
+PIPELINE_HIGH_WATER = 64 * 1024
+#: Unparsed pipelined bytes one connection may have waiting behind unread answers.
+PIPELINE_MAX_WAITING = 1024 * 1024
+
 
 class HttpConnection(StreamConnection):
     """Parses requests on a fresh socket until one of them turns it into something else.
@@ -40,6 +47,7 @@ class HttpConnection(StreamConnection):
         "_body_wanted",
         "_body_callback",
         "_resume_scheduled",
+        "_pipeline_waiting",
     )
 
     def __init__(self, server: Any, sock: Any, remote_address: Any, secure: bool = False) -> None:
@@ -54,6 +62,8 @@ class HttpConnection(StreamConnection):
         self._body_wanted = 0
         self._body_callback: Callable[[bytes], None] | None = None
         self._resume_scheduled = False
+        #: Pipelined requests wait until the answers already written have been read.
+        self._pipeline_waiting = False
         self.deadline = self.loop.now + settings.handshake_timeout
         server.watch(self)
 
@@ -70,6 +80,12 @@ class HttpConnection(StreamConnection):
             self.parser.buffer += data
             if len(self.parser.buffer) > self.parser.max_header_bytes:
                 log.info("%s: too much pipelined data behind a held response", self)
+                self.abort(None)
+            return
+        if self._pipeline_waiting:
+            self.parser.buffer += data
+            if len(self.parser.buffer) > PIPELINE_MAX_WAITING:
+                log.info("%s: too many pipelined requests while it does not read the answers", self)
                 self.abort(None)
             return
         try:
@@ -101,6 +117,10 @@ class HttpConnection(StreamConnection):
                 return
             # keep-alive: the next request may already be buffered
             self.deadline = self.loop.now + self.server.settings.handshake_timeout
+            if self.parser.buffer and self.buffered_amount > PIPELINE_HIGH_WATER:
+                self._pipeline_waiting = True
+                self.loop.call_soon(self._pipeline_continue)
+                return
             request = self.parser.feed()
 
     # -- request bodies ----------------------------------------------------------
@@ -177,6 +197,20 @@ class HttpConnection(StreamConnection):
             # A deferred answer: requests that arrived meanwhile are served next turn.
             self._resume_scheduled = True
             self.loop.call_soon(self._resume)
+
+    def _pipeline_continue(self) -> None:
+        """Serve the pipelined requests that waited, once the answers before them have left."""
+        if self.transport_closed or self.handed_over or not self._pipeline_waiting:
+            return
+        if self._wbuf:
+            return  # on_writable calls again when the client has read them
+        self._pipeline_waiting = False
+        self._resume()
+
+    def on_writable(self) -> None:
+        super().on_writable()
+        if self._pipeline_waiting and not self._wbuf:
+            self._pipeline_continue()
 
     def _resume(self) -> None:
         self._resume_scheduled = False

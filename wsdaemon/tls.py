@@ -34,7 +34,11 @@ def make_server_context(certfile: str, keyfile: str | None = None) -> ssl.SSLCon
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.options |= ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_COMPRESSION
     ctx.set_alpn_protocols(["http/1.1"])
-    ctx.load_cert_chain(certfile, keyfile or None)
+    try:
+        ctx.load_cert_chain(certfile, keyfile or None)
+    except OSError as exc:  # ssl.SSLError included
+        files = f"{certfile} and {keyfile}" if keyfile else certfile
+        raise ValueError(f"cannot load the TLS certificate from {files}: {exc.strerror or exc}") from None
     return ctx
 
 
