@@ -119,6 +119,10 @@ class StreamConnection:
         if self._draining:
             return
         self.last_seen = self.loop.now
+        self.feed(data)
+
+    def feed(self, data: bytes) -> None:
+        """Handle ``data`` with writes corked: every reply it produces leaves in one ``send``."""
         self._corked = True
         try:
             self.data_received(data)

@@ -118,16 +118,7 @@ class HixieConnection(StreamConnection, AppConnection):
             return
         self._arm_idle_timer()
         if leftover:
-            self.on_data_with_cork(leftover)
-
-    def on_data_with_cork(self, data: bytes) -> None:
-        self._corked = True
-        try:
-            self.data_received(data)
-        finally:
-            self._corked = False
-            if self._out:
-                self._uncork()
+            self.feed(leftover)
 
     def _arm_idle_timer(self) -> None:
         idle = self.server.settings.idle_timeout
@@ -241,7 +232,7 @@ class Hixie76Connection(HixieConnection):
         self.deadline = self.loop.now + self.server.settings.handshake_timeout
         self.server.watch(self)
         if leftover:
-            self.on_data_with_cork(leftover)
+            self.feed(leftover)
 
     def data_received(self, data: bytes) -> None:
         if self.state == CONNECTING:

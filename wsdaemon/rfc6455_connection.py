@@ -65,16 +65,7 @@ class Rfc6455Connection(StreamConnection, AppConnection):
         self.write(rfc6455.accept_response(key, self.subprotocol))
         self._deliver_open()
         if leftover and self.state in (OPEN, CLOSING):
-            self.on_data_with_cork(leftover)
-
-    def on_data_with_cork(self, data: bytes) -> None:
-        self._corked = True
-        try:
-            self.data_received(data)
-        finally:
-            self._corked = False
-            if self._out:
-                self._uncork()
+            self.feed(leftover)
 
     # -- the application's API ---------------------------------------------------
 
