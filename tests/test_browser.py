@@ -5,7 +5,8 @@ that the client falls back) the page opens, sends and receives text, unicode and
 binary, gets server pushes, closes with a code and reason the server sees, and
 observes a server-initiated close. WebSocket is blocked by loading the page
 through :class:`upgrade_blocker.UpgradeBlockingProxy`, a proxy that breaks
-upgrades (closing them at once, or never answering them).
+upgrades (closing them at once, or never answering them). The same proxy also
+cuts responses mid-way to show that the client loses nothing over long-polling.
 
 These tests fail, never skip, when Chromium or playwright is missing: the
 browser is part of the test environment (tests/install-deps.sh installs it).
@@ -222,3 +223,39 @@ def test_client_api_details(page, daemon):
         })"""
     )
     assert outcome == ["error", "close 1006 false"]
+
+
+def test_long_polling_through_a_lossy_proxy_loses_nothing(page, daemon):
+    """Responses to polls and posts cut mid-way: every message arrives once, in order, both ways."""
+    proxy = UpgradeBlockingProxy(daemon.port, mode="reset")
+    try:
+        page.goto(f"{proxy.http_url}/?transport=long-polling")
+        wait_line(page, "WebSocket opened (transport: long-polling)")
+        proxy.cut_responses(20, seed=7)
+        commands = []
+        expected = []
+        for i in range(40):
+            if i % 8 == 3:
+                commands.append("burst 15 300")
+                expected += [f"{n:06d} " + "x" * 300 for n in range(15)]
+            else:
+                commands.append(f"c{i} ✓")
+                expected.append(f"c{i} ✓")
+        page.evaluate(
+            """(commands) => {
+              window.got = [];
+              ws.onmessage = (e) => window.got.push(e.data);
+              commands.forEach((c, i) => setTimeout(() => ws.send(c), i * 20));
+            }""",
+            commands,
+        )
+        page.wait_for_function("(n) => window.got.length >= n", arg=len(expected), timeout=60000)
+        time.sleep(0.5)  # nothing more may come: no duplicates after the last one
+        got = page.evaluate("window.got")
+        assert got == expected
+        assert proxy.cuts >= 10, proxy.cuts
+        assert page.evaluate("ws.readyState") == 1
+        page.click("#close")
+        wait_line(page, "WebSocket closed: code=1000 reason=bye clean=true")
+    finally:
+        proxy.close()

@@ -17,13 +17,20 @@ APP = "lp_app:app"
 def lp_daemon():
     from daemon import Daemon
 
+    d = Daemon("--longpoll-hold", "1", "--longpoll-max-body", "20000", app=APP)
+    yield d
+    d.stop()
+
+
+@pytest.fixture(scope="module")
+def cors_daemon():
+    """An Origin allow-list, and requests without Origin refused (where the policy applies)."""
+    from daemon import Daemon
+
     d = Daemon(
-        "--longpoll-hold",
-        "1",
-        "--longpoll-max-body",
-        "20000",
-        "--longpoll-cors-origins",
+        "--allowed-origins",
         "http://game.example, https://other.example:8443",
+        "--no-allow-missing-origin",
         app=APP,
     )
     yield d
@@ -344,9 +351,9 @@ def preflight(daemon, origin, path="/lp/open"):
     return status, headers, doc
 
 
-def test_cors_preflight_from_an_allowed_origin(lp_daemon):
+def test_cors_preflight_from_an_allowed_origin(cors_daemon):
     for origin in ("http://game.example", "https://other.example:8443"):
-        status, headers, _ = preflight(lp_daemon, origin)
+        status, headers, _ = preflight(cors_daemon, origin)
         assert status == 204
         assert headers["access-control-allow-origin"] == origin
         assert "POST" in headers["access-control-allow-methods"]
@@ -355,30 +362,46 @@ def test_cors_preflight_from_an_allowed_origin(lp_daemon):
         assert "Origin" in headers["vary"]
 
 
-def test_cors_preflight_from_a_refused_origin(lp_daemon):
+def test_cors_preflight_from_a_refused_origin(cors_daemon):
     for origin in ("http://evil.example", "https://game.example", "http://other.example:8443", "null"):
-        status, headers, doc = preflight(lp_daemon, origin)
+        status, headers, doc = preflight(cors_daemon, origin)
         assert status == 403, origin
         assert "access-control-allow-origin" not in headers
         assert doc["error"] == "origin not allowed"
 
 
-def test_cors_requests(lp_daemon):
-    s = Session(lp_daemon, headers={"Origin": "http://game.example"})
-    conn = http.client.HTTPConnection(lp_daemon.host, lp_daemon.port, timeout=10)
-    status, headers, _ = request(conn, "POST", "/lp/open", headers={"Origin": "http://game.example"})
+def test_cors_requests_follow_the_origin_policy(cors_daemon):
+    game = {"Origin": "http://game.example"}
+    s = Session(cors_daemon, headers=game)
+    conn = http.client.HTTPConnection(cors_daemon.host, cors_daemon.port, timeout=10)
+    status, headers, _ = request(conn, "POST", "/lp/open", headers=game)
     assert status == 200 and headers["access-control-allow-origin"] == "http://game.example"
-    # Same origin (Origin matches Host) needs no configuration.
+    # A refused origin gets neither a session nor access to an existing one.
+    status, headers, doc = request(conn, "POST", "/lp/open", headers={"Origin": "http://evil.example"})
+    assert status == 403 and "access-control-allow-origin" not in headers and doc["status"] == 403
+    status, _, _ = request(conn, "GET", f"/lp/{s.id}/poll?ack=1", headers={"Origin": "http://evil.example"})
+    assert status == 403
+    # Opening needs an Origin here; polls and posts of a session do not (browsers omit
+    # Origin on same-origin GETs): the session id was given to an allowed page.
+    assert request(conn, "POST", "/lp/open")[0] == 403
+    s.headers = {}
+    s.send("no origin needed")
+    s.poll_until(lambda s: s.texts()[-1] == "no origin needed")
+    conn.close()
+    s.close_sockets()
+
+
+def test_cors_when_every_origin_is_allowed(lp_daemon):
+    """No --allowed-origins: any page may use long-polling, but without cookies (no credentials)."""
+    status, headers, _ = preflight(lp_daemon, "http://anywhere.example")
+    assert status == 204 and headers["access-control-allow-origin"] == "http://anywhere.example"
+    assert "access-control-allow-credentials" not in headers
+    conn = http.client.HTTPConnection(lp_daemon.host, lp_daemon.port, timeout=10)
+    # Same origin (Origin matches Host): no CORS headers needed.
     same = f"http://{lp_daemon.host}:{lp_daemon.port}"
     status, headers, _ = request(conn, "POST", "/lp/open", headers={"Origin": same})
     assert status == 200 and "access-control-allow-origin" not in headers
-    # A refused origin gets neither a session nor access to an existing one.
-    status, headers, doc = request(conn, "POST", "/lp/open", headers={"Origin": "http://evil.example"})
-    assert status == 403 and "access-control-allow-origin" not in headers
-    status, _, _ = request(conn, "GET", f"/lp/{s.id}/poll?ack=1", headers={"Origin": "http://evil.example"})
-    assert status == 403
     conn.close()
-    s.close_sockets()
 
 
 def test_shutdown_closes_sessions_with_1001_without_waiting(daemon_factory):
@@ -398,14 +421,38 @@ def test_shutdown_closes_sessions_with_1001_without_waiting(daemon_factory):
     idle.close_sockets()
 
 
-def test_sighup_reloads_the_allowed_origins(daemon_factory, tmp_path):
+def test_cors_follows_a_reloaded_allow_list(daemon_factory, tmp_path):
     config = tmp_path / "wsdaemon.conf"
-    config.write_text("[wsdaemon]\nlongpoll_cors_origins = http://a.example\n")
+    config.write_text("[wsdaemon]\nallowed_origins = http://a.example\n")
     d = daemon_factory("--config", str(config), app=APP)
     assert preflight(d, "http://a.example")[0] == 204
     assert preflight(d, "http://b.example")[0] == 403
-    config.write_text("[wsdaemon]\nlongpoll_cors_origins = http://b.example\n")
+    config.write_text("[wsdaemon]\nallowed_origins = http://b.example\n")
     d.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: "configuration reloaded" in d.log())
     assert preflight(d, "http://b.example")[0] == 204
     assert preflight(d, "http://a.example")[0] == 403
+
+
+def test_pipelined_request_behind_a_held_poll_is_served_after_it(lp_daemon):
+    s = Session(lp_daemon)
+    poll = f"GET /lp/{s.id}/poll?ack=1 HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    status = b"GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    started = time.monotonic()
+    reply = raw_http(lp_daemon.host, lp_daemon.port, poll + status)
+    assert time.monotonic() - started > 0.8  # the poll was held for the hold time first
+    first, _, rest = reply.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 200 ")
+    assert rest.startswith(b'{"ack":0,"messages":[]}HTTP/1.1 200 ')
+    assert json.loads(rest.split(b"\r\n\r\n", 1)[1])["long_polling"]["sessions"] >= 1
+    s.close_sockets()
+
+
+def test_a_poll_whose_client_went_away_lets_the_session_expire(daemon_factory):
+    d = daemon_factory("--longpoll-expire", "1", "--longpoll-hold", "30", app=APP)
+    s = Session(d, "/gone")
+    s.start_held_poll()
+    s.poll_conn.close()  # the client vanished while its poll was held
+    record = wait_for(lambda: [c for c in closes(d) if c["path"] == "/gone"], timeout=10)
+    assert record[0]["code"] == 1006 and record[0]["reason"] == "session expired"
+    s.close_sockets()

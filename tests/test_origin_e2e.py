@@ -67,12 +67,10 @@ OPENED = {"rfc6455": 101, "rfc6455-v8": 101, "hixie-76": 101, "hixie-75": 101, "
 
 @pytest.fixture(scope="module")
 def strict(tmp_path_factory):
-    """Allow-list set, missing Origin refused; long-polling CORS open so the policy alone decides."""
+    """Allow-list set, missing Origin refused."""
     from daemon import Daemon
 
-    d = Daemon(
-        "--allowed-origins", ALLOWED, "--no-allow-missing-origin", "--longpoll-cors-origins", "*", app=ECHO
-    )
+    d = Daemon("--allowed-origins", ALLOWED, "--no-allow-missing-origin", app=ECHO)
     yield d
     d.stop()
 
@@ -82,7 +80,7 @@ def lenient():
     """Allow-list set, missing Origin accepted (the default)."""
     from daemon import Daemon
 
-    d = Daemon("--allowed-origins", ALLOWED, "--longpoll-cors-origins", "*", app=ECHO)
+    d = Daemon("--allowed-origins", ALLOWED, app=ECHO)
     yield d
     d.stop()
 

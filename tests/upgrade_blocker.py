@@ -8,11 +8,17 @@ client has to fall back to long-polling. Modes for an upgrade request:
 
 Only the first request of a connection is inspected: browsers open a new
 connection for every WebSocket.
+
+:meth:`UpgradeBlockingProxy.cut_responses` also makes it cut HTTP responses
+mid-way (a reset after some of the bytes), to test that long-polling loses
+nothing when polls and posts are lost in transit.
 """
 
 from __future__ import annotations
 
+import random
 import socket
+import struct
 import threading
 
 _HEAD_LIMIT = 65536
@@ -28,6 +34,9 @@ class UpgradeBlockingProxy:
         self.port = self.listener.getsockname()[1]
         self.blocked = 0
         self.forwarded = 0
+        self.cuts = 0
+        self._cuts_left = 0
+        self._rng = random.Random(0)
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -78,8 +87,41 @@ class UpgradeBlockingProxy:
         with self._lock:
             self.forwarded += 1
         upstream.sendall(head)
-        threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
+        threading.Thread(target=self._pipe_back, args=(upstream, client), daemon=True).start()
         _pipe(client, upstream)
+
+    def cut_responses(self, count: int, seed: int = 1) -> None:
+        """Cut the next ``count`` responses (chosen at random) after a random number of bytes."""
+        with self._lock:
+            self._rng = random.Random(seed)
+            self._cuts_left = count
+
+    def _pipe_back(self, upstream: socket.socket, client: socket.socket) -> None:
+        """Server to client, cutting the stream when :meth:`cut_responses` asks for it."""
+        passed = 0
+        cut_at = None
+        try:
+            while True:
+                data = upstream.recv(65536)
+                if not data:
+                    break
+                with self._lock:
+                    if cut_at is None and self._cuts_left and self._rng.random() < 0.5:
+                        cut_at = passed + self._rng.randint(1, 400)
+                        self._cuts_left -= 1
+                if cut_at is not None and passed + len(data) >= cut_at:
+                    client.sendall(data[: cut_at - passed])
+                    with self._lock:
+                        self.cuts += 1
+                    _reset(client)
+                    _reset(upstream)
+                    return
+                client.sendall(data)
+                passed += len(data)
+            client.shutdown(socket.SHUT_WR)
+        except OSError:
+            _reset(client)
+            _reset(upstream)
 
     def close(self) -> None:
         self._closed = True
@@ -87,10 +129,18 @@ class UpgradeBlockingProxy:
         with self._lock:
             sockets, self._sockets = self._sockets, []
         for sock in sockets:
-            try:
-                sock.close()
-            except OSError:
-                pass
+            _reset(sock)
+
+
+def _reset(sock: socket.socket) -> None:
+    """Drop a connection now. ``shutdown`` first: a plain ``close`` does not release a socket
+    that another thread is blocked in ``recv`` on, so nothing would reach the peer."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
 
 
 def _pipe(src: socket.socket, dst: socket.socket) -> None:
@@ -103,8 +153,5 @@ def _pipe(src: socket.socket, dst: socket.socket) -> None:
             dst.sendall(data)
         dst.shutdown(socket.SHUT_WR)
     except OSError:
-        for sock in (src, dst):
-            try:
-                sock.close()
-            except OSError:
-                pass
+        _reset(src)
+        _reset(dst)

@@ -132,11 +132,6 @@ class Settings:
         "Unacknowledged outbound bytes one session may have queued before it is closed with 1008.",
     )
     longpoll_max_sessions: int = option(10000, "Most long-polling sessions at once (503 above).")
-    longpoll_cors_origins: str = option(
-        "",
-        "Comma-separated origins (scheme://host[:port]) allowed to use long-polling from"
-        " another origin; '*' allows any.",
-    )
     # -- hardening: connection limits, Origin policy, TLS (docs/security.md) --
     max_connections: int = option(
         10000, "Most client connections at once, handshakes included (503 above; 0: no limit)."

@@ -23,6 +23,7 @@ from .connection import format_address
 from .errors import ConnectionClosedError, HandshakeError, ProtocolError
 from .http11 import Request, build_response, is_token
 from .longpoll import EV_CLOSE, QueueFull, SessionProtocol
+from .origin import parse_origin, request_origin
 
 log = logging.getLogger("wsdaemon.longpoll")
 
@@ -32,7 +33,6 @@ SWEEP_INTERVAL = 0.5
 CLOSE_ABNORMAL = 1006
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
-_DEFAULT_PORTS = {"http": "80", "https": "443"}
 _PREFLIGHT_MAX_AGE = "600"
 
 
@@ -289,20 +289,11 @@ class LongPolling:
     def __init__(self, server: Any) -> None:
         self.server = server
         self.sessions: dict[str, LongPollSession] = {}
-        self.any_origin = False
-        self.origins: set[str] = set()
-        self.reload()
         self._timer = server.loop.call_every(SWEEP_INTERVAL, self._sweep)
 
     @property
     def settings(self) -> Any:
         return self.server.settings  # replaced by a reload
-
-    def reload(self) -> None:
-        """(Re)read the allowed origins; the other limits are read where they are used."""
-        origins = [o.strip() for o in self.settings.longpoll_cors_origins.split(",") if o.strip()]
-        self.any_origin = "*" in origins
-        self.origins = {_normalize_origin(o) for o in origins if o != "*"}
 
     def install(self, router: Any) -> None:
         router.prefixes[PREFIX] = self.handle
@@ -311,16 +302,18 @@ class LongPolling:
 
     def handle(self, conn: Any, request: Request) -> None:
         """Route one request under ``/lp/``: preflight, open, poll or post."""
-        cors = self.cors_headers(request)
+        allowed = self.cors_headers(request)
         if request.method == "OPTIONS":
-            self._preflight(conn, request, cors)
+            self._preflight(conn, request, allowed)
             return
-        if cors is None:
-            self._refuse_origin(conn, request)
-            return
+        cors = allowed or []  # a refused origin is answered 403 just below
         parts = request.path[len(PREFIX) :].split("/", 1)
         try:
-            self.server.check_origin(request)  # the Origin policy, for every request (403)
+            if parts[0] == OPEN_PATH or request_origin(request.headers) is not None:
+                # The Origin policy (403), for every request that names an origin. Polls and
+                # posts without one are let through: their session id was obtained by an open
+                # that passed the policy, and browsers omit Origin on same-origin GETs.
+                self.server.check_origin(request)
             if parts[0] == OPEN_PATH:
                 self._require(request, "POST")
                 app_path = "/" + parts[1] if len(parts) > 1 else "/"
@@ -390,20 +383,22 @@ class LongPolling:
     # -- CORS --------------------------------------------------------------------
 
     def cors_headers(self, request: Request) -> list[tuple[str, str]] | None:
-        """Headers for the response, or None when the request's origin is refused."""
+        """CORS headers for a response, following the server's Origin policy.
+
+        None when the origin is refused. An origin the policy allows may read
+        the responses from another origin; with credentials (cookies) only when
+        ``--allowed-origins`` names it, not when the policy allows every origin.
+        """
         origin = request.headers.get("Origin")
         if origin is None or _same_origin(origin, request):
             return []
-        normalized = _normalize_origin(origin)
-        if normalized in self.origins:
-            return [
-                ("Access-Control-Allow-Origin", origin),
-                ("Access-Control-Allow-Credentials", "true"),
-                ("Vary", "Origin"),
-            ]
-        if self.any_origin:
-            return [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
-        return None
+        policy = self.server.origin_policy
+        if policy.check(request_origin(request.headers)) is not None:
+            return None
+        headers = [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+        if not policy.allow_all:
+            headers.insert(1, ("Access-Control-Allow-Credentials", "true"))
+        return headers
 
     def _preflight(self, conn: Any, request: Request, cors: list | None) -> None:
         if cors is None:
@@ -490,40 +485,18 @@ def _parse_open_body(body: bytes) -> list[str]:
     return offered
 
 
-def _split_origin(origin: str) -> tuple[str, str, str] | None:
-    scheme, sep, rest = origin.strip().lower().partition("://")
-    if not sep or not rest or "/" in rest:
-        return None
-    host, _, port = rest.rpartition(":") if rest.rfind(":") > rest.rfind("]") else (rest, "", "")
-    return scheme, host, port or _DEFAULT_PORTS.get(scheme, "")
-
-
-def _normalize_origin(origin: str) -> str:
-    parts = _split_origin(origin)
-    if parts is None:
-        return origin.strip().lower()
-    scheme, host, port = parts
-    return f"{scheme}://{host}:{port}"
-
-
 def _same_origin(origin: str, request: Request) -> bool:
-    """Whether ``Origin`` names the host the request was sent to (scheme aside: TLS may end at a proxy)."""
-    parts = _split_origin(origin)
+    """Whether ``Origin`` names the host the request was sent to: no CORS headers are needed.
+
+    Only that; whether the origin may connect is the Origin policy's question.
+    """
+    parsed = parse_origin(origin)
     host_header = request.headers.get("Host")
-    if parts is None or not host_header:
+    if parsed is None or not host_header:
         return False
-    scheme, host, port = parts
-    target = host_header.strip().lower()
-    if target.rfind(":") > target.rfind("]"):
-        target_host, _, target_port = target.rpartition(":")
-    else:
-        target_host, target_port = target, ""
-    if host != target_host:
-        return False
-    if port == target_port:
-        return True
-    # A default port may be spelled out on one side only.
-    return not target_port and port in _DEFAULT_PORTS.values()
+    scheme, host, port = parsed
+    target = parse_origin(f"{scheme}://{host_header.strip()}")
+    return target == parsed
 
 
 _STATE_NAMES = {CONNECTING: "connecting", OPEN: "open", CLOSING: "closing", CLOSED: "closed"}

@@ -244,7 +244,7 @@
     this.serverClose = null;
     this.pollFailingSince = 0;
     this.postFailingSince = 0;
-    this.retryTimer = null;
+    this.retryTimers = { poll: null, send: null };  // one each: a post retry must not cancel a poll's
     var self = this;
     this.onPageHide = function () { self.leave(); };
     if (global.addEventListener) { global.addEventListener('pagehide', this.onPageHide); }
@@ -339,7 +339,7 @@
           self.lost('no poll answered for ' + self.expire + ' ms');
           return;
         }
-        self.retryLater(function () { self.poll(); }, self.pollFailingSince);
+        self.retryLater('poll', function () { self.poll(); }, self.pollFailingSince);
       }
     });
   };
@@ -376,7 +376,7 @@
           self.lost('no post answered for ' + self.expire + ' ms');
           return;
         }
-        self.retryLater(function () { self.flush(); }, self.postFailingSince);
+        self.retryLater('send', function () { self.flush(); }, self.postFailingSince);
       }
     });
   };
@@ -397,7 +397,8 @@
 
   // Whether a failed request may be retried; a definite refusal ends the session.
   LongPollSession.prototype.retryable = function (status, doc, what) {
-    if (status === 0 || status >= 500 || (status === 200 && !doc)) { return true; }
+    // 0: no answer. Below 100: a status line cut short (Chromium reports "HTTP/1.1 2" as 2).
+    if (status < 100 || status >= 500 || (status === 200 && !doc)) { return true; }
     if (status === 404) {
       this.lost('session unknown to the server (expired?)');
     } else {
@@ -409,11 +410,11 @@
     return false;
   };
 
-  LongPollSession.prototype.retryLater = function (fn, since) {
-    var self = this;
+  LongPollSession.prototype.retryLater = function (which, fn, since) {
+    var timers = this.retryTimers;
     var delay = Math.min(RETRY_MAX, Math.max(RETRY_MIN, (now() - since) / 2));
-    clearTimeout(this.retryTimer);
-    this.retryTimer = setTimeout(function () { self.retryTimer = null; fn(); }, delay);
+    clearTimeout(timers[which]);
+    timers[which] = setTimeout(function () { timers[which] = null; fn(); }, delay);
   };
 
   LongPollSession.prototype.lost = function (why) {
@@ -430,7 +431,8 @@
 
   LongPollSession.prototype.stop = function () {
     this.stopped = true;
-    clearTimeout(this.retryTimer);
+    clearTimeout(this.retryTimers.poll);
+    clearTimeout(this.retryTimers.send);
     if (this.polling) { this.polling.abort(); this.polling = null; }
     if (this.posting) { this.posting.abort(); this.posting = null; }
     if (global.removeEventListener) { global.removeEventListener('pagehide', this.onPageHide); }
