@@ -19,7 +19,7 @@ def message(conn, msg):
     if msg == "stats":
         conn.send(json.dumps({**stats, "connections": len(conn.server.connections)}))
     elif msg == "big":
-        conn.send(b"b" * (4 * 1024 * 1024))
+        conn.send("b" * (4 * 1024 * 1024))  # text: every transport carries it
     else:
         conn.send(msg)
 

@@ -67,6 +67,8 @@ class HixieClient:
         self.draft = draft
         self.path = path
         self.origin = origin
+        #: "wss" when the test wraps ``sock`` in TLS: the Location the server must answer.
+        self.scheme = "ws"
         self.subprotocol = subprotocol
         self.extra_headers = headers or []
         self.timeout = timeout
@@ -176,7 +178,8 @@ class HixieClient:
         assert self.headers.get("connection", "").lower() == "upgrade", head
         if self.origin is not None:
             assert self.headers.get(prefix + "origin") == self.origin, head
-        assert self.headers.get(prefix + "location") == f"ws://{self.host}:{self.port}{self.path}", head
+        location = f"{self.scheme}://{self.host}:{self.port}{self.path}"
+        assert self.headers.get(prefix + "location") == location, head
 
     @staticmethod
     def _number(key: str) -> int:

@@ -1,6 +1,7 @@
 """Faults: resets, broken pipes, half-closes and clients vanishing mid-frame, mid-handshake and
-mid-TLS-handshake. Each frees the connection (the daemon's descriptors return to where they were)
-and calls ``on_close`` exactly once for every connection that was opened.
+mid-TLS-handshake, for RFC 6455, hixie-76/75 and long-polling, plain and over TLS. Each frees the
+connection (the daemon's descriptors return to where they were) and calls ``on_close`` exactly once
+for every connection that was opened (long-polling sessions when they expire).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 
 import pytest
 import websocket
+from hixie_client import HixieClient
 from rawclient import MASK, handshake_request, read_head, read_until_closed
 
 from wsdaemon.rfc6455 import encode_frame
@@ -54,6 +56,30 @@ class Target:
         head, _ = read_head(s)
         assert head.startswith(b"HTTP/1.1 101"), head
         return s
+
+    def hixie(self, draft: int) -> HixieClient:
+        """An open hixie client (over TLS too: its socket is wrapped before the handshake)."""
+        client = HixieClient(self.d.host, self.d.port, draft)
+        if self.ctx:
+            client.sock = self.ctx.wrap_socket(client.sock, server_hostname="localhost")
+            client.scheme = "wss"
+        client.handshake()
+        return client
+
+    def lp_open(self) -> str:
+        s = self.connect()
+        s.sendall(b"POST /lp/open HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        answer = read_until_closed(s)
+        s.close()
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        return json.loads(answer.partition(b"\r\n\r\n")[2])["session"]
+
+    def held_polls(self) -> int:
+        s = self.connect()
+        s.sendall(b"GET /status HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        answer = read_until_closed(s)
+        s.close()
+        return json.loads(answer.partition(b"\r\n\r\n")[2])["long_polling"]["held_polls"]
 
     def stats(self) -> dict:
         self.monitor.send("stats")
@@ -148,6 +174,58 @@ def vanish_mid_tls_handshake(t: Target) -> int:
     return 0
 
 
+def hixie_reset_after_open(t: Target) -> int:
+    reset(t.hixie(76).sock)
+    reset(t.hixie(75).sock)
+    return 2
+
+
+def hixie_vanish_mid_frame(t: Target) -> int:
+    c = t.hixie(76)
+    c.send_raw(b"\x00half a fra")
+    c.sock.close()
+    c = t.hixie(75)
+    c.send_raw(b"\x00\xe2\x98")  # and mid-character
+    reset(c.sock)
+    return 2
+
+
+def hixie_vanish_before_key3(t: Target) -> int:
+    c = HixieClient(t.d.host, t.d.port, 76)
+    if t.ctx:
+        c.sock = t.ctx.wrap_socket(c.sock, server_hostname="localhost")
+    c.send_raw(c.request_head() + c.key3[:3])
+    reset(c.sock)
+    return 0
+
+
+def hixie_reset_while_the_server_writes(t: Target) -> int:
+    c = t.hixie(76)
+    c.send_text("big")
+    c.sock.recv(100)
+    reset(c.sock)
+    return 1
+
+
+def long_polling_vanishing(t: Target) -> int:
+    """A held poll reset, a post cut mid-body, a session left alone: each session expires once."""
+    held = t.lp_open()
+    before = t.held_polls()
+    s = t.connect()
+    s.sendall(f"GET /lp/{held}/poll?ack=0 HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+    deadline = time.monotonic() + 10
+    while t.held_polls() == before:  # nothing queued: the poll is held
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    reset(s)
+    cut = t.lp_open()
+    s = t.connect()
+    s.sendall(f'POST /lp/{cut}/send HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n{{"mess'.encode())
+    s.close()
+    t.lp_open()  # never polled
+    return 3
+
+
 FAULTS = [
     reset_after_open,
     reset_while_the_server_writes,
@@ -157,6 +235,11 @@ FAULTS = [
     close_frame_then_reset,
     vanish_mid_handshake,
     vanish_mid_tls_handshake,
+    hixie_reset_after_open,
+    hixie_vanish_mid_frame,
+    hixie_vanish_before_key3,
+    hixie_reset_while_the_server_writes,
+    long_polling_vanishing,
 ]
 
 
@@ -175,7 +258,7 @@ def certs(tmp_path_factory):
 
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 def test_every_fault_frees_the_connection_and_closes_once(daemon_factory, certs, tls):
-    args = ["--ping-interval", "0", "--handshake-timeout", "30"]
+    args = ["--ping-interval", "0", "--handshake-timeout", "30", "--longpoll-expire", "1"]
     if tls:
         args += ["--certfile", str(certs[0])]
     d = daemon_factory(*args, app=FAULT_APP)
@@ -187,7 +270,7 @@ def test_every_fault_frees_the_connection_and_closes_once(daemon_factory, certs,
     for _ in range(ROUNDS):
         for fault in FAULTS:
             opened += fault(t)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         stats = t.stats()
         if stats["close"] == opened and open_fds(pid) == baseline:

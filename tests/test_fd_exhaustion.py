@@ -77,3 +77,22 @@ def test_descriptor_exhaustion_pauses_accepting_without_spinning_and_recovers(da
     assert log.count("pausing accepts") == 1, "logged once per episode"
     assert "accepting again after descriptor exhaustion" in log
     assert "Traceback" not in log
+
+
+def soft_nofile(pid: int) -> int:
+    with open(f"/proc/{pid}/limits") as f:
+        line = next(line for line in f if line.startswith("Max open files"))
+    return int(line.split()[3])
+
+
+def test_the_daemon_raises_its_descriptor_limit_or_warns(daemon_factory):
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    fits = daemon_factory("--max-connections", "5000", app="wsdaemon.apps.echo:app")
+    assert soft_nofile(fits.proc.pid) >= min(5064, hard)
+    too_many = daemon_factory("--max-connections", str(hard + 1), app="wsdaemon.apps.echo:app")
+    deadline = time.monotonic() + 10
+    while "listening on" not in too_many.log():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert f"descriptor limit {hard} is below" in too_many.log()
+    assert "descriptor limit" not in fits.log()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 import socket
 import ssl
@@ -30,7 +31,9 @@ from .tls import TlsHandshake, make_server_context
 log = logging.getLogger("wsdaemon.server")
 
 SWEEP_INTERVAL = 0.25
-IDLE_SWEEP_INTERVAL = 0.5
+IDLE_SWEEP_INTERVAL = 1.0
+#: Descriptors the daemon needs besides its clients (listeners, workers, logs, pipes).
+SPARE_DESCRIPTORS = 64
 #: Most clients at once that get a 503 over ``max_connections``; past it they are just closed.
 MAX_REFUSING = 64
 _NOT_ENCODED = object()
@@ -291,6 +294,7 @@ class Server:
         self.on_reload.append(self._reload_origin_policy)
         if self.tls_port is not None:
             log.info("TLS (wss://, https://) on port %d", self.tls_port)
+        check_descriptor_limit(self.settings.max_connections + self.settings.workers + SPARE_DESCRIPTORS)
         if self.origin_policy.allow_all and not is_loopback_host(self.settings.host):
             log.warning(
                 "listening on %s with no --allowed-origins: pages of any site may connect",
@@ -429,6 +433,26 @@ class _CountedRefusal(RefusedConnection):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.server._refusing.discard(self)
+
+
+def check_descriptor_limit(needed: int) -> int:
+    """Raise the soft RLIMIT_NOFILE towards ``needed`` (up to the hard limit); warn if it stays short."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (OSError, ValueError) as exc:
+            log.debug("cannot raise the descriptor limit: %s", exc)
+        if soft < needed:
+            log.warning(
+                "descriptor limit %d is below the %d that max_connections needs: clients past it wait "
+                "(raise ulimit -n or LimitNOFILE, or lower --max-connections)",
+                soft,
+                needed,
+            )
+    return soft
 
 
 def bind_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:

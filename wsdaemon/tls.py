@@ -18,7 +18,7 @@ import socket
 import ssl
 from typing import Any
 
-from .connection import StreamConnection
+from .connection import StreamConnection, format_address
 from .handshake import HttpConnection
 from .limits import RefusedConnection, plain_http_on_tls_response
 from .loop import EVENT_READ, EVENT_WRITE
@@ -138,6 +138,4 @@ class TlsHandshake(StreamConnection):
         self._give_up("TLS handshake not complete within the handshake timeout")
 
     def __repr__(self) -> str:
-        from .connection import format_address
-
         return f"<TlsHandshake {format_address(self.remote_address)}>"
