@@ -271,6 +271,10 @@ def test_client_close_reaches_on_close_after_its_messages(lp_daemon):
     assert doc["messages"][0]["text"] == "last words"
     record = wait_for(lambda: [c for c in closes(lp_daemon) if c["code"] == 4011])
     assert record[0]["reason"] == "client bye ✓"
+    # The client retries the close (it lost the answer): still "closed", not an unknown session.
+    status, _, doc = s.post({"seq": 2, "close": 4011, "reason": "client bye ✓"})
+    assert (status, doc) == (200, {"ack": 2, "closed": True})
+    assert len([c for c in closes(lp_daemon) if c["code"] == 4011]) == 1
     s.close_sockets()
 
 

@@ -217,7 +217,9 @@ class LongPollSession(AppConnection):
             echo = None if code == longpoll.CLOSE_NO_STATUS else code
             self.proto.push_close(echo, reason)
             self._deliver_close(code, reason)
-        self._drop()  # nothing is left to do but answer a held poll (with the echo)
+        # Kept a little: a retry of this post (its answer lost) is answered "closed", not 404.
+        self._linger()
+        self._schedule_flush()  # a held poll gets the echo
 
     def _close_confirmed(self) -> None:
         """A poll acknowledged our close item: the client has seen it; nothing is left to do."""
@@ -243,6 +245,11 @@ class LongPollSession(AppConnection):
             log.info("%s: no poll for %.1fs; session expired", self, expire)
             self._deliver_close(CLOSE_ABNORMAL, "session expired")
             self._drop()
+
+    def _deliver_close(self, code: int, reason: str) -> None:
+        if self.state != CLOSED:
+            self.manager.live -= 1
+        super()._deliver_close(code, reason)
 
     def _drop(self) -> None:
         self.manager.sessions.pop(self.id, None)
@@ -288,7 +295,10 @@ class LongPolling:
 
     def __init__(self, server: Any) -> None:
         self.server = server
+        #: Every session by id, the closed ones kept for ``close_timeout`` included.
         self.sessions: dict[str, LongPollSession] = {}
+        #: Sessions not closed yet: what --longpoll-max-sessions counts.
+        self.live = 0
         self._timer = server.loop.call_every(SWEEP_INTERVAL, self._sweep)
 
     @property
@@ -361,8 +371,8 @@ class LongPolling:
 
     def _open(self, conn: Any, request: Request, cors: list, app_path: str, body: bytes) -> None:
         offered = _parse_open_body(body)
-        if len(self.sessions) >= self.settings.longpoll_max_sessions:
-            log.warning("refusing a long-polling session: %d sessions open", len(self.sessions))
+        if self.live >= self.settings.longpoll_max_sessions:
+            log.warning("refusing a long-polling session: %d sessions open", self.live)
             raise HandshakeError("too many sessions", 503, [("Retry-After", "5")])
         app_request = dataclasses.replace(request, path=app_path)
         subprotocol = self.server.app.select_subprotocol(offered, app_request) if offered else None
@@ -371,6 +381,7 @@ class LongPolling:
         session_id = secrets.token_urlsafe(18)
         session = LongPollSession(self, session_id, app_request, subprotocol)
         self.sessions[session_id] = session
+        self.live += 1
         session._deliver_open()
         body_out = session.proto.response(
             session=session_id,
@@ -456,7 +467,7 @@ class LongPolling:
     def stats(self) -> dict[str, int]:
         """Sessions and held polls, for ``/status``."""
         held = sum(1 for s in self.sessions.values() if s.poll is not None)
-        return {"sessions": len(self.sessions), "held_polls": held}
+        return {"sessions": self.live, "closed_lingering": len(self.sessions) - self.live, "held_polls": held}
 
     # -- time --------------------------------------------------------------------
 
