@@ -78,6 +78,7 @@ struct conn {
     uint32_t off;          /* offset inside the current outgoing frame */
     uint32_t inflight;
     double t_mark;         /* when started / verify message sent / close received */
+    double t_start;        /* handshake mode: when this cycle's connect began */
     char *hs;              /* handshake response being collected */
     uint16_t hs_len;
     char key[25];
@@ -103,8 +104,8 @@ static double t_start, t_phase;
 
 static struct {
     uint64_t msgs, bytes, handshakes, open, connect_errors, handshake_errors,
-        protocol_errors, closed_by_server, size_errors, pings, verified;
-    double verify_max_rtt;
+        protocol_errors, closed_by_server, size_errors, pings, verified, slow_cycles;
+    double verify_max_rtt, max_cycle;
 } st;
 
 static int pending_opens; /* connections in CONNECTING/HANDSHAKE */
@@ -182,6 +183,11 @@ static void conn_close(struct conn *c)
 {
     if (c->state == S_CONNECTING || c->state == S_HANDSHAKE) pending_opens--;
     if (c->state == S_OPEN || c->state == S_CLOSING) st.open--;
+    if (cfg.mode == M_HANDSHAKE && phase == P_MEASURE && c->t_start > 0) {
+        double d = now() - c->t_start; /* > 0.2 s: a SYN or FIN was retransmitted */
+        if (d > st.max_cycle) st.max_cycle = d;
+        if (d > 0.2) st.slow_cycles++;
+    }
     if (c->fd >= 0) close(c->fd);
     free(c->hs);
     int fd = -1;
@@ -208,7 +214,7 @@ static void conn_start(struct conn *c)
     struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons(cfg.port)};
     inet_pton(AF_INET, cfg.host, &dst.sin_addr);
     c->state = S_CONNECTING;
-    c->t_mark = now();
+    c->t_mark = c->t_start = now();
     pending_opens++;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl");
@@ -521,7 +527,8 @@ static void print_result(double measured)
            "\"open\": %llu, \"handshakes\": %llu, \"connect_errors\": %llu, "
            "\"handshake_errors\": %llu, \"protocol_errors\": %llu, \"closed_by_server\": %llu, "
            "\"size_errors\": %llu, \"pings\": %llu, \"verified\": %llu, "
-           "\"verify_expected\": %d, \"verify_max_rtt_ms\": %.3f}\n",
+           "\"verify_expected\": %d, \"verify_max_rtt_ms\": %.3f, \"slow_cycles\": %llu, "
+           "\"max_cycle_ms\": %.1f}\n",
            (const char *[]){"echo", "broadcast", "handshake", "idle"}[cfg.mode],
            cfg.mode == M_HANDSHAKE ? cfg.loops : cfg.conns, cfg.size, cfg.inflight, measured,
            (unsigned long long)st.msgs, rate, measured > 0 ? st.bytes / measured : 0,
@@ -530,7 +537,7 @@ static void print_result(double measured)
            (unsigned long long)st.protocol_errors, (unsigned long long)st.closed_by_server,
            (unsigned long long)st.size_errors, (unsigned long long)st.pings,
            (unsigned long long)st.verified, cfg.mode == M_IDLE ? cfg.verify : 0,
-           st.verify_max_rtt * 1e3);
+           st.verify_max_rtt * 1e3, (unsigned long long)st.slow_cycles, st.max_cycle * 1e3);
     fflush(stdout);
 }
 

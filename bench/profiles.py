@@ -13,7 +13,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from servers import Running
+from servers import CLK_TCK, Running
 
 LOADGEN_CPU = "1"
 
@@ -109,10 +109,11 @@ def loadgen_args(profile: Profile, quick: bool) -> tuple[list[str], str]:
     if quick:
         for i in range(0, len(profile.quick), 2):
             args[args.index(profile.quick[i]) + 1] = profile.quick[i + 1]
-    note = ""
+    note = f"quick: {' '.join(profile.quick)}" if quick and profile.quick else ""
     if profile.idle:
         i = args.index("--conns") + 1
-        conns, note = max_idle_connections(int(args[i]))
+        conns, capped = max_idle_connections(int(args[i]))
+        note = "; ".join(n for n in (note, capped) if n)
         args[i] = str(conns)
         # ~28k ephemeral ports per (source, destination) pair: spread over 127.0.0.2...
         args += ["--sources", str(max(2, math.ceil(conns / 20000)))]
@@ -143,14 +144,46 @@ def measure(
     if profile.idle:
         return measure_idle(server, base)
     cmd = base + ["--duration", str(duration), "--warmup", str(warmup)]
-    cpu0, t0 = server.cpu_seconds(), time.monotonic()
+    cpu0, cores0, t0 = server.cpu_seconds(), core_times(), time.monotonic()
     result, loadgen_cpu = run_loadgen(cmd, timeout=120 + duration + warmup)
     wall = time.monotonic() - t0
-    result["server_cpu"] = round((server.cpu_seconds() - cpu0) / wall, 3)
+    server_cpu = server.cpu_seconds() - cpu0
+    result["server_cpu"] = round(server_cpu / wall, 3)
     result["loadgen_cpu"] = round(loadgen_cpu / wall, 3)
+    cores1 = core_times()
+    for core in "01":  # whole-core load, softirq included: which side is saturated
+        result[f"core{core}_busy"] = round((cores1[core][1] - cores0[core][1]) / wall, 3)
+    processes = sum(cores1[c][0] - cores0[c][0] for c in "01")
+    foreign = processes - server_cpu - loadgen_cpu
+    result["foreign_cpu"] = round(max(0.0, foreign) / wall, 3)
     if "error" not in result:
         result["value"] = result["bytes_per_s"] if profile.unit == "B/s" else result["rate"]
     return result
+
+
+def core_times() -> dict:
+    """Per core (0 and 1): (seconds in processes, seconds busy in all) from /proc/stat.
+
+    Process time is user + nice + system; busy adds irq and softirq, where much of
+    loopback TCP work lands (the kernel charges it to no process).
+    """
+    times = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(("cpu0 ", "cpu1 ")):
+                v = [int(x) for x in line.split()[1:8]]
+                times[line[3]] = ((v[0] + v[1] + v[2]) / CLK_TCK, (sum(v) - v[3] - v[4]) / CLK_TCK)
+    return times
+
+
+def cores_busy() -> float:
+    """CPU seconds spent in processes on cores 0 and 1 (user + nice + system).
+
+    Minus the server's and the load generator's own time, this is what other
+    processes took from the benchmark: on a shared 2-core machine a run with a
+    large foreign share is disturbed and is retried by the runner.
+    """
+    return sum(proc for proc, _ in core_times().values())
 
 
 def measure_idle(server: Running, cmd: list[str]) -> dict:
