@@ -156,9 +156,24 @@ def measure(
     processes = sum(cores1[c][0] - cores0[c][0] for c in "01")
     foreign = processes - server_cpu - loadgen_cpu
     result["foreign_cpu"] = round(max(0.0, foreign) / wall, 3)
-    if "error" not in result:
+    result.setdefault("error", wrong(result))
+    if not result["error"]:
+        del result["error"]
         result["value"] = result["bytes_per_s"] if profile.unit == "B/s" else result["rate"]
     return result
+
+
+def wrong(result: dict) -> str:
+    """What makes a throughput run invalid: any protocol fault, lost connection, or
+    (handshake loops) more than 1% failed cycles."""
+    faults = ["protocol_errors", "size_errors"]
+    if result.get("mode") != "handshake":
+        faults += ["closed_by_server", "connect_errors", "handshake_errors"]
+    found = [f"{k}={result[k]}" for k in faults if result.get(k)]
+    failed = result.get("connect_errors", 0) + result.get("handshake_errors", 0)
+    if result.get("mode") == "handshake" and failed > 0.01 * max(1, result.get("messages", 0)):
+        found.append(f"failed cycles={failed}")
+    return ", ".join(found)
 
 
 def core_times() -> dict:

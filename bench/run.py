@@ -13,6 +13,7 @@ ratio wsdaemon/peer) and writes everything to bench/results/<time>.json.
 import argparse
 import platform
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -136,6 +137,8 @@ def one_run(args, server, profile, loadgen: list[str], log: Path) -> dict:
 
 def main() -> int:
     args = parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the running server is stopped on the way out
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     build()
     raise_fd_limit()
     RESULTS.mkdir(exist_ok=True)
