@@ -232,6 +232,8 @@ def measure_idle(server: Running, cmd: list[str]) -> dict:
     )
     if ready["ready"]:
         result["value"] = (held - baseline) / ready["ready"]
-    if result.get("verify_expected", 0) and result.get("verified") != result["verify_expected"]:
+    if ready["ready"] < result.get("conns", 0):
+        result["error"] = f"only {ready['ready']} of {result['conns']} connections held"
+    elif result.get("verify_expected", 0) and result.get("verified") != result["verify_expected"]:
         result["error"] = f"echo check: {result.get('verified')} of {result['verify_expected']}"
     return result

@@ -8,16 +8,22 @@ import json
 import statistics
 import sys
 
+DISTURBED = 0.15  # cores taken by other processes during a run: the run is not trusted
 
-def summarize(values: list[float]) -> dict | None:
+
+def summarize(runs: list[dict]) -> dict | None:
+    """Median, min, max over a cell's valid runs.
+
+    Runs that other processes disturbed (see run.py) are left out when at least
+    one undisturbed run exists; otherwise they are used and the cell is flagged.
+    """
+    valid = [r for r in runs if "value" in r and "error" not in r]
+    clean = [r for r in valid if r.get("foreign_cpu", 0) <= DISTURBED]
+    values = [r["value"] for r in (clean or valid)]
     if not values:
         return None
-    return {
-        "median": statistics.median(values),
-        "min": min(values),
-        "max": max(values),
-        "n": len(values),
-    }
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "n": len(values), "disturbed": not clean}
 
 
 def human(value: float, unit: str) -> str:
@@ -48,6 +54,7 @@ def cell(summary: dict | None, skipped: bool, unit: str, ours: dict | None) -> s
     if not summary:
         return "skipped" if skipped else "failed"
     text = human(summary["median"], unit) + spread(summary, unit)
+    text += "*" if summary.get("disturbed") else ""
     if ours and ours is not summary and summary["median"]:
         text += f" [x{ours['median'] / summary['median']:.2f}]"
     return text
@@ -77,7 +84,8 @@ def table(results: dict) -> str:
              for r in rows]
     legend = [f"- {k}: {p['title']}" + (" (lower is better)" if p["lower_is_better"] else "")
               + (f"; {p['note']}" if p.get("note") else "") for k, p in profiles.items()]
-    legend.append("- cells: median (min/max vs median); [xR] = wsdaemon / peer")
+    legend.append("- cells: median (min/max vs median) of undisturbed runs; [xR] = wsdaemon / peer;"
+                  " * = every run was disturbed by other processes")
     legend += [f"- {name} skipped ({','.join(keys)}): {why}" for (name, why), keys in reasons.items()]
     return "\n".join(lines + ["", *legend])
 
@@ -89,4 +97,8 @@ def save(results: dict, path) -> None:
 
 if __name__ == "__main__":
     with open(sys.argv[1]) as f:
-        print(table(json.load(f)))
+        saved = json.load(f)
+    for cells in saved["cells"].values():
+        for entry in cells.values():
+            entry["summary"] = summarize(entry["runs"])
+    print(table(saved))

@@ -21,12 +21,11 @@ from importlib import metadata
 from pathlib import Path
 
 from profiles import PROFILES, cores_busy, loadgen_args, measure
-from report import human, save, summarize, table
+from report import DISTURBED, human, save, summarize, table
 from servers import BENCH, SERVERS, Running, Unavailable, free_port, preflight, python_env
 
 BUILD = BENCH / "build"
 RESULTS = BENCH / "results"
-DISTURBED = 0.15  # cores taken by other processes during a run before it is redone
 C_PROGRAMS = {"loadgen": BENCH / "loadgen.c", "c_echo": BENCH / "peers" / "c_echo.c"}
 
 
@@ -205,8 +204,7 @@ def main() -> int:
             cell = results["cells"][name][key]
             if name in skipped:
                 cell["skipped"] = skipped[name]
-            good = [r["value"] for r in cell["runs"] if "value" in r and "error" not in r]
-            cell["summary"] = summarize(good)
+            cell["summary"] = summarize(cell["runs"])
     path = RESULTS / f"{stamp}.json"
     save(results, path)
     print()

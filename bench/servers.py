@@ -31,13 +31,14 @@ class Server:
     kind: str  # "wsdaemon", "python" (a peer script) or "c"
     script: str = ""
     uvloop: bool = False
+    extra: tuple = ()  # options found by preflight (wsdaemon: lift limits, quiet log)
 
     def command(self, mode: str, port: int, wsdaemon_src: Path, build: Path) -> list[str]:
         if self.kind == "wsdaemon":
             launcher = [sys.executable, str(BENCH / "wsdaemon_launcher.py"), str(wsdaemon_src)]
             app = f"wsdaemon.apps.{mode}:app"
             options = f"--host 127.0.0.1 --port {port} --app {app} --max-message-size 16777216"
-            return [*launcher, "run", *options.split()]
+            return [*launcher, "run", *options.split(), *self.extra]
         if self.kind == "c":
             if mode != "echo":
                 raise Unavailable(f"{self.name} has no {mode} mode")
@@ -78,6 +79,18 @@ def preflight(server: Server, wsdaemon_src: Path) -> None:
     if check.returncode:
         lines = check.stderr.strip().splitlines() or ["failed"]
         raise Unavailable(lines[-1])
+    if server.kind == "wsdaemon":
+        server.extra = tuple(wsdaemon_options(check.stdout))
+
+
+# Options added to the benchmark command when this wsdaemon has them: no cap on
+# connections (its default cap would make (d)/(g) measure 503s) and no per-connection
+# info logging (the peers run without access logs too).
+WSDAEMON_OPTIONS = {"--max-connections": "0", "--log-level": "warning"}
+
+
+def wsdaemon_options(help_text: str) -> list[str]:
+    return [x for opt, value in WSDAEMON_OPTIONS.items() if opt in help_text for x in (opt, value)]
 
 
 def python_env() -> dict:

@@ -83,6 +83,22 @@ static void put_frame(uint8_t b0, const uint8_t *payload, uint64_t len)
     buf_append(&wbuf, payload, len);
 }
 
+/* XOR the payload with the 4-byte key, 8 bytes at a time (a byte loop would
+ * make this "fast" server slower than the Python peers' C unmaskers on 1 MiB). */
+static void unmask(uint8_t *p, uint64_t len, const uint8_t key[4])
+{
+    uint64_t k8, w, i = 0;
+    uint32_t k4;
+    memcpy(&k4, key, 4);
+    k8 = (uint64_t)k4 << 32 | k4;
+    for (; i + 8 <= len; i += 8) {
+        memcpy(&w, p + i, 8);
+        w ^= k8;
+        memcpy(p + i, &w, 8);
+    }
+    for (; i < len; i++) p[i] ^= key[i & 3];
+}
+
 /* Answer the upgrade request in p[0..n); returns bytes consumed, 0 if incomplete, -1 bad. */
 static ssize_t handshake(struct conn *c, uint8_t *p, size_t n)
 {
@@ -124,7 +140,7 @@ static ssize_t frames(struct conn *c, uint8_t *p, size_t n)
         if (len > MAX_FRAME) return -1;
         if (n - pos < h + 4 + len) break;
         uint8_t *mask = f + h, *payload = f + h + 4;
-        for (uint64_t i = 0; i < len; i++) payload[i] ^= mask[i & 3];
+        unmask(payload, len, mask);
         int op = f[0] & 15;
         if (op == 9) put_frame(0x8A, payload, len);          /* ping -> pong */
         else if (op == 8) { put_frame(0x88, payload, len); c->closing = 1; }
