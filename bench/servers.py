@@ -1,0 +1,193 @@
+"""The servers under test: how to start each one, wait for it, measure it, stop it.
+
+Every server is started fresh for every run, pinned to core 0, in its own
+session (so its RSS can be summed over any worker processes and it can be
+stopped by pid). A server that cannot start raises ``Unavailable`` with a reason
+the runner prints; it never crashes the run.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+PEERS = BENCH / "peers"
+SERVER_CPU = "0"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class Unavailable(Exception):
+    """The server cannot run here (not importable, no such mode, died at start)."""
+
+
+@dataclass
+class Server:
+    name: str
+    kind: str  # "wsdaemon", "python" (a peer script) or "c"
+    script: str = ""
+    uvloop: bool = False
+    extra: tuple = ()  # options found by preflight (wsdaemon: lift limits, quiet log)
+
+    def command(self, mode: str, port: int, wsdaemon_src: Path, build: Path) -> list[str]:
+        if self.kind == "wsdaemon":
+            launcher = [sys.executable, str(BENCH / "wsdaemon_launcher.py"), str(wsdaemon_src)]
+            app = f"wsdaemon.apps.{mode}:app"
+            options = f"--host 127.0.0.1 --port {port} --app {app} --max-message-size 16777216"
+            return [*launcher, "run", *options.split(), *self.extra]
+        if self.kind == "c":
+            if mode != "echo":
+                raise Unavailable(f"{self.name} has no {mode} mode")
+            return [str(build / "c_echo"), "--port", str(port)]
+        cmd = [sys.executable, str(PEERS / self.script), "--port", str(port), "--mode", mode]
+        return cmd + (["--uvloop"] if self.uvloop else [])
+
+
+SERVERS = {
+    s.name: s
+    for s in (
+        Server("wsdaemon", "wsdaemon"),
+        Server("websockets", "python", "websockets_server.py"),
+        Server("websockets+uvloop", "python", "websockets_server.py", uvloop=True),
+        Server("aiohttp", "python", "aiohttp_server.py"),
+        Server("aiohttp+uvloop", "python", "aiohttp_server.py", uvloop=True),
+        Server("tornado", "python", "tornado_server.py"),
+        Server("c_echo", "c"),
+    )
+}
+
+
+def preflight(server: Server, wsdaemon_src: Path) -> None:
+    """Raise Unavailable early when a server cannot possibly start."""
+    if server.kind == "c":
+        return
+    env = None
+    if server.kind == "wsdaemon":
+        for mode in ("echo", "broadcast"):
+            if not (wsdaemon_src / "wsdaemon" / "apps" / f"{mode}.py").exists():
+                raise Unavailable(f"no wsdaemon.apps.{mode} in {wsdaemon_src}")
+        launcher = [sys.executable, str(BENCH / "wsdaemon_launcher.py"), str(wsdaemon_src)]
+        cmd, env = [*launcher, "run", "--help"], python_env()
+    else:
+        module = server.script.removesuffix("_server.py")
+        cmd = [sys.executable, "-c", f"import {module}" + (", uvloop" if server.uvloop else "")]
+    check = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30)
+    if check.returncode:
+        lines = check.stderr.strip().splitlines() or ["failed"]
+        raise Unavailable(lines[-1])
+    if server.kind == "wsdaemon":
+        server.extra = tuple(wsdaemon_options(check.stdout))
+
+
+# Options added to the benchmark command when this wsdaemon has them: no cap on
+# connections (its default cap would make (d)/(g) measure 503s) and no per-connection
+# info logging (the peers run without access logs too).
+WSDAEMON_OPTIONS = {"--max-connections": "0", "--log-level": "warning"}
+
+
+def wsdaemon_options(help_text: str) -> list[str]:
+    return [x for opt, value in WSDAEMON_OPTIONS.items() if opt in help_text for x in (opt, value)]
+
+
+def python_env() -> dict:
+    """wsdaemon's environment: never write bytecode into the tree under test."""
+    return dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+
+
+class Running:
+    """A started server: its process, port and log file."""
+
+    def __init__(self, cmd: list[str], port: int, log: Path, env: dict | None):
+        self.port = port
+        self.log = log
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                ["taskset", "-c", SERVER_CPU, *cmd],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+            )
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise Unavailable(f"exited with {self.proc.returncode}: {self.log_tail()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                time.sleep(0.3)  # let it finish starting (imports after bind, first accept)
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise Unavailable(f"not listening on {self.port} after {timeout:.0f} s")
+
+    def log_tail(self) -> str:
+        lines = self.log.read_text(errors="replace").strip().splitlines()
+        return lines[-1] if lines else "no output"
+
+    def pids(self) -> list[int]:
+        """The server and every process it started (same session)."""
+        found = []
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    with open(f"/proc/{entry.name}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(fields[3]) == self.proc.pid:  # field 6, session id
+                    found.append(int(entry.name))
+        return found or [self.proc.pid]
+
+    def rss_kib(self) -> int:
+        total = 0
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1])
+            except OSError:
+                pass
+        return total
+
+    def cpu_seconds(self) -> float:
+        total = 0
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime + stime
+            except OSError:
+                pass
+        return total / CLK_TCK
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+
+def free_port(start: int, end: int) -> int:
+    """First port in [start, end) that nothing listens on (cycles on every call)."""
+    free_port.next = getattr(free_port, "next", start)
+    for _ in range(end - start):
+        port = free_port.next
+        free_port.next = start + (port + 1 - start) % (end - start)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError(f"no free port in {start}..{end}")
