@@ -313,3 +313,28 @@ def test_random_messages_roundtrip(messages, chunk, mask):
         expected.append((opcode, value))
     chunks = [chunk] * (len(stream) // chunk)
     assert parse_all(stream, chunks=chunks) == expected
+
+
+@pytest.mark.parametrize("chunk", [1, 4093, 65536, 262144, 1 << 21])
+def test_large_frames_collected_in_pieces_then_small_ones(chunk):
+    big = os.urandom(1 << 20)
+    data = (
+        client_frame(OP_BINARY, big) + client_frame(OP_TEXT, b"after") + client_frame(OP_BINARY, big[:70000])
+    )
+    parser = FrameParser()
+    events = []
+    step = chunk if chunk > 1 else 997
+    for pos in range(0, len(data), step):
+        events += parser.feed(data[pos : pos + step])
+        assert parser.buffered <= len(data)
+    assert events == [(OP_BINARY, big), (OP_TEXT, "after"), (OP_BINARY, big[:70000])]
+    assert parser.buffered == 0
+
+
+def test_large_fragmented_binary_message_in_pieces():
+    part = os.urandom(100000)
+    data = (
+        client_frame(OP_BINARY, part, fin=False) + client_frame(OP_PING, b"mid") + client_frame(OP_CONT, part)
+    )
+    for split in (5, 100005, 100011, len(data) - 3):
+        assert parse_all(data, chunks=[split, 50000]) == [(OP_PING, b"mid"), (OP_BINARY, part + part)]

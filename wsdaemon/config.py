@@ -161,6 +161,12 @@ class Settings:
         maximum=65535,
         restart=True,
     )
+    # -- performance --
+    malloc_tuning: bool = option(
+        True,
+        "Keep message-sized buffers in glibc's heap (mallopt) instead of mapping fresh pages per message.",
+        restart=True,
+    )
 
 
 def setting_fields() -> list:

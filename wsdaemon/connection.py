@@ -52,6 +52,7 @@ class StreamConnection:
         "_wlens",
         "_out",
         "_corked",
+        "_feeding",
         "_write_registered",
         "_close_after_flush",
         "_draining",
@@ -71,6 +72,8 @@ class StreamConnection:
         self._wlens: deque[int] | None = None
         self._out: list | None = None
         self._corked = False
+        #: True while ``data_received`` runs from :meth:`feed`.
+        self._feeding = False
         self._write_registered = False
         self._close_after_flush = False
         self._draining = False
@@ -123,11 +126,11 @@ class StreamConnection:
 
     def feed(self, data: bytes) -> None:
         """Handle ``data`` with writes corked: every reply it produces leaves in one ``send``."""
-        self._corked = True
+        self._corked = self._feeding = True
         try:
             self.data_received(data)
         finally:
-            self._corked = False
+            self._corked = self._feeding = False
             if self._out:
                 self._uncork()
 
@@ -154,7 +157,12 @@ class StreamConnection:
         return pending
 
     def write(self, data: bytes) -> None:
-        """Send ``data`` now if the kernel takes it; keep the rest for ``EVENT_WRITE``."""
+        """Queue ``data``; it leaves in this loop iteration, what the kernel refuses on ``EVENT_WRITE``.
+
+        Writes made while a read is handled, or anywhere in one loop iteration, are
+        joined and sent once at its end (before the loop waits again). Outside a
+        running loop the socket is tried at once.
+        """
         if self.transport_closed or not data:
             return
         if self._corked:
@@ -166,7 +174,22 @@ class StreamConnection:
         if self._wbuf:
             self._queue(data)
             return
+        loop = self.loop
+        if loop.running:
+            # Cork until the loop has run everything ready in this iteration: a
+            # client receiving several broadcasts then gets them in one send.
+            self._corked = True
+            self._out = [data]
+            loop.corked.append(self)
+            return
         self._send_now(data)
+
+    def uncork(self) -> None:
+        """Send what was corked (the loop calls this once per iteration)."""
+        if self._corked:
+            self._corked = False
+            if self._out:
+                self._uncork()
 
     def _uncork(self) -> None:
         out = self._out

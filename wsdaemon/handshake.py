@@ -193,7 +193,7 @@ class HttpConnection(StreamConnection):
             return
         self.deadline = self.loop.now + self.server.settings.handshake_timeout
         self.server.watch(self)
-        if self.parser.buffer and not self._corked and not self._resume_scheduled:
+        if self.parser.buffer and not self._feeding and not self._resume_scheduled:
             # A deferred answer: requests that arrived meanwhile are served next turn.
             self._resume_scheduled = True
             self.loop.call_soon(self._resume)
@@ -216,13 +216,7 @@ class HttpConnection(StreamConnection):
         self._resume_scheduled = False
         if self.transport_closed or self.handed_over or self.busy:
             return
-        self._corked = True
-        try:
-            self.data_received(b"")
-        finally:
-            self._corked = False
-            if self._out:
-                self._uncork()
+        self.feed(b"")
 
     def respond_error(self, status: int, message: str, headers: list[tuple[str, str]] | None = None) -> None:
         self.respond(error_response(status, message, headers))

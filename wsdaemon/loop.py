@@ -73,6 +73,8 @@ class EventLoop:
         self._seq = itertools.count()
         self._soon: list[tuple[Callable, tuple]] = []
         self._running = False
+        #: Connections with writes corked in this iteration; flushed before the next select.
+        self.corked: list = []
         self._signal_handlers: dict[int, Callable[[], Any]] = {}
         self._wake_r: int | None = None
         self._wake_w: int | None = None
@@ -159,9 +161,18 @@ class EventLoop:
     def run(self) -> None:
         """Dispatch I/O readiness and timers until :meth:`stop`."""
         self._running = True
+        try:
+            self._run()
+        finally:
+            self._running = False
+            self._flush_corked()
+
+    def _run(self) -> None:
         select = self.selector.select
         timers = self._timers
         while self._running:
+            if self.corked:
+                self._flush_corked()
             if self._soon:
                 timeout = 0.0
             elif timers:
@@ -189,6 +200,17 @@ class EventLoop:
                 soon, self._soon = self._soon, []
                 for callback, args in soon:
                     self._run_callback(callback, args)
+
+    def _flush_corked(self) -> None:
+        """Send what connections corked this turn; a flush that closes one may cork others."""
+        while self.corked:
+            corked, self.corked = self.corked, []
+            for conn in corked:
+                try:
+                    conn.uncork()
+                except Exception:
+                    log.exception("unhandled error flushing %r", conn)
+                    _abort_handler(conn)
 
     def _run_timers(self) -> None:
         timers = self._timers

@@ -47,6 +47,8 @@ _pack_h64 = struct.Struct("!BBQ").pack
 _unpack16 = struct.Struct("!H").unpack_from
 _unpack64 = struct.Struct("!Q").unpack_from
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+#: Binary frames at least this long are collected in pieces and unmasked from a view.
+_CHUNKED_FRAME_MIN = 65536
 
 
 # --- handshake -------------------------------------------------------------
@@ -123,6 +125,16 @@ def encode_frame(opcode: int, payload: bytes = b"", fin: bool = True, mask: byte
     return header + payload
 
 
+def frame_header(opcode: int, length: int) -> bytes:
+    """The header of an unmasked final frame, for sending a large payload without copying it."""
+    b0 = 0x80 | opcode
+    if length < 126:
+        return _pack_h(b0, length)
+    if length < 65536:
+        return _pack_h16(b0, 126, length)
+    return _pack_h64(b0, 127, length)
+
+
 def encode_text(text: str) -> bytes:
     return encode_frame(OP_TEXT, text.encode("utf-8"))
 
@@ -182,6 +194,9 @@ class FrameParser:
         "_msg_decoder",
         "_partial_checked",
         "_partial_decoder",
+        "_chunks",
+        "_chunks_len",
+        "_chunks_needed",
         "done",
     )
 
@@ -203,16 +218,30 @@ class FrameParser:
         self._msg_decoder = None
         self._partial_checked = 0
         self._partial_decoder = None
+        #: Pieces of a large binary frame still arriving, joined once it is complete.
+        self._chunks: list | None = None
+        self._chunks_len = 0
+        self._chunks_needed = 0
         self.done = False
 
     @property
     def buffered(self) -> int:
         """Bytes received and kept for an incomplete frame."""
-        return len(self._buf)
+        return len(self._buf) + self._chunks_len
 
     def feed(self, data: bytes) -> list:
         if self.done:
             return []
+        if self._chunks is not None:
+            # Collect a large frame's pieces and copy them once, instead of
+            # growing a buffer (and copying it) with every read.
+            self._chunks.append(data)
+            self._chunks_len += len(data)
+            if self._chunks_len < self._chunks_needed:
+                return []
+            data = b"".join(self._chunks)
+            self._chunks = None
+            self._chunks_len = self._chunks_needed = 0
         buf = self._buf
         if buf:
             if isinstance(buf, bytes):
@@ -268,8 +297,15 @@ class FrameParser:
                 if end > n:
                     if opcode == OP_TEXT or (opcode == 0 and self._msg_opcode == OP_TEXT):
                         self._check_partial_text(data, start, n, mask, opcode)
+                    elif length >= _CHUNKED_FRAME_MIN:
+                        self._chunks_needed = end - pos
                     break
-                payload = apply_mask(data[start:end], mask) if mask else bytes(data[start:end])
+                if length < _CHUNKED_FRAME_MIN:
+                    payload = apply_mask(data[start:end], mask) if mask else bytes(data[start:end])
+                else:  # unmask straight from the receive buffer, without a slice copy
+                    view = memoryview(data)[start:end]
+                    payload = apply_mask(view, mask) if mask else bytes(view)
+                    view.release()
                 pos = end
                 self._partial_decoder = None
                 self._partial_checked = 0
@@ -322,6 +358,10 @@ class FrameParser:
             self._buf = b""
             return events
         if pos >= n:
+            self._buf = b""
+        elif self._chunks_needed:
+            self._chunks = [bytes(data[pos:])]
+            self._chunks_len = n - pos
             self._buf = b""
         elif data is buf:
             del buf[:pos]

@@ -24,6 +24,7 @@ from .limits import RefusedConnection, over_capacity_response
 from .listener import Listener
 from .longpoll_transport import LongPolling
 from .loop import EVENT_READ, EventLoop, TimerHandle
+from .malloc_tuning import keep_large_buffers_in_heap
 from .origin import OriginPolicy, is_loopback_host, request_origin
 from .static import StaticFiles, serve_status
 from .tls import TlsHandshake, make_server_context
@@ -281,6 +282,8 @@ class Server:
 
     def start(self) -> None:
         """Prepare timers and signals; :meth:`serve_forever` calls it."""
+        if self.settings.malloc_tuning:
+            keep_large_buffers_in_heap(self.settings.max_message_size)
         if not self.listeners:
             self.listen()
         self.started_at = time.monotonic()
