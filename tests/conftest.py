@@ -1,5 +1,5 @@
 import pytest
-from daemon import Daemon
+from daemon_process import Daemon
 
 
 @pytest.fixture

@@ -48,7 +48,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def daemon():
-    from daemon import Daemon
+    from daemon_process import Daemon
 
     d = Daemon(app=APP)
     yield d

@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 import websocket
-from daemon import Daemon
+from daemon_process import Daemon
 from hixie_client import CLOSED, HandshakeFailed, HixieClient
 
 APP = "hixie_app:app"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import websockets
-from daemon import REPO, free_port
+from daemon_process import REPO, free_port
 from websockets.sync.client import connect
 from wsctl import clean_env
 
@@ -160,7 +160,7 @@ def test_daemon_user(tmp_path):
         lib = base / "lib"  # the packages, where the unprivileged user can read them
         packages = {
             "click": Path(str(importlib.metadata.distribution("click").locate_file("click"))),
-            # python-daemon's "daemon" (in this process, "daemon" is tests/daemon.py)
+            # python-daemon installs the "daemon" package
             "daemon": Path(str(importlib.metadata.distribution("python-daemon").locate_file("daemon"))),
             "wsdaemon": REPO / "wsdaemon",
         }

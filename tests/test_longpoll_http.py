@@ -15,7 +15,7 @@ APP = "lp_app:app"
 
 @pytest.fixture(scope="module")
 def lp_daemon():
-    from daemon import Daemon
+    from daemon_process import Daemon
 
     d = Daemon("--longpoll-hold", "1", "--longpoll-max-body", "20000", app=APP)
     yield d
@@ -25,7 +25,7 @@ def lp_daemon():
 @pytest.fixture(scope="module")
 def cors_daemon():
     """An Origin allow-list, and requests without Origin refused (where the policy applies)."""
-    from daemon import Daemon
+    from daemon_process import Daemon
 
     d = Daemon(
         "--allowed-origins",

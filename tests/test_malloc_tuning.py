@@ -13,9 +13,9 @@ def test_mallopt_applies_on_glibc():
 
 
 def test_daemon_logs_the_thresholds(echo_daemon):
-    assert "mmap threshold 33554432" in echo_daemon.log()
+    echo_daemon.wait_for_log("mmap threshold 33554432")
 
 
 def test_tuning_can_be_turned_off(daemon_factory):
     d = daemon_factory("--no-malloc-tuning", app="wsdaemon.apps.echo:app")
-    assert "mmap threshold" not in d.log()
+    assert "mmap threshold" not in d.wait_for_log(", masking in")

@@ -68,7 +68,7 @@ OPENED = {"rfc6455": 101, "rfc6455-v8": 101, "hixie-76": 101, "hixie-75": 101, "
 @pytest.fixture(scope="module")
 def strict(tmp_path_factory):
     """Allow-list set, missing Origin refused."""
-    from daemon import Daemon
+    from daemon_process import Daemon
 
     d = Daemon("--allowed-origins", ALLOWED, "--no-allow-missing-origin", app=ECHO)
     yield d
@@ -78,7 +78,7 @@ def strict(tmp_path_factory):
 @pytest.fixture(scope="module")
 def lenient():
     """Allow-list set, missing Origin accepted (the default)."""
-    from daemon import Daemon
+    from daemon_process import Daemon
 
     d = Daemon("--allowed-origins", ALLOWED, app=ECHO)
     yield d

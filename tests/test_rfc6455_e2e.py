@@ -317,7 +317,7 @@ def test_sigterm_closes_clients_with_1001(daemon_factory):
 
 def test_pure_python_masking_path_end_to_end(daemon_factory):
     d = daemon_factory(app=E2E, env={"WSDAEMON_PURE_PYTHON": "1"})
-    assert "masking in pure Python" in d.log()
+    d.wait_for_log("masking in pure Python")
     ws = websocket.create_connection(d.url, timeout=10)
     big = os.urandom(1024 * 1024 + 3)
     ws.send_binary(big)
@@ -329,4 +329,4 @@ def test_pure_python_masking_path_end_to_end(daemon_factory):
 
 def test_c_accelerator_is_built_and_used(echo_daemon):
     """The package builds its optional C extension here; losing it silently would cost 40x on masking."""
-    assert "masking in C" in echo_daemon.log()
+    echo_daemon.wait_for_log("masking in C")

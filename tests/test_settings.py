@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from daemon import REPO
+from daemon_process import REPO
 from wsctl import Service, clean_env
 
 from wsdaemon.config import Settings, setting_fields

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from daemon import REPO
+from daemon_process import REPO
 from wsctl import clean_env
 
 from wsdaemon.config import Settings

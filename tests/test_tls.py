@@ -21,7 +21,7 @@ import pytest
 import trustme
 import websocket
 import websockets
-from daemon import free_port, wait_for_port
+from daemon_process import free_port, wait_for_port
 from rawclient import MASK, handshake_request, read_head, read_until_closed, status_of
 from test_slow_consumer import SIZE, FrameCounter, message
 

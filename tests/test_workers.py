@@ -18,7 +18,7 @@ import urllib.request
 
 import pytest
 import websocket
-from daemon import REPO, free_port
+from daemon_process import REPO, free_port
 
 from wsdaemon import workerproto
 

@@ -10,17 +10,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from daemon import REPO, free_port
+from daemon_process import REPO, free_port
 
 from wsdaemon.pidfile import process_exists
 
 
 def clean_env(extra: dict | None = None) -> dict:
-    """The environment for a wsdaemon command: no stray ``WSDAEMON_*``, the checkout first.
-
-    ``tests/`` must not be on PYTHONPATH: ``tests/daemon.py`` would hide
-    python-daemon's ``daemon`` package from ``wsdaemon start``.
-    """
+    """The environment for a wsdaemon command: no stray ``WSDAEMON_*``, the checkout first."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WSDAEMON_")}
     env.pop("NOTIFY_SOCKET", None)
     env["PYTHONPATH"] = str(REPO)

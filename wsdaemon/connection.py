@@ -268,6 +268,18 @@ class StreamConnection:
         )
         self.abort(None)
 
+    def discard_slow_consumer_backlog(self) -> None:
+        """Log a slow consumer and drop its queued writes; the write in progress is kept."""
+        waiting = self.buffered_amount
+        dropped = self.discard_unsent()
+        log.warning(
+            "%s: slow consumer, %d bytes waiting (limit %d); dropped %d, closing with 1008",
+            self,
+            waiting,
+            self.server.settings.max_write_buffer,
+            dropped,
+        )
+
     def discard_unsent(self) -> int:
         """Drop queued writes, keeping the one in progress so the stream ends on a boundary.
 

@@ -195,15 +195,7 @@ class HixieConnection(StreamConnection, AppConnection):
     def on_write_overflow(self) -> None:
         """Slow consumer: drop the queued messages, keep the frame in progress, close (-76: with
         its closing frame) once that is out or after ``close_timeout``; the application sees 1008."""
-        waiting = self.buffered_amount
-        dropped = self.discard_unsent()
-        log.warning(
-            "%s: slow consumer, %d bytes waiting (limit %d); dropped %d, closing with 1008",
-            self,
-            waiting,
-            self.server.settings.max_write_buffer,
-            dropped,
-        )
+        self.discard_slow_consumer_backlog()
         self.parser.done = True
         self._send_close_frame()
         self._deliver_close(CLOSE_POLICY, "slow consumer")

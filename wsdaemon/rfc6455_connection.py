@@ -177,15 +177,7 @@ class Rfc6455Connection(StreamConnection, AppConnection):
         frame boundary; the client reads it whenever it reads again, or is
         dropped after ``close_timeout``.
         """
-        waiting = self.buffered_amount
-        dropped = self.discard_unsent()
-        log.warning(
-            "%s: slow consumer, %d bytes waiting (limit %d); dropped %d, closing with 1008",
-            self,
-            waiting,
-            self.server.settings.max_write_buffer,
-            dropped,
-        )
+        self.discard_slow_consumer_backlog()
         self.parser.done = True
         if not self._close_sent:
             self._close_sent = True

@@ -83,6 +83,15 @@ class Daemon:
     def log(self) -> str:
         return Path(self.log_file.name).read_text(errors="replace")
 
+    def wait_for_log(self, text: str, timeout: float = 10.0) -> str:
+        """The log once it contains ``text`` (the port can accept before a line is written)."""
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.log()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not in the daemon log:\n{log[-2000:]}")
+            time.sleep(0.05)
+        return log
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 
