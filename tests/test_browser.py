@@ -14,23 +14,14 @@ browser is part of the test environment (tests/install-deps.sh installs it).
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
+from chromium import launch_chromium
 from lp_helpers import closes, wait_for
 from playwright.sync_api import sync_playwright
 from upgrade_blocker import UpgradeBlockingProxy
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 APP = "lp_app:app"
 TIMEOUT_MS = 15000
 UNICODE = "привет, мир ✓ 🎮 ½"
@@ -38,10 +29,8 @@ UNICODE = "привет, мир ✓ 🎮 ½"
 
 @pytest.fixture(scope="module")
 def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: run tests/install-deps.sh (Debian package chromium)")
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = launch_chromium(pw)
         yield browser
         browser.close()
 

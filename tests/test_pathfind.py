@@ -90,13 +90,12 @@ def test_without_workers_the_demo_says_so(daemon_factory):
 
 @pytest.mark.parametrize("transport", ["websocket", "long-polling"])
 def test_page_in_a_real_browser(daemon_factory, transport):
+    from chromium import launch_chromium
     from playwright.sync_api import sync_playwright
 
     d = daemon_factory("--workers", "1", app=APP)
-    args = ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"]
-    args += ["--disable-component-update", "--disable-sync"]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+        browser = launch_chromium(p)
         try:
             page = browser.new_page()
             page.goto(f"{d.http_url}/pathfind?size=200&transport={transport}")  # searches once connected

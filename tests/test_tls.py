@@ -21,21 +21,12 @@ import pytest
 import trustme
 import websocket
 import websockets
+from chromium import launch_chromium
 from daemon_process import free_port, wait_for_port
 from rawclient import MASK, handshake_request, read_head, read_until_closed, status_of
 from test_slow_consumer import SIZE, FrameCounter, message
 
 from wsdaemon.rfc6455 import encode_frame
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 class Certs:
@@ -106,14 +97,10 @@ def test_wss_round_trip_with_websockets_and_https_with_urllib(tls_daemon, certs)
 
 
 def test_chromium_loads_the_page_over_https_and_talks_over_wss(tls_daemon):
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: run tests/install-deps.sh (Debian package chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=[*CHROMIUM_ARGS, "--ignore-certificate-errors"]
-        )
+        browser = launch_chromium(pw, "--ignore-certificate-errors")
         try:
             page = browser.new_context(ignore_https_errors=True).new_page()
             page.goto(f"https://127.0.0.1:{tls_daemon.port}/", timeout=15000)

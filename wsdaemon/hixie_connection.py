@@ -16,8 +16,7 @@ import logging
 from typing import Any
 
 from . import hixie
-from .appconnection import CLOSED, CLOSING, CONNECTING, OPEN, AppConnection
-from .connection import StreamConnection
+from .appconnection import CLOSED, CLOSING, CONNECTING, OPEN
 from .errors import ConnectionClosedError, HandshakeError
 from .hixie import CLOSE_FRAME, KEY3_SIZE, FrameParser, encode_text
 from .http11 import Request, error_response
@@ -29,28 +28,23 @@ from .rfc6455 import (
     OP_CLOSE,
     OP_TEXT,
 )
+from .websocket_connection import WebSocketConnection
 
 log = logging.getLogger("wsdaemon.hixie")
 
 _STATE_NAMES = {CONNECTING: "connecting", OPEN: "open", CLOSING: "closing", CLOSED: "closed"}
 
 
-class HixieConnection(StreamConnection, AppConnection):
+class HixieConnection(WebSocketConnection):
     """What the two drafts share: text frames, idle timeout, close reporting."""
 
-    __slots__ = ("request", "subprotocol", "state", "close_code", "close_reason", "data", "parser")
+    __slots__ = ("parser",)
 
     #: Whether the draft has the ``0xFF 0x00`` closing handshake (-76) or closes by TCP (-75).
     closing_handshake = False
 
     def __init__(self, server: Any, sock: Any, request: Request, subprotocol: str | None) -> None:
-        StreamConnection.__init__(self, server, sock, request.remote_address)
-        self.request = request
-        self.subprotocol = subprotocol
-        self.state = CONNECTING
-        self.close_code: int | None = None
-        self.close_reason = ""
-        self.data: Any = None
+        super().__init__(server, sock, request, subprotocol)
         self.parser = FrameParser(server.settings.max_message_size, self.closing_handshake)
 
     # -- the application's API ---------------------------------------------------

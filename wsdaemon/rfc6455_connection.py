@@ -7,8 +7,7 @@ import os
 from typing import Any
 
 from . import rfc6455
-from .appconnection import CLOSED, CLOSING, CONNECTING, OPEN, AppConnection
-from .connection import StreamConnection
+from .appconnection import CLOSED, CLOSING, CONNECTING, OPEN
 from .errors import ConnectionClosedError
 from .http11 import Request
 from .rfc6455 import (
@@ -22,22 +21,17 @@ from .rfc6455 import (
     encode_close,
     encode_frame,
 )
+from .websocket_connection import WebSocketConnection
 
 log = logging.getLogger("wsdaemon.rfc6455")
 
 _encode_frame = encode_frame
 
 
-class Rfc6455Connection(StreamConnection, AppConnection):
+class Rfc6455Connection(WebSocketConnection):
     """A client speaking RFC 6455; created by the HTTP request object's swap."""
 
     __slots__ = (
-        "request",
-        "subprotocol",
-        "state",
-        "close_code",
-        "close_reason",
-        "data",
         "parser",
         "_ping_sent_at",
         "_close_sent",
@@ -46,13 +40,7 @@ class Rfc6455Connection(StreamConnection, AppConnection):
     protocol = "rfc6455"
 
     def __init__(self, server: Any, sock: Any, request: Request, subprotocol: str | None) -> None:
-        StreamConnection.__init__(self, server, sock, request.remote_address)
-        self.request = request
-        self.subprotocol = subprotocol
-        self.state = CONNECTING
-        self.close_code: int | None = None
-        self.close_reason = ""
-        self.data: Any = None
+        super().__init__(server, sock, request, subprotocol)
         self.parser = FrameParser(
             server.settings.max_message_size,
             max_frames_per_message=server.settings.max_frames_per_message,

@@ -1,0 +1,25 @@
+"""The state every WebSocket dialect (RFC 6455, hixie-76, hixie-75) keeps for the application."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .appconnection import CONNECTING, AppConnection
+from .connection import StreamConnection
+from .http11 import Request
+
+
+class WebSocketConnection(StreamConnection, AppConnection):
+    """A socket that speaks one WebSocket dialect; subclasses add its parser and framing."""
+
+    __slots__ = ("request", "subprotocol", "state", "close_code", "close_reason", "data")
+
+    def __init__(self, server: Any, sock: Any, request: Request, subprotocol: str | None) -> None:
+        StreamConnection.__init__(self, server, sock, request.remote_address)
+        self.request = request
+        self.subprotocol = subprotocol
+        self.state = CONNECTING
+        self.close_code: int | None = None
+        self.close_reason = ""
+        #: Free for the application's own per-connection state.
+        self.data: Any = None
