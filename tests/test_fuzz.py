@@ -29,6 +29,7 @@ from fuzzing import (
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rawclient import read_until_closed
 
 from wsdaemon import hixie, longpoll, rfc6455, workerproto
 from wsdaemon.errors import HandshakeError, ProtocolError
@@ -274,24 +275,10 @@ def _handshake(path: str = "/") -> bytes:
     ).encode()
 
 
-def _read_until_closed(sock: socket.socket, deadline: float) -> bytes:
-    got = bytearray()
-    while time.monotonic() < deadline and len(got) < 1 << 20:
-        sock.settimeout(max(0.05, deadline - time.monotonic()))
-        try:
-            data = sock.recv(65536)
-        except (TimeoutError, ConnectionError):
-            break
-        if not data:
-            break
-        got += data
-    return bytes(got)
-
-
 def _open_long_polling_session(d) -> str:
-    answer = _read_until_closed(
+    answer = read_until_closed(
         _send(d, b"POST /lp/open HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
-        time.monotonic() + 10,
+        timeout=10,
     )
     assert answer.startswith(b"HTTP/1.1 200"), answer
     return json.loads(answer.partition(b"\r\n\r\n")[2])["session"]
@@ -340,7 +327,7 @@ def test_fuzz_over_real_sockets_leaves_the_daemon_serving(daemon_factory):
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
             elif how == 1:
                 s.shutdown(socket.SHUT_WR)
-                reply = _read_until_closed(s, time.monotonic() + 5)
+                reply = read_until_closed(s, timeout=5)
                 if reply.startswith(b"HTTP/1.1 "):
                     assert reply[9:12].isdigit()
         if i % 50 == 0:

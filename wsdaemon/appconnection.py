@@ -32,6 +32,16 @@ class AppConnection:
     # Concrete classes declare these slots: server, request, subprotocol, state,
     # close_code, close_reason, data (a free attribute for the application).
 
+    def _init_app_state(self, request: Any, subprotocol: str | None) -> None:
+        """Set the attributes every transport shows the application, before ``on_open``."""
+        self.request = request
+        self.subprotocol = subprotocol
+        self.state = CONNECTING
+        self.close_code: int | None = None
+        self.close_reason = ""
+        #: Free for the application's own per-connection state.
+        self.data: Any = None
+
     # -- the application's API ---------------------------------------------------
 
     def send(self, message: str | bytes) -> None:

@@ -61,12 +61,7 @@ class LongPollSession(AppConnection):
     def __init__(self, manager: LongPolling, session_id: str, request: Request, subprotocol: str | None):
         self.manager = manager
         self.server = manager.server
-        self.request = request
-        self.subprotocol = subprotocol
-        self.state = CONNECTING
-        self.close_code: int | None = None
-        self.close_reason = ""
-        self.data: Any = None
+        self._init_app_state(request, subprotocol)
         self.id = session_id
         self.proto = SessionProtocol(self.server.settings.longpoll_max_queue)
         #: The held poll, if any.

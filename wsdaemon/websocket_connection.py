@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .appconnection import CONNECTING, AppConnection
+from .appconnection import AppConnection
 from .connection import StreamConnection
 from .http11 import Request
 
@@ -16,10 +16,4 @@ class WebSocketConnection(StreamConnection, AppConnection):
 
     def __init__(self, server: Any, sock: Any, request: Request, subprotocol: str | None) -> None:
         StreamConnection.__init__(self, server, sock, request.remote_address)
-        self.request = request
-        self.subprotocol = subprotocol
-        self.state = CONNECTING
-        self.close_code: int | None = None
-        self.close_reason = ""
-        #: Free for the application's own per-connection state.
-        self.data: Any = None
+        self._init_app_state(request, subprotocol)
