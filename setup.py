@@ -10,6 +10,6 @@ from setuptools import Extension, setup
 
 ext_modules = []
 if not os.environ.get("WSDAEMON_NO_SPEEDUPS"):
-    ext_modules.append(Extension("wsdaemon._speedups", ["wsdaemon/_speedups.c"], optional=True))
+    ext_modules.append(Extension("wsdaemon.proto._speedups", ["wsdaemon/proto/_speedups.c"], optional=True))
 
 setup(ext_modules=ext_modules)

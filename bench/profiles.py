@@ -136,9 +136,7 @@ def parse_result(stdout: str, stderr: str = "") -> dict:
     return json.loads(lines[-1])
 
 
-def measure(
-    profile: Profile, server: Running, loadgen: list[str], duration: float, warmup: float
-) -> dict:
+def measure(profile: Profile, server: Running, loadgen: list[str], duration: float, warmup: float) -> dict:
     """One run of a profile against a fresh server; returns {"value": ..., ...details}."""
     base = ["taskset", "-c", LOADGEN_CPU, *loadgen, "--port", str(server.port)]
     if profile.idle:

@@ -22,8 +22,13 @@ def summarize(runs: list[dict]) -> dict | None:
     values = [r["value"] for r in (clean or valid)]
     if not values:
         return None
-    return {"median": statistics.median(values), "min": min(values), "max": max(values),
-            "n": len(values), "disturbed": not clean}
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+        "disturbed": not clean,
+    }
 
 
 def human(value: float, unit: str) -> str:
@@ -80,12 +85,17 @@ def table(results: dict) -> str:
             row.append(cell(entry.get("summary"), "skipped" in entry, prof["unit"], ours))
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
-             for r in rows]
-    legend = [f"- {k}: {p['title']}" + (" (lower is better)" if p["lower_is_better"] else "")
-              + (f"; {p['note']}" if p.get("note") else "") for k, p in profiles.items()]
-    legend.append("- cells: median (min/max vs median) of undisturbed runs; [xR] = wsdaemon / peer;"
-                  " * = every run was disturbed by other processes")
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
+    legend = [
+        f"- {k}: {p['title']}"
+        + (" (lower is better)" if p["lower_is_better"] else "")
+        + (f"; {p['note']}" if p.get("note") else "")
+        for k, p in profiles.items()
+    ]
+    legend.append(
+        "- cells: median (min/max vs median) of undisturbed runs; [xR] = wsdaemon / peer;"
+        " * = every run was disturbed by other processes"
+    )
     legend += [f"- {name} skipped ({','.join(keys)}): {why}" for (name, why), keys in reasons.items()]
     return "\n".join(lines + ["", *legend])
 

@@ -32,16 +32,19 @@ C_PROGRAMS = {"loadgen": BENCH / "loadgen.c", "c_echo": BENCH / "peers" / "c_ech
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--profiles", default=",".join(PROFILES), help="comma list of a..g")
-    p.add_argument(
-        "--servers", default=",".join(SERVERS), help="comma list of " + ",".join(SERVERS)
-    )
+    p.add_argument("--servers", default=",".join(SERVERS), help="comma list of " + ",".join(SERVERS))
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
     p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before that")
     p.add_argument("--repeat", type=int, default=3, help="runs per server and profile")
-    p.add_argument("--retries", type=int, default=2,
-                   help="redo a run when other processes took > 15%% of a core")
-    p.add_argument("--quiet-wait", type=float, default=60.0,
-                   help="seconds to wait before a run for other processes to go idle")
+    p.add_argument(
+        "--retries", type=int, default=2, help="redo a run when other processes took > 15%% of a core"
+    )
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60.0,
+        help="seconds to wait before a run for other processes to go idle",
+    )
     p.add_argument("--quick", action="store_true", help="1 run of 1 s, small connection counts")
     p.add_argument("--port-base", type=int, default=18600, help="servers use ports from here")
     p.add_argument(
@@ -81,11 +84,7 @@ def raise_fd_limit() -> None:
 
 def machine() -> dict:
     cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in open("/proc/cpuinfo")
-            if line.startswith("model name")
-        ),
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
         "?",
     )
     versions = {}

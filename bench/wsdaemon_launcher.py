@@ -12,12 +12,8 @@ import sys
 
 def main() -> None:
     src = sys.argv[1]
-    sys.meta_path[:] = [
-        f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")
-    ]
-    sys.path_hooks[:] = [
-        h for h in sys.path_hooks if "__editable__" not in getattr(h, "__module__", "")
-    ]
+    sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
+    sys.path_hooks[:] = [h for h in sys.path_hooks if "__editable__" not in getattr(h, "__module__", "")]
     sys.path_importer_cache.clear()
     sys.path.insert(0, src)
     sys.argv = ["wsdaemon", *sys.argv[2:]]

@@ -1,5 +1,6 @@
 import pytest
-from daemon_process import Daemon
+
+from tests.support.daemon_process import Daemon
 
 
 @pytest.fixture

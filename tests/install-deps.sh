@@ -149,8 +149,8 @@ autobahn_deps() {
 # build it in place so the tests and the daemon run with it (a test checks).
 speedups() {
   local so
-  so="$(find "$REPO/wsdaemon" -maxdepth 1 -name "_speedups*.so" | head -n 1)"
-  if [ -n "$so" ] && [ "$so" -nt "$REPO/wsdaemon/_speedups.c" ]; then
+  so="$(find "$REPO/wsdaemon/proto" -maxdepth 1 -name "_speedups*.so" | head -n 1)"
+  if [ -n "$so" ] && [ "$so" -nt "$REPO/wsdaemon/proto/_speedups.c" ]; then
     say "speedups: $(basename "$so") up to date"
     return 0
   fi

@@ -1,3 +1,3 @@
-from wsdaemon.cli import main
+from wsdaemon.daemon.cli import main
 
 main()

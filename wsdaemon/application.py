@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .tasks import NoWorkers, TaskFunction, TaskFuture
 
 if TYPE_CHECKING:
-    from .http11 import Request
+    from .proto.http11 import Request
     from .server import Server
 
 

@@ -12,22 +12,22 @@ from collections.abc import Callable, Iterable
 from dataclasses import fields, replace
 from typing import Any
 
-from . import masking
-from .appconnection import AppConnection
 from .application import Application
-from .config import Settings
-from .connection import StreamConnection
-from .errors import HandshakeError
-from .handshake import HttpConnection, Router
-from .http11 import Request
-from .limits import RefusedConnection, over_capacity_response
-from .listener import Listener
-from .longpoll_transport import LongPolling
-from .loop import EVENT_READ, EventLoop, TimerHandle
-from .malloc_tuning import keep_large_buffers_in_heap
-from .origin import OriginPolicy, is_loopback_host, request_origin
-from .static import StaticFiles, serve_status
-from .tls import TlsHandshake, make_server_context
+from .daemon.malloc_tuning import keep_large_buffers_in_heap
+from .net.listener import Listener
+from .net.loop import EVENT_READ, EventLoop, TimerHandle
+from .net.refusal import RefusedConnection, over_capacity_response
+from .net.stream import StreamConnection
+from .net.tls import TlsHandshake, make_server_context
+from .proto import masking
+from .proto.errors import HandshakeError
+from .proto.http11 import Request
+from .proto.origin import OriginPolicy, is_loopback_host, request_origin
+from .settings import Settings
+from .transports.appconnection import AppConnection
+from .transports.http import HttpConnection, Router
+from .transports.longpoll_transport import LongPolling
+from .transports.static import StaticFiles, serve_status
 
 log = logging.getLogger("wsdaemon.server")
 
@@ -80,7 +80,7 @@ class Server:
         #: The worker pool for the application's task functions, when configured.
         self.workers: Any = None
         if self.settings.workers or self.settings.worker_listen:
-            from .workerpool import WorkerPool
+            from .workers.pool import WorkerPool
 
             self.workers = self.add_component(WorkerPool(self))
         #: The long-polling transport (``/lp/``), or None when disabled.

@@ -28,8 +28,8 @@ import os
 import time
 
 from wsdaemon.application import Application
-from wsdaemon.static import respond_http
 from wsdaemon.tasks import TaskError
+from wsdaemon.transports.static import respond_http
 
 app = Application("pathfind")
 

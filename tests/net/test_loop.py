@@ -1,0 +1,78 @@
+"""EventLoop: timers, periodic calls, signal delivery through the wake-up fd."""
+
+import os
+import signal
+import socket
+import time
+
+from wsdaemon.net.loop import EVENT_READ, EventLoop
+
+
+def test_timers_run_in_deadline_order_and_cancel():
+    loop = EventLoop()
+    seen = []
+    loop.call_later(0.03, seen.append, "c")
+    loop.call_later(0.01, seen.append, "a")
+    cancelled = loop.call_later(0.02, seen.append, "never")
+    loop.call_later(0.02, seen.append, "b")
+    cancelled.cancel()
+    loop.call_later(0.05, loop.stop)
+    loop.run()
+    loop.close()
+    assert seen == ["a", "b", "c"]
+
+
+def test_call_every_repeats_until_cancelled():
+    loop = EventLoop()
+    ticks = []
+    handle = loop.call_every(0.01, lambda: ticks.append(time.monotonic()))
+    loop.call_later(0.1, handle.cancel)
+    loop.call_later(0.15, loop.stop)
+    loop.run()
+    loop.close()
+    assert 4 <= len(ticks) <= 11
+
+
+def test_a_failing_callback_does_not_stop_the_loop():
+    loop = EventLoop()
+    seen = []
+    loop.call_soon(lambda: 1 / 0)
+    loop.call_later(0.01, seen.append, "after")
+    loop.call_later(0.02, loop.stop)
+    loop.run()
+    loop.close()
+    assert seen == ["after"]
+
+
+def test_readiness_dispatch_to_the_handler_in_the_map():
+    loop = EventLoop()
+    a, b = socket.socketpair()
+    got = []
+
+    class Handler:
+        def on_readable(self):
+            got.append(a.recv(100))
+            loop.stop()
+
+        def on_writable(self):
+            pass
+
+    loop.register(a, EVENT_READ, Handler())
+    b.send(b"ping")
+    loop.run()
+    loop.close()
+    assert got == [b"ping"]
+    a.close()
+    b.close()
+
+
+def test_signal_is_delivered_as_a_loop_callback():
+    loop = EventLoop()
+    seen = []
+    loop.add_signal_handler(signal.SIGUSR2, lambda: (seen.append("usr2"), loop.stop()))
+    loop.call_later(0.01, os.kill, os.getpid(), signal.SIGUSR2)
+    loop.call_later(5, loop.stop)
+    loop.run()
+    loop.close()
+    assert seen == ["usr2"]
+    assert signal.getsignal(signal.SIGUSR2) == signal.SIG_DFL

@@ -1,0 +1,4 @@
+"""Socket I/O on one selectors loop: the loop and its timers, stream connections, listeners, TLS.
+
+Knows neither the server nor the application: what it needs of them is passed in.
+"""

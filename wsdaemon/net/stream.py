@@ -1,0 +1,403 @@
+"""Socket I/O shared by every connection: non-blocking reads, writes that never lose data.
+
+A :class:`StreamConnection` owns one socket registered in the loop. Reads call
+``data_received``; while a read is handled, writes are *corked* and joined into
+one ``send`` at the end. What the kernel does not take is kept in an outbound
+buffer flushed on ``EVENT_WRITE``, which is requested only while it is non-empty.
+
+The outbound buffer is bounded: the write being sent may be of any size, but the
+bytes queued behind it may not exceed ``settings.max_write_buffer``; past that
+``on_write_overflow`` runs (a slow consumer). The buffer remembers where each
+write ends, so a transport can drop the queued writes and still end the stream
+on a frame boundary (:meth:`StreamConnection.discard_unsent`).
+
+The socket may be a non-blocking :class:`ssl.SSLSocket` whose handshake is done
+(see :mod:`wsdaemon.tls`): reads drain the records OpenSSL already decrypted,
+sends go in chunks so a retried ``SSL_write`` always sees the same first bytes,
+and closing sends TLS close_notify before the TCP half-close.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from collections import deque
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+from .loop import EVENT_READ, EVENT_WRITE
+
+if TYPE_CHECKING:
+    from ..server import Server
+
+log = logging.getLogger("wsdaemon.connection")
+
+RECV_SIZE = 256 * 1024
+#: Largest plaintext given to one ``SSL_write``: after a partial TLS write the
+#: first this-many buffered bytes must stay in place until the retry succeeds.
+TLS_SEND_CHUNK = 64 * 1024
+_DRAIN_TIMEOUT = 2.0
+
+
+class StreamConnection:
+    """One registered socket with an inbound path and a bounded outbound buffer."""
+
+    __slots__ = (
+        "server",
+        "loop",
+        "sock",
+        "remote_address",
+        "_wbuf",
+        "_wlens",
+        "_out",
+        "_corked",
+        "_feeding",
+        "_write_registered",
+        "_close_after_flush",
+        "_draining",
+        "transport_closed",
+        "deadline",
+        "last_seen",
+        "_tls",
+    )
+
+    def __init__(self, server: Server, sock: socket.socket, remote_address: Any) -> None:
+        self.server = server
+        self.loop = server.loop
+        self.sock = sock
+        self.remote_address = remote_address
+        self._wbuf: bytearray | None = None
+        #: Lengths of the writes in ``_wbuf``, oldest (the one being sent) first.
+        self._wlens: deque[int] | None = None
+        self._out: list | None = None
+        self._corked = False
+        #: True while ``data_received`` runs from :meth:`feed`.
+        self._feeding = False
+        self._write_registered = False
+        self._close_after_flush = False
+        self._draining = False
+        self.transport_closed = False
+        #: Monotonic time after which :meth:`on_deadline` runs (handshake, close, drain).
+        self.deadline = 0.0
+        self.last_seen = self.loop.now
+        self._tls = isinstance(sock, ssl.SSLSocket)
+
+    # -- hooks for subclasses ----------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def eof_received(self) -> None:
+        self.close_transport()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        """Called once when the socket is gone, cleanly or not."""
+
+    def on_deadline(self, now: float) -> None:
+        """Called by the server's sweep when ``deadline`` has passed."""
+        self.close_transport()
+
+    # -- inbound -----------------------------------------------------------------
+
+    def on_readable(self) -> None:
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+            return
+        except ssl.SSLWantWriteError:
+            self._want_write()
+            return
+        except OSError as exc:
+            self.abort(exc)
+            return
+        if not data:
+            if self._draining:
+                self.close_transport()
+            else:
+                self.eof_received()
+            return
+        if self._tls and self.sock.pending():
+            data = self._recv_pending(data)
+        if self._draining:
+            return
+        self.last_seen = self.loop.now
+        self.feed(data)
+
+    def feed(self, data: bytes) -> None:
+        """Handle ``data`` with writes corked: every reply it produces leaves in one ``send``."""
+        self._corked = self._feeding = True
+        try:
+            self.data_received(data)
+        finally:
+            self._corked = self._feeding = False
+            if self._out:
+                self._uncork()
+
+    def _recv_pending(self, data: bytes) -> bytes:
+        """Add what OpenSSL decrypted already: the kernel will not report it readable."""
+        parts = [data]
+        try:
+            while self.sock.pending():
+                parts.append(self.sock.recv(RECV_SIZE))
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+            pass
+        except OSError:
+            pass  # reported by the next read
+        return b"".join(parts)
+
+    # -- outbound ----------------------------------------------------------------
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes accepted by ``write`` and not yet taken by the kernel."""
+        pending = len(self._wbuf) if self._wbuf else 0
+        if self._out:
+            pending += sum(map(len, self._out))
+        return pending
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data``; it leaves in this loop iteration, what the kernel refuses on ``EVENT_WRITE``.
+
+        Writes made while a read is handled, or anywhere in one loop iteration, are
+        joined and sent once at its end (before the loop waits again). Outside a
+        running loop the socket is tried at once.
+        """
+        if self.transport_closed or not data:
+            return
+        if self._corked:
+            if self._out is None:
+                self._out = [data]
+            else:
+                self._out.append(data)
+            return
+        if self._wbuf:
+            self._queue(data)
+            return
+        loop = self.loop
+        if loop.running:
+            # Cork until the loop has run everything ready in this iteration: a
+            # client receiving several broadcasts then gets them in one send.
+            self._corked = True
+            self._out = [data]
+            loop.corked.append(self)
+            return
+        self._send_now(data)
+
+    def uncork(self) -> None:
+        """Send what was corked (the loop calls this once per iteration)."""
+        if self._corked:
+            self._corked = False
+            if self._out:
+                self._uncork()
+
+    def _uncork(self) -> None:
+        out = self._out
+        self._out = None
+        if len(out) == 1:
+            if self._wbuf:
+                self._queue(out[0])
+            else:
+                self._send_now(out[0])
+            return
+        data = b"".join(out)
+        if self._wbuf:
+            self._wbuf += data
+            self._wlens.extend(map(len, out))
+            self._check_write_limit()
+        else:
+            self._send_now(data, out)
+
+    def _queue(self, data: bytes) -> None:
+        """Append behind the write in progress."""
+        self._wbuf += data
+        self._wlens.append(len(data))
+        self._check_write_limit()
+
+    def _check_write_limit(self) -> None:
+        """A slow consumer overflows here: too much queued behind the write being sent."""
+        limit = self.server.settings.max_write_buffer
+        if limit and len(self._wbuf) - self._wlens[0] > limit:
+            self.on_write_overflow()
+
+    def _send(self, data: Any) -> int:
+        """One non-blocking send; TLS in chunks, retried from the same first byte."""
+        if not self._tls:
+            return self.sock.send(data)
+        sent = 0
+        view = memoryview(data)
+        n = len(view)
+        while sent < n:
+            try:
+                sent += self.sock.send(view[sent : sent + TLS_SEND_CHUNK])
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                if not sent:
+                    raise
+                break
+        return sent
+
+    def _send_now(self, data: bytes, parts: list | None = None) -> None:
+        """Send ``data`` (the join of ``parts``, when several writes were corked) or buffer the rest."""
+        try:
+            sent = self._send(data)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            sent = 0
+        except OSError as exc:
+            self.abort(exc)
+            return
+        if sent < len(data):
+            self._wbuf = bytearray(memoryview(data)[sent:])
+            if parts is None:
+                self._wlens = deque((len(self._wbuf),))
+            else:
+                self._wlens = wlens = deque(map(len, parts))
+                _consume(wlens, sent)
+            self._want_write()
+            if parts is not None:
+                self._check_write_limit()
+        elif self._close_after_flush:
+            self._finish_close()
+
+    def on_write_overflow(self) -> None:
+        """The peer does not read fast enough; the default is to drop it."""
+        log.warning(
+            "%s: slow consumer, %d bytes waiting over the %d-byte limit; dropping it",
+            self,
+            self.buffered_amount,
+            self.server.settings.max_write_buffer,
+        )
+        self.abort(None)
+
+    def discard_slow_consumer_backlog(self) -> None:
+        """Log a slow consumer and drop its queued writes; the write in progress is kept."""
+        waiting = self.buffered_amount
+        dropped = self.discard_unsent()
+        log.warning(
+            "%s: slow consumer, %d bytes waiting (limit %d); dropped %d, closing with 1008",
+            self,
+            waiting,
+            self.server.settings.max_write_buffer,
+            dropped,
+        )
+
+    def discard_unsent(self) -> int:
+        """Drop queued writes, keeping the one in progress so the stream ends on a boundary.
+
+        Over TLS the first ``TLS_SEND_CHUNK`` bytes stay too (an interrupted
+        ``SSL_write`` must be retried with them). Returns the bytes dropped.
+        """
+        self._out = None
+        wbuf = self._wbuf
+        if not wbuf:
+            return 0
+        keep_at_least = TLS_SEND_CHUNK if self._tls else 1
+        keep = count = 0
+        for length in self._wlens:
+            keep += length
+            count += 1
+            if keep >= keep_at_least:
+                break
+        dropped = len(wbuf) - keep
+        if dropped:
+            self._wbuf = bytearray(memoryview(wbuf)[:keep])
+            self._wlens = deque(islice(self._wlens, count))
+        return dropped
+
+    def _want_write(self) -> None:
+        if not self._write_registered and not self.transport_closed:
+            self._write_registered = True
+            self.loop.modify(self.sock, EVENT_READ | EVENT_WRITE, self)
+
+    def on_writable(self) -> None:
+        wbuf = self._wbuf
+        if self.transport_closed:
+            return
+        if wbuf:
+            try:
+                sent = self._send(wbuf)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                return
+            except OSError as exc:
+                self.abort(exc)
+                return
+            del wbuf[:sent]
+            if wbuf:
+                _consume(self._wlens, sent)
+                return
+        self._wbuf = None
+        self._wlens = None
+        if self._write_registered:
+            self._write_registered = False
+            self.loop.modify(self.sock, EVENT_READ, self)
+        if self._close_after_flush:
+            self._finish_close()
+
+    # -- closing -----------------------------------------------------------------
+
+    def close_after_flush(self) -> None:
+        """Half-close once everything written has left, then wait briefly for the peer's EOF."""
+        self._close_after_flush = True
+        if not self._wbuf and not self._out:
+            self._finish_close()
+
+    def _finish_close(self) -> None:
+        # Shut down our side and drain the peer's until EOF: closing a socket with
+        # unread input sends RST, which can destroy the last bytes we sent.
+        if self._draining or self.transport_closed:
+            return
+        self._draining = True
+        if self._tls:
+            try:  # sends close_notify; the peer's own arrives while we drain
+                self.sock.unwrap()
+            except (OSError, ValueError):
+                pass
+        try:
+            socket.socket.shutdown(self.sock, socket.SHUT_WR)
+        except OSError:
+            self.close_transport()
+            return
+        self.deadline = self.loop.now + _DRAIN_TIMEOUT
+        self.server.watch(self)
+
+    def close_transport(self) -> None:
+        """Unregister and close the socket now; runs ``connection_lost`` once."""
+        if self.transport_closed:
+            return
+        self.transport_closed = True
+        self.loop.unregister(self.sock)
+        self.server.clients.discard(self.sock.fileno())
+        try:
+            self.sock.close()
+        except OSError:  # pragma: no cover
+            pass
+        self._wbuf = None
+        self._wlens = None
+        self._out = None
+        self.server.unwatch(self)
+        self.connection_lost(None)
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        """Drop the connection at once (reset, broken pipe, overflow, internal error)."""
+        if exc is not None and not isinstance(exc, (ConnectionError, TimeoutError)):
+            log.debug("%s: aborting after %r", self, exc)
+        self.close_transport()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {format_address(self.remote_address)}>"
+
+
+def _consume(wlens: deque, sent: int) -> None:
+    """Account ``sent`` bytes against the write lengths, oldest first."""
+    while sent:
+        if wlens[0] <= sent:
+            sent -= wlens.popleft()
+        else:
+            wlens[0] -= sent
+            sent = 0
+
+
+def format_address(address: Any) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = address[0]
+        return f"[{host}]:{address[1]}" if ":" in str(host) else f"{host}:{address[1]}"
+    return str(address) or "unix"

@@ -1,0 +1,1 @@
+"""What the application sees of a client: HTTP requests, the upgrade swap, each transport's connection."""

@@ -1,0 +1,131 @@
+"""What the application sees of one client, whatever its transport.
+
+:class:`AppConnection` is a mixin (it has no slots of its own) shared by the
+RFC 6455, hixie and long-polling connections. It owns the life cycle towards the
+application: ``on_open`` once, messages while open, ``on_close`` exactly once,
+and an exception in a callback closes only this connection with 1011.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..net.stream import format_address
+
+log = logging.getLogger("wsdaemon.app")
+
+CONNECTING = 0
+OPEN = 1
+CLOSING = 2
+CLOSED = 3
+
+
+class AppConnection:
+    """Public API: ``send``, ``close``, ``request``, ``protocol``, ``subprotocol``, ``buffered_amount``."""
+
+    __slots__ = ()
+
+    #: Transport name shown to the application: "rfc6455", "hixie-76", "hixie-75", "long-polling".
+    protocol = "unknown"
+
+    # Concrete classes declare these slots: server, request, subprotocol, state,
+    # close_code, close_reason, data (a free attribute for the application).
+
+    def _init_app_state(self, request: Any, subprotocol: str | None) -> None:
+        """Set the attributes every transport shows the application, before ``on_open``."""
+        self.request = request
+        self.subprotocol = subprotocol
+        self.state = CONNECTING
+        self.close_code: int | None = None
+        self.close_reason = ""
+        #: Free for the application's own per-connection state.
+        self.data: Any = None
+
+    # -- the application's API ---------------------------------------------------
+
+    def send(self, message: str | bytes) -> None:
+        """Queue one message: ``str`` goes as text, ``bytes`` as binary."""
+        raise NotImplementedError
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake; ``on_close`` follows when it completes."""
+        raise NotImplementedError
+
+    @property
+    def open(self) -> bool:
+        return self.state == OPEN
+
+    @property
+    def closed(self) -> bool:
+        return self.state == CLOSED
+
+    @property
+    def remote_address(self) -> Any:
+        return self.request.remote_address
+
+    # -- broadcast support: encode once per transport ----------------------------
+
+    @classmethod
+    def encode_message(cls, message: str | bytes) -> Any:
+        """Wire form of ``message`` for this transport, shared by every receiver of a broadcast."""
+        return message
+
+    def send_encoded(self, encoded: Any) -> None:
+        """Send what :meth:`encode_message` produced."""
+        self.send(encoded)
+
+    # -- delivery to the application ---------------------------------------------
+
+    def _deliver_open(self) -> None:
+        self.state = OPEN
+        server = self.server
+        server.connections.add(self)
+        log.info(
+            "open %s %s %s%s",
+            self.protocol,
+            format_address(self.request.remote_address),
+            self.request.path,
+            f" subprotocol={self.subprotocol}" if self.subprotocol else "",
+        )
+        try:
+            server.app.handle_open(self)
+        except Exception:
+            self._callback_failed("on_open")
+
+    def _deliver_message(self, message: str | bytes) -> None:
+        try:
+            self.server.app.handle_message(self, message)
+        except Exception:
+            self._callback_failed("on_message")
+
+    def _deliver_close(self, code: int, reason: str) -> None:
+        """Report the end of the connection to the application, once."""
+        if self.state == CLOSED:
+            return
+        was_open = self.state != CONNECTING
+        self.state = CLOSED
+        self.close_code = code
+        self.close_reason = reason
+        self.server.connections.discard(self)
+        if not was_open:
+            return
+        log.info(
+            "close %s %s code=%s reason=%r",
+            self.protocol,
+            format_address(self.request.remote_address),
+            code,
+            reason,
+        )
+        try:
+            self.server.app.handle_close(self, code, reason)
+        except Exception:
+            log.exception("error in on_close for %s", self)
+
+    def _callback_failed(self, where: str) -> None:
+        log.exception("error in %s for %s; closing it with 1011", where, self)
+        self.fail(1011, "internal server error")
+
+    def fail(self, code: int, reason: str) -> None:
+        """Close because of an error on our side or the peer's (overridden per transport)."""
+        self.close(code, reason)

@@ -1,0 +1,328 @@
+"""hixie-76 and hixie-75 connections: the old browsers' WebSocket, with the same application API.
+
+Chosen by the HTTP request object's swap (see :func:`upgrade_hixie76` and
+:func:`upgrade_hixie75`). These drafts carry text only and have no ping: a
+connection that sends nothing for ``idle_timeout`` seconds is closed instead.
+What ``on_close`` gets: 1000 for a clean close (-76: the ``0xFF 0x00``
+handshake; -75: the client closing TCP), 1006 for a dropped connection or an
+idle timeout, the code the server or application passed to ``close()`` when it
+closed first, and 1007/1009/1011 when we close because of bad input or a
+failing callback.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..proto import hixie
+from ..proto.errors import ConnectionClosedError, HandshakeError
+from ..proto.hixie import CLOSE_FRAME, KEY3_SIZE, FrameParser, encode_text
+from ..proto.http11 import Request, error_response
+from ..proto.rfc6455 import (
+    CLOSE_ABNORMAL,
+    CLOSE_NORMAL,
+    CLOSE_POLICY,
+    EV_ERROR,
+    OP_CLOSE,
+    OP_TEXT,
+)
+from .appconnection import CLOSED, CLOSING, CONNECTING, OPEN
+from .websocket import WebSocketConnection
+
+log = logging.getLogger("wsdaemon.hixie")
+
+_STATE_NAMES = {CONNECTING: "connecting", OPEN: "open", CLOSING: "closing", CLOSED: "closed"}
+
+
+class HixieConnection(WebSocketConnection):
+    """What the two drafts share: text frames, idle timeout, close reporting."""
+
+    __slots__ = ("parser",)
+
+    #: Whether the draft has the ``0xFF 0x00`` closing handshake (-76) or closes by TCP (-75).
+    closing_handshake = False
+
+    def __init__(self, server: Any, sock: Any, request: Request, subprotocol: str | None) -> None:
+        super().__init__(server, sock, request, subprotocol)
+        self.parser = FrameParser(server.settings.max_message_size, self.closing_handshake)
+
+    # -- the application's API ---------------------------------------------------
+
+    @classmethod
+    def encode_message(cls, message: str | bytes) -> bytes | None:
+        """The text frame for a broadcast; None for binary, which these drafts cannot carry."""
+        if type(message) is str:
+            return encode_text(message)
+        return None
+
+    def send_encoded(self, encoded: bytes | None) -> None:
+        if encoded is not None and self.state == OPEN:
+            self.write(encoded)
+
+    def send(self, message: str | bytes) -> None:
+        if type(message) is not str:
+            if isinstance(message, (bytes, bytearray, memoryview)):
+                raise TypeError(
+                    f"a {self.protocol} connection carries text only (the draft has no binary "
+                    f"messages): send a str, not {type(message).__name__}"
+                )
+            raise TypeError(f"send() takes str, not {type(message).__name__}")
+        if self.state != OPEN:
+            raise ConnectionClosedError(f"connection is {_STATE_NAMES[self.state]}")
+        self.write(encode_text(message))
+
+    def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        """-75 has no closing handshake: report the close and shut TCP down after the last write."""
+        if self.state == CONNECTING:
+            self._deliver_close(code, reason)
+            self.close_transport()
+            return
+        if self.state != OPEN:
+            return
+        self.parser.done = True
+        self._deliver_close(code, reason)
+        self._finish_after_flush()
+
+    def fail(self, code: int, reason: str) -> None:
+        """Close because of bad input or a failing callback; nothing more is read."""
+        if self.state == CLOSED:
+            return
+        log.info("failing %s: %d %s", self, code, reason)
+        self.parser.done = True
+        self._send_close_frame()
+        self._deliver_close(code, reason)
+        self._finish_after_flush()
+
+    def _send_close_frame(self) -> None:
+        """The closing handshake frame; -75 has none."""
+
+    def _finish_after_flush(self) -> None:
+        """Close TCP once our last bytes are out, but give a client that reads nothing only ``close_timeout``."""
+        self.deadline = self.loop.now + self.server.settings.close_timeout
+        self.server.watch(self)
+        self.close_after_flush()
+
+    # -- opening -------------------------------------------------------------------
+
+    def _open(self, leftover: bytes) -> None:
+        """Deliver ``on_open``, start the idle clock, then handle bytes that came along."""
+        self._deliver_open()
+        if self.state != OPEN:
+            return
+        self._arm_idle_timer()
+        if leftover:
+            self.feed(leftover)
+
+    def _arm_idle_timer(self) -> None:
+        idle = self.server.settings.idle_timeout
+        if idle > 0:
+            self.deadline = self.last_seen + idle
+            self.server.watch(self)
+
+    # -- inbound -------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self.state == CLOSED:
+            return
+        on_message = self.server.app.handle_message
+        for kind, value in self.parser.feed(data):
+            if kind == OP_TEXT:
+                if self.state == OPEN:
+                    try:
+                        on_message(self, value)
+                    except Exception:
+                        self._callback_failed("on_message")
+                        return
+            elif kind == OP_CLOSE:
+                self._close_received()
+                return
+            elif kind == EV_ERROR:
+                self.fail(value.code, value.reason)
+                return
+
+    def _close_received(self) -> None:
+        """Only -76 has a closing frame."""
+
+    def eof_received(self) -> None:
+        if self.state == OPEN:
+            self._deliver_close(*self._eof_close())
+        elif self.state == CLOSING:
+            # We sent our closing frame; the client closing TCP completes the close.
+            self._deliver_close(self.close_code or CLOSE_NORMAL, self.close_reason)
+        self.close_transport()
+
+    def _eof_close(self) -> tuple[int, str]:
+        """Close code and reason when the client closes TCP while open."""
+        return CLOSE_NORMAL, ""
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._deliver_close(CLOSE_ABNORMAL, "connection lost")
+
+    def on_deadline(self, now: float) -> None:
+        if self._draining or self._close_after_flush or self.transport_closed:
+            self.close_transport()  # the drain, or a flush the client did not read, timed out
+        elif self.state == CONNECTING:
+            self._handshake_timeout()
+        elif self.state == CLOSING:
+            log.info("%s: no closing frame within %.1fs", self, self.server.settings.close_timeout)
+            self._deliver_close(CLOSE_ABNORMAL, "close timeout")
+            self.close_transport()
+        elif self.state == OPEN:
+            idle = self.server.settings.idle_timeout
+            if idle <= 0:
+                return
+            if now - self.last_seen < idle:
+                self._arm_idle_timer()
+                return
+            log.info("%s: nothing received for %.1fs, closing", self, idle)
+            self.parser.done = True
+            self._send_close_frame()
+            self._deliver_close(CLOSE_ABNORMAL, "idle timeout")
+            self._finish_after_flush()
+        else:
+            self.close_transport()
+
+    def _handshake_timeout(self) -> None:
+        self.close_transport()
+
+    def on_write_overflow(self) -> None:
+        """Slow consumer: drop the queued messages, keep the frame in progress, close (-76: with
+        its closing frame) once that is out or after ``close_timeout``; the application sees 1008."""
+        self.discard_slow_consumer_backlog()
+        self.parser.done = True
+        self._send_close_frame()
+        self._deliver_close(CLOSE_POLICY, "slow consumer")
+        self._finish_after_flush()
+
+
+class Hixie76Connection(HixieConnection):
+    """draft-hixie-76 (old Safari, "v0"): waits for key3, then answers the challenge."""
+
+    __slots__ = ("_head", "_numbers", "_key3", "_close_sent")
+
+    protocol = "hixie-76"
+    closing_handshake = True
+
+    def __init__(self, server: Any, sock: Any, request: Request, subprotocol: str | None) -> None:
+        super().__init__(server, sock, request, subprotocol)
+        self._head = b""
+        self._numbers = (0, 0)
+        self._key3 = b""
+        self._close_sent = False
+
+    def start(self, head: bytes, numbers: tuple[int, int], leftover: bytes) -> None:
+        """Wait (up to the handshake timeout) for the 8-byte key3 that follows the request head."""
+        self._head = head
+        self._numbers = numbers
+        self.deadline = self.loop.now + self.server.settings.handshake_timeout
+        self.server.watch(self)
+        if leftover:
+            self.feed(leftover)
+
+    def data_received(self, data: bytes) -> None:
+        if self.state == CONNECTING:
+            if self.transport_closed or self._close_after_flush:
+                return
+            need = KEY3_SIZE - len(self._key3)
+            self._key3 += data[:need]
+            if len(self._key3) < KEY3_SIZE:
+                return
+            self.server.unwatch(self)
+            self.write(self._head + hixie.challenge_answer(*self._numbers, self._key3))
+            self._head = b""
+            self._deliver_open()
+            if self.state != OPEN:
+                return
+            self._arm_idle_timer()
+            data = data[need:]
+            if not data:
+                return
+        super().data_received(data)
+
+    def _handshake_timeout(self) -> None:
+        log.info("%s: key3 not complete within the handshake timeout", self)
+        self.write(error_response(408, "request timeout: the 8-byte key3 did not arrive"))
+        self._finish_after_flush()
+
+    def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        """Send ``0xFF 0x00`` and wait (up to ``close_timeout``) for the client's."""
+        if self.state == CONNECTING:
+            super().close(code, reason)
+            return
+        if self.state != OPEN or self._close_sent:
+            return
+        self.state = CLOSING
+        self.close_code = code
+        self.close_reason = reason
+        self._send_close_frame()
+        self.deadline = self.loop.now + self.server.settings.close_timeout
+        self.server.watch(self)
+
+    def _send_close_frame(self) -> None:
+        if not self._close_sent and self.state in (OPEN, CLOSING):
+            self._close_sent = True
+            self.write(CLOSE_FRAME)
+
+    def _close_received(self) -> None:
+        if self._close_sent:
+            # The answer to our closing frame: report the code we closed with.
+            self._deliver_close(self.close_code or CLOSE_NORMAL, self.close_reason)
+        else:
+            self._send_close_frame()
+            self._deliver_close(CLOSE_NORMAL, "")
+        self._finish_after_flush()
+
+    def _eof_close(self) -> tuple[int, str]:
+        return CLOSE_ABNORMAL, "connection closed without a closing handshake"
+
+
+class Hixie75Connection(HixieConnection):
+    """draft-hixie-75 ("ve"): no challenge, no closing handshake."""
+
+    __slots__ = ()
+
+    protocol = "hixie-75"
+
+    def start(self, response: bytes, leftover: bytes) -> None:
+        self.write(response)
+        self._open(leftover)
+
+
+# -- the swap ------------------------------------------------------------------
+
+
+def _select_subprotocol(server: Any, request: Request, offered: list[str]) -> str | None:
+    if not offered:
+        return None
+    subprotocol = server.app.select_subprotocol(offered, request)
+    if subprotocol is not None and subprotocol not in offered:
+        raise HandshakeError("application chose a subprotocol the client did not offer", 500)
+    return subprotocol
+
+
+def upgrade_hixie76(conn: Any, request: Request) -> None:
+    """Validate a -76 request and swap in a :class:`Hixie76Connection` (which then waits for key3)."""
+    server = conn.server
+    hixie.validate_request(request)
+    numbers = hixie.key_numbers(request)
+    server.check_origin(request)
+    offered = hixie.offered_subprotocols(request, "Sec-WebSocket-Protocol")
+    subprotocol = _select_subprotocol(server, request, offered)
+    head = hixie.response_76(request, subprotocol)
+    ws = Hixie76Connection(server, conn.sock, request, subprotocol)
+    leftover = conn.hand_over(ws)
+    ws.start(head, numbers, leftover)
+
+
+def upgrade_hixie75(conn: Any, request: Request) -> None:
+    """Validate a -75 request and swap in a :class:`Hixie75Connection`."""
+    server = conn.server
+    hixie.validate_request(request)
+    server.check_origin(request)
+    offered = hixie.offered_subprotocols(request, "WebSocket-Protocol")
+    subprotocol = _select_subprotocol(server, request, offered)
+    response = hixie.response_75(request, subprotocol)
+    ws = Hixie75Connection(server, conn.sock, request, subprotocol)
+    leftover = conn.hand_over(ws)
+    ws.start(response, leftover)

@@ -1,0 +1,91 @@
+"""Plain HTTP resources: the test page, the JavaScript client, the status document."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from importlib import resources
+from typing import Any
+
+from ..proto.errors import HandshakeError
+from ..proto.http11 import Request, build_response
+
+_CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "application/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+}
+
+#: URL path -> file name in ``wsdaemon/static``.
+STATIC_FILES = {"/": "index.html", "/index.html": "index.html", "/wsdaemon.js": "wsdaemon.js"}
+
+
+def load_static_file(name: str) -> bytes:
+    return resources.files("wsdaemon").joinpath("static", name).read_bytes()
+
+
+class StaticFiles:
+    """Serves the packaged files from memory (read once at start)."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, tuple[bytes, str]] = {}
+        for path, name in STATIC_FILES.items():
+            content_type = _CONTENT_TYPES.get(os.path.splitext(name)[1], "application/octet-stream")
+            self._files[path] = (load_static_file(name), content_type)
+
+    def install(self, router: Any) -> None:
+        for path in self._files:
+            router.routes[path] = self.serve
+
+    def serve(self, conn: Any, request: Request) -> None:
+        body, content_type = self._files[request.path]
+        respond_http(
+            conn,
+            request,
+            200,
+            [("Content-Type", content_type), ("Cache-Control", "no-cache")],
+            body,
+        )
+
+
+def serve_status(conn: Any, request: Request) -> None:
+    """``/status``: pid, port, uptime and open connections per protocol, as JSON."""
+    server = conn.server
+    by_protocol: dict[str, int] = {}
+    for c in server.connections:
+        by_protocol[c.protocol] = by_protocol.get(c.protocol, 0) + 1
+    doc = {
+        "pid": os.getpid(),
+        "port": server.port,
+        "uptime": round(time.monotonic() - server.started_at, 3),
+        "connections": len(server.connections),
+        "by_protocol": by_protocol,
+    }
+    workers = getattr(server, "workers", None)
+    if workers is not None:
+        doc["workers"] = workers.stats()
+    longpoll = getattr(server, "longpoll", None)
+    if longpoll is not None:
+        doc["long_polling"] = longpoll.stats()
+    body = json.dumps(doc).encode()
+    respond_http(
+        conn,
+        request,
+        200,
+        [("Content-Type", "application/json"), ("Cache-Control", "no-cache")],
+        body,
+    )
+
+
+def respond_http(conn: Any, request: Request, status: int, headers: list, body: bytes) -> None:
+    """Answer a GET or HEAD, keeping the connection alive when the client asked for it."""
+    if request.method not in ("GET", "HEAD"):
+        raise HandshakeError("method not allowed", 405, [("Allow", "GET, HEAD")])
+    keep_alive = request.keep_alive
+    headers = [*headers, ("Connection", "keep-alive" if keep_alive else "close")]
+    response = build_response(status, headers, body)
+    if request.method == "HEAD":
+        response = response[: len(response) - len(body)]
+    conn.respond(response, keep_alive=keep_alive)

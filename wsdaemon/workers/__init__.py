@@ -1,0 +1,1 @@
+"""Worker processes for the application's task functions: dispatch, the worker link, supervision."""
