@@ -80,9 +80,7 @@ def verify(text: str, tmp_path: Path) -> subprocess.CompletedProcess:
 
 def complaints(result: subprocess.CompletedProcess) -> list[str]:
     # verify exits 0 even for keys it ignores as invalid: its messages are the verdict
-    return [
-        line for line in (result.stdout + result.stderr).splitlines() if "wsdaemon.service" in line
-    ]
+    return [line for line in (result.stdout + result.stderr).splitlines() if "wsdaemon.service" in line]
 
 
 needs_systemd = pytest.mark.skipif(

@@ -21,8 +21,8 @@ import pytest
 import trustme
 import websocket
 import websockets
-from tests.e2e.test_slow_consumer import SIZE, FrameCounter, message
 
+from tests.e2e.test_slow_consumer import SIZE, FrameCounter, message
 from tests.support.chromium import launch_chromium
 from tests.support.daemon_process import free_port, wait_for_port
 from tests.support.rawclient import MASK, handshake_request, read_head, read_until_closed, status_of
