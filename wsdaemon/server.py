@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import resource
 import signal
 import socket
 import ssl
@@ -17,6 +16,7 @@ from .daemon.malloc_tuning import keep_large_buffers_in_heap
 from .net.listener import Listener
 from .net.loop import EVENT_READ, EventLoop, TimerHandle
 from .net.refusal import RefusedConnection, over_capacity_response
+from .net.sockets import bind_socket, check_descriptor_limit
 from .net.stream import StreamConnection
 from .net.tls import TlsHandshake, make_server_context
 from .proto import masking
@@ -436,40 +436,3 @@ class _CountedRefusal(RefusedConnection):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.server._refusing.discard(self)
-
-
-def check_descriptor_limit(needed: int) -> int:
-    """Raise the soft RLIMIT_NOFILE towards ``needed`` (up to the hard limit); warn if it stays short."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (OSError, ValueError) as exc:
-            log.debug("cannot raise the descriptor limit: %s", exc)
-        if soft < needed:
-            log.warning(
-                "descriptor limit %d is below the %d that max_connections needs: clients past it wait "
-                "(raise ulimit -n or LimitNOFILE, or lower --max-connections)",
-                soft,
-                needed,
-            )
-    return soft
-
-
-def bind_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:
-    """A listening TCP socket; ``host`` may be IPv4, IPv6 or a name."""
-    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, socktype, proto, _, address = infos[0]
-    sock = socket.socket(family, socktype, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        sock.bind(address)
-        sock.listen(backlog)
-    except OSError:
-        sock.close()
-        raise
-    return sock

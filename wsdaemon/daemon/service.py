@@ -30,7 +30,8 @@ from typing import Any
 
 from .. import __version__
 from ..application import Application, load_app
-from ..server import Server, bind_socket
+from ..net.sockets import bind_socket
+from ..server import Server
 from ..settings import Settings
 from .logs import LogSetup
 from .pidfile import ABSENT, RUNNING, AlreadyRunning, PidFile, process_exists

@@ -20,10 +20,10 @@ _EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 class Listener:
     """Accepts clients and gives each one a fresh handler from ``make_handler``."""
 
-    __slots__ = ("server", "sock", "make_handler", "secure", "paused", "_exhausted_episode", "_pauses")
+    __slots__ = ("host", "sock", "make_handler", "secure", "paused", "_exhausted_episode", "_pauses")
 
-    def __init__(self, server: Any, sock: socket.socket, make_handler: Any, secure: bool = False) -> None:
-        self.server = server
+    def __init__(self, host: Any, sock: socket.socket, make_handler: Any, secure: bool = False) -> None:
+        self.host = host
         self.sock = sock
         self.make_handler = make_handler
         #: Clients of this listener speak TLS first.
@@ -50,9 +50,9 @@ class Listener:
                 raise
             client.setblocking(False)
             admitted = (
-                self.server.admit(client, address, secure=True)
+                self.host.admit(client, address, secure=True)
                 if self.secure
-                else self.server.admit(client, address)
+                else self.host.admit(client, address)
             )
             if not admitted:
                 continue
@@ -60,7 +60,7 @@ class Listener:
                 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             handler = self.make_handler(client, address)
             try:
-                self.server.loop.register(client, EVENT_READ, handler)
+                self.host.loop.register(client, EVENT_READ, handler)
             except Exception:
                 client.close()
                 raise
@@ -85,8 +85,8 @@ class Listener:
             self._pauses = 0
         self._pauses += 1
         self.paused = True
-        self.server.loop.unregister(self.sock)
-        self.server.loop.call_later(EXHAUSTED_BACKOFF, self.resume)
+        self.host.loop.unregister(self.sock)
+        self.host.loop.call_later(EXHAUSTED_BACKOFF, self.resume)
 
     def _end_episode(self) -> None:
         log.info(
@@ -99,10 +99,10 @@ class Listener:
     def resume(self) -> None:
         if self.paused and self.sock.fileno() >= 0:
             self.paused = False
-            self.server.loop.register(self.sock, EVENT_READ, self)
+            self.host.loop.register(self.sock, EVENT_READ, self)
 
     def close(self) -> None:
         if not self.paused:
-            self.server.loop.unregister(self.sock)
+            self.host.loop.unregister(self.sock)
         self.paused = True
         self.sock.close()

@@ -25,7 +25,7 @@ class RefusedConnection(StreamConnection):
 
     def refuse(self, response: bytes) -> None:
         self.deadline = self.loop.now + REFUSE_LINGER
-        self.server.watch(self)
+        self.host.watch(self)
         self.write(response)
         self.close_after_flush()
 

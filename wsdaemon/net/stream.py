@@ -27,6 +27,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from .loop import EVENT_READ, EVENT_WRITE
+from .sockets import format_address
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -44,7 +45,7 @@ class StreamConnection:
     """One registered socket with an inbound path and a bounded outbound buffer."""
 
     __slots__ = (
-        "server",
+        "host",
         "loop",
         "sock",
         "remote_address",
@@ -62,9 +63,9 @@ class StreamConnection:
         "_tls",
     )
 
-    def __init__(self, server: Server, sock: socket.socket, remote_address: Any) -> None:
-        self.server = server
-        self.loop = server.loop
+    def __init__(self, host: Server, sock: socket.socket, remote_address: Any) -> None:
+        self.host = host
+        self.loop = host.loop
         self.sock = sock
         self.remote_address = remote_address
         self._wbuf: bytearray | None = None
@@ -216,7 +217,7 @@ class StreamConnection:
 
     def _check_write_limit(self) -> None:
         """A slow consumer overflows here: too much queued behind the write being sent."""
-        limit = self.server.settings.max_write_buffer
+        limit = self.host.settings.max_write_buffer
         if limit and len(self._wbuf) - self._wlens[0] > limit:
             self.on_write_overflow()
 
@@ -264,7 +265,7 @@ class StreamConnection:
             "%s: slow consumer, %d bytes waiting over the %d-byte limit; dropping it",
             self,
             self.buffered_amount,
-            self.server.settings.max_write_buffer,
+            self.host.settings.max_write_buffer,
         )
         self.abort(None)
 
@@ -276,7 +277,7 @@ class StreamConnection:
             "%s: slow consumer, %d bytes waiting (limit %d); dropped %d, closing with 1008",
             self,
             waiting,
-            self.server.settings.max_write_buffer,
+            self.host.settings.max_write_buffer,
             dropped,
         )
 
@@ -357,7 +358,7 @@ class StreamConnection:
             self.close_transport()
             return
         self.deadline = self.loop.now + _DRAIN_TIMEOUT
-        self.server.watch(self)
+        self.host.watch(self)
 
     def close_transport(self) -> None:
         """Unregister and close the socket now; runs ``connection_lost`` once."""
@@ -365,7 +366,7 @@ class StreamConnection:
             return
         self.transport_closed = True
         self.loop.unregister(self.sock)
-        self.server.clients.discard(self.sock.fileno())
+        self.host.clients.discard(self.sock.fileno())
         try:
             self.sock.close()
         except OSError:  # pragma: no cover
@@ -373,7 +374,7 @@ class StreamConnection:
         self._wbuf = None
         self._wlens = None
         self._out = None
-        self.server.unwatch(self)
+        self.host.unwatch(self)
         self.connection_lost(None)
 
     def abort(self, exc: BaseException | None = None) -> None:
@@ -394,10 +395,3 @@ def _consume(wlens: deque, sent: int) -> None:
         else:
             wlens[0] -= sent
             sent = 0
-
-
-def format_address(address: Any) -> str:
-    if isinstance(address, tuple) and len(address) >= 2:
-        host = address[0]
-        return f"[{host}]:{address[1]}" if ":" in str(host) else f"{host}:{address[1]}"
-    return str(address) or "unix"

@@ -21,7 +21,8 @@ from typing import Any
 from ..transports.http import HttpConnection
 from .loop import EVENT_READ, EVENT_WRITE
 from .refusal import RefusedConnection, plain_http_on_tls_response
-from .stream import StreamConnection, format_address
+from .sockets import format_address
+from .stream import StreamConnection
 
 log = logging.getLogger("wsdaemon.tls")
 
@@ -86,8 +87,8 @@ class TlsHandshake(StreamConnection):
             if first.isalpha():
                 log.info("%s: plain HTTP on the TLS port; answering 400", self)
                 self._done = True
-                self.server.unwatch(self)
-                refused = RefusedConnection(self.server, self.sock, self.remote_address)
+                self.host.unwatch(self)
+                refused = RefusedConnection(self.host, self.sock, self.remote_address)
                 self.loop.modify(self.sock, EVENT_READ, refused)
                 refused.refuse(plain_http_on_tls_response())
                 return
@@ -118,8 +119,8 @@ class TlsHandshake(StreamConnection):
             self._give_up(f"TLS handshake failed: {getattr(exc, 'reason', None) or exc}")
             return
         self._done = True
-        self.server.unwatch(self)
-        http = HttpConnection(self.server, self.sock, self.remote_address, secure=True)
+        self.host.unwatch(self)
+        http = HttpConnection(self.host, self.sock, self.remote_address, secure=True)
         http.deadline = self.deadline  # one budget for the TLS and the HTTP handshakes
         self.loop.modify(self.sock, EVENT_READ, http)
         if self.sock.pending():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..net.stream import format_address
+from ..net.sockets import format_address
 
 log = logging.getLogger("wsdaemon.app")
 
@@ -29,7 +29,7 @@ class AppConnection:
     #: Transport name shown to the application: "rfc6455", "hixie-76", "hixie-75", "long-polling".
     protocol = "unknown"
 
-    # Concrete classes declare these slots: server, request, subprotocol, state,
+    # Concrete classes declare these slots: host, request, subprotocol, state,
     # close_code, close_reason, data (a free attribute for the application).
 
     def _init_app_state(self, request: Any, subprotocol: str | None) -> None:
@@ -61,6 +61,11 @@ class AppConnection:
         return self.state == CLOSED
 
     @property
+    def server(self) -> Any:
+        """The server this connection belongs to (publish, broadcast, timers)."""
+        return self.host
+
+    @property
     def remote_address(self) -> Any:
         return self.request.remote_address
 
@@ -79,7 +84,7 @@ class AppConnection:
 
     def _deliver_open(self) -> None:
         self.state = OPEN
-        server = self.server
+        server = self.host
         server.connections.add(self)
         log.info(
             "open %s %s %s%s",
@@ -95,7 +100,7 @@ class AppConnection:
 
     def _deliver_message(self, message: str | bytes) -> None:
         try:
-            self.server.app.handle_message(self, message)
+            self.host.app.handle_message(self, message)
         except Exception:
             self._callback_failed("on_message")
 
@@ -107,7 +112,7 @@ class AppConnection:
         self.state = CLOSED
         self.close_code = code
         self.close_reason = reason
-        self.server.connections.discard(self)
+        self.host.connections.discard(self)
         if not was_open:
             return
         log.info(
@@ -118,7 +123,7 @@ class AppConnection:
             reason,
         )
         try:
-            self.server.app.handle_close(self, code, reason)
+            self.host.app.handle_close(self, code, reason)
         except Exception:
             log.exception("error in on_close for %s", self)
 

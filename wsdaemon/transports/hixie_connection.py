@@ -99,8 +99,8 @@ class HixieConnection(WebSocketConnection):
 
     def _finish_after_flush(self) -> None:
         """Close TCP once our last bytes are out, but give a client that reads nothing only ``close_timeout``."""
-        self.deadline = self.loop.now + self.server.settings.close_timeout
-        self.server.watch(self)
+        self.deadline = self.loop.now + self.host.settings.close_timeout
+        self.host.watch(self)
         self.close_after_flush()
 
     # -- opening -------------------------------------------------------------------
@@ -115,17 +115,17 @@ class HixieConnection(WebSocketConnection):
             self.feed(leftover)
 
     def _arm_idle_timer(self) -> None:
-        idle = self.server.settings.idle_timeout
+        idle = self.host.settings.idle_timeout
         if idle > 0:
             self.deadline = self.last_seen + idle
-            self.server.watch(self)
+            self.host.watch(self)
 
     # -- inbound -------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
         if self.state == CLOSED:
             return
-        on_message = self.server.app.handle_message
+        on_message = self.host.app.handle_message
         for kind, value in self.parser.feed(data):
             if kind == OP_TEXT:
                 if self.state == OPEN:
@@ -165,11 +165,11 @@ class HixieConnection(WebSocketConnection):
         elif self.state == CONNECTING:
             self._handshake_timeout()
         elif self.state == CLOSING:
-            log.info("%s: no closing frame within %.1fs", self, self.server.settings.close_timeout)
+            log.info("%s: no closing frame within %.1fs", self, self.host.settings.close_timeout)
             self._deliver_close(CLOSE_ABNORMAL, "close timeout")
             self.close_transport()
         elif self.state == OPEN:
-            idle = self.server.settings.idle_timeout
+            idle = self.host.settings.idle_timeout
             if idle <= 0:
                 return
             if now - self.last_seen < idle:
@@ -215,8 +215,8 @@ class Hixie76Connection(HixieConnection):
         """Wait (up to the handshake timeout) for the 8-byte key3 that follows the request head."""
         self._head = head
         self._numbers = numbers
-        self.deadline = self.loop.now + self.server.settings.handshake_timeout
-        self.server.watch(self)
+        self.deadline = self.loop.now + self.host.settings.handshake_timeout
+        self.host.watch(self)
         if leftover:
             self.feed(leftover)
 
@@ -228,7 +228,7 @@ class Hixie76Connection(HixieConnection):
             self._key3 += data[:need]
             if len(self._key3) < KEY3_SIZE:
                 return
-            self.server.unwatch(self)
+            self.host.unwatch(self)
             self.write(self._head + hixie.challenge_answer(*self._numbers, self._key3))
             self._head = b""
             self._deliver_open()
@@ -256,8 +256,8 @@ class Hixie76Connection(HixieConnection):
         self.close_code = code
         self.close_reason = reason
         self._send_close_frame()
-        self.deadline = self.loop.now + self.server.settings.close_timeout
-        self.server.watch(self)
+        self.deadline = self.loop.now + self.host.settings.close_timeout
+        self.host.watch(self)
 
     def _send_close_frame(self) -> None:
         if not self._close_sent and self.state in (OPEN, CLOSING):
@@ -303,7 +303,7 @@ def _select_subprotocol(server: Any, request: Request, offered: list[str]) -> st
 
 def upgrade_hixie76(conn: Any, request: Request) -> None:
     """Validate a -76 request and swap in a :class:`Hixie76Connection` (which then waits for key3)."""
-    server = conn.server
+    server = conn.host
     hixie.validate_request(request)
     numbers = hixie.key_numbers(request)
     server.check_origin(request)
@@ -317,7 +317,7 @@ def upgrade_hixie76(conn: Any, request: Request) -> None:
 
 def upgrade_hixie75(conn: Any, request: Request) -> None:
     """Validate a -75 request and swap in a :class:`Hixie75Connection`."""
-    server = conn.server
+    server = conn.host
     hixie.validate_request(request)
     server.check_origin(request)
     offered = hixie.offered_subprotocols(request, "WebSocket-Protocol")

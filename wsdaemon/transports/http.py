@@ -13,7 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..net.loop import EVENT_READ, EVENT_WRITE
-from ..net.stream import StreamConnection, format_address
+from ..net.sockets import format_address
+from ..net.stream import StreamConnection
 from ..proto import rfc6455
 from ..proto.errors import HandshakeError, ProtocolError
 from ..proto.http11 import HttpRequestParser, Request, error_response
@@ -112,11 +113,11 @@ class HttpConnection(StreamConnection):
         while request is not None:
             request.remote_address = self.remote_address
             request.secure = self.secure
-            self.server.router.route(self, request)
+            self.host.router.route(self, request)
             if self.handed_over or self._close_after_flush or self.transport_closed or self.busy:
                 return
             # keep-alive: the next request may already be buffered
-            self.deadline = self.loop.now + self.server.settings.handshake_timeout
+            self.deadline = self.loop.now + self.host.settings.handshake_timeout
             if self.parser.buffer and self.buffered_amount > PIPELINE_HIGH_WATER:
                 self._pipeline_waiting = True
                 self.loop.call_soon(self._pipeline_continue)
@@ -147,8 +148,8 @@ class HttpConnection(StreamConnection):
         buffered.clear()
         self._body_wanted = length
         self._body_callback = callback
-        self.deadline = self.loop.now + self.server.settings.handshake_timeout
-        self.server.watch(self)
+        self.deadline = self.loop.now + self.host.settings.handshake_timeout
+        self.host.watch(self)
 
     def _feed_body(self, data: bytes) -> bool:
         """Add ``data`` to the body being read; True once it was complete and delivered."""
@@ -163,7 +164,7 @@ class HttpConnection(StreamConnection):
         callback = self._body_callback
         assert callback is not None
         self._reset_body()
-        self.deadline = self.loop.now + self.server.settings.handshake_timeout
+        self.deadline = self.loop.now + self.host.settings.handshake_timeout
         callback(bytes(body))
         return True
 
@@ -182,17 +183,17 @@ class HttpConnection(StreamConnection):
         """
         self.holder = holder
         self.deadline = deadline
-        self.server.watch(self)
+        self.host.watch(self)
 
     def respond(self, data: bytes, keep_alive: bool = False) -> None:
         self.holder = None
         self.write(data)
-        if not keep_alive or self.server.stopping:
-            self.server.unwatch(self)
+        if not keep_alive or self.host.stopping:
+            self.host.unwatch(self)
             self.close_after_flush()
             return
-        self.deadline = self.loop.now + self.server.settings.handshake_timeout
-        self.server.watch(self)
+        self.deadline = self.loop.now + self.host.settings.handshake_timeout
+        self.host.watch(self)
         if self.parser.buffer and not self._feeding and not self._resume_scheduled:
             # A deferred answer: requests that arrived meanwhile are served next turn.
             self._resume_scheduled = True
@@ -253,7 +254,7 @@ class HttpConnection(StreamConnection):
     def hand_over(self, new_handler: StreamConnection) -> bytes:
         """Swap ``new_handler`` into the selector map for this socket; return the unconsumed bytes."""
         self.handed_over = True
-        self.server.unwatch(self)
+        self.host.unwatch(self)
         events = EVENT_READ | (EVENT_WRITE if self._write_registered else 0)
         new_handler._write_registered = self._write_registered
         self.loop.modify(self.sock, events, new_handler)
@@ -289,7 +290,7 @@ class Router:
     """
 
     def __init__(self, server: Any) -> None:
-        self.server = server
+        self.host = server
         #: protocol name -> callable(http_conn, request) taking over the socket.
         self.upgrades: dict[str, Any] = {
             "rfc6455": upgrade_rfc6455,
@@ -349,7 +350,7 @@ def websocket_protocol(request: Request) -> str | None:
 
 def upgrade_rfc6455(conn: HttpConnection, request: Request) -> None:
     """Validate an RFC 6455 handshake and swap in an :class:`Rfc6455Connection`."""
-    server = conn.server
+    server = conn.host
     key = rfc6455.validate_handshake(request)
     server.check_origin(request)
     offered = rfc6455.offered_subprotocols(request)

@@ -17,7 +17,7 @@ import logging
 import secrets
 from typing import Any
 
-from ..net.stream import format_address
+from ..net.sockets import format_address
 from ..proto import longpoll
 from ..proto.errors import ConnectionClosedError, HandshakeError, ProtocolError
 from ..proto.http11 import Request, build_response, is_token
@@ -40,7 +40,7 @@ class LongPollSession(AppConnection):
     """One long-polling client: a numbered outbound queue, at most one held poll."""
 
     __slots__ = (
-        "server",
+        "host",
         "request",
         "subprotocol",
         "state",
@@ -60,13 +60,13 @@ class LongPollSession(AppConnection):
 
     def __init__(self, manager: LongPolling, session_id: str, request: Request, subprotocol: str | None):
         self.manager = manager
-        self.server = manager.server
+        self.host = manager.server
         self._init_app_state(request, subprotocol)
         self.id = session_id
-        self.proto = SessionProtocol(self.server.settings.longpoll_max_queue)
+        self.proto = SessionProtocol(self.host.settings.longpoll_max_queue)
         #: The held poll, if any.
         self.poll: HeldPoll | None = None
-        self.idle_since = self.server.loop.now
+        self.idle_since = self.host.loop.now
         #: After our close (or the client's), when the session is dropped for good.
         self.linger_until = 0.0
         self._flush_scheduled = False
@@ -93,7 +93,7 @@ class LongPollSession(AppConnection):
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Queue a close item after the queued messages; ``on_close`` follows the client's echo."""
-        if self.state == CLOSING and self.server.stopping:
+        if self.state == CLOSING and self.host.stopping:
             self._deliver_close(self.close_code or code, self.close_reason)
             return
         if self.state not in (OPEN, CONNECTING):
@@ -102,8 +102,8 @@ class LongPollSession(AppConnection):
         self.state = CLOSING
         self.close_code = code
         self.close_reason = reason
-        self.linger_until = self.server.loop.now + self.server.settings.close_timeout
-        if self.server.stopping:
+        self.linger_until = self.host.loop.now + self.host.settings.close_timeout
+        if self.host.stopping:
             # No new request can reach us: the close item goes out with the held poll, if any.
             self._deliver_close(code, reason)
         self._schedule_flush()
@@ -141,7 +141,7 @@ class LongPollSession(AppConnection):
         # Messages queued in one loop iteration leave together in one poll response.
         if self.poll is not None and not self._flush_scheduled:
             self._flush_scheduled = True
-            self.server.loop.call_soon(self._flush)
+            self.host.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -153,7 +153,7 @@ class LongPollSession(AppConnection):
         if poll is None:
             return
         self.poll = None
-        self.idle_since = self.server.loop.now
+        self.idle_since = self.host.loop.now
         poll.respond(self.proto.response())
 
     # -- requests ----------------------------------------------------------------
@@ -168,19 +168,19 @@ class LongPollSession(AppConnection):
             old.respond(longpoll.encode_batch(self.proto.received_seq, []))
         if close_confirmed:
             self._close_confirmed()
-        now = self.server.loop.now
+        now = self.host.loop.now
         self.idle_since = now
-        keep_alive = request.keep_alive and not self.server.stopping
+        keep_alive = request.keep_alive and not self.host.stopping
         if self.proto.has_pending or self.state == CLOSED:
             self.manager.respond_json(conn, 200, self.proto.response(), cors, keep_alive)
             return
         self.poll = HeldPoll(self, conn, cors, keep_alive)
-        conn.hold(self.poll, now + self.server.settings.longpoll_hold)
+        conn.hold(self.poll, now + self.host.settings.longpoll_hold)
 
     def handle_post(self, conn: Any, request: Request, cors: list[tuple[str, str]], body: bytes) -> None:
         """Messages (and perhaps the close) posted by the client, delivered in order, once."""
-        items = longpoll.parse_items(body, self.server.settings.max_message_size)
-        self.idle_since = self.server.loop.now
+        items = longpoll.parse_items(body, self.host.settings.max_message_size)
+        self.idle_since = self.host.loop.now
         try:
             events = self.proto.receive(items)
         except longpoll.SequenceGap as exc:
@@ -199,7 +199,7 @@ class LongPollSession(AppConnection):
         answer = {"ack": self.proto.received_seq}
         if closed or self.proto.close_received:
             answer["closed"] = True
-        keep_alive = request.keep_alive and not self.server.stopping
+        keep_alive = request.keep_alive and not self.host.stopping
         self.manager.respond_json(
             conn, 200, json.dumps(answer, separators=(",", ":")).encode(), cors, keep_alive
         )
@@ -225,7 +225,7 @@ class LongPollSession(AppConnection):
     def _linger(self) -> None:
         """Keep a closed session a little for the client to fetch the close item."""
         if not self.linger_until:
-            self.linger_until = self.server.loop.now + self.server.settings.close_timeout
+            self.linger_until = self.host.loop.now + self.host.settings.close_timeout
 
     # -- time --------------------------------------------------------------------
 
@@ -233,7 +233,7 @@ class LongPollSession(AppConnection):
         """Expire a session nobody polls; drop a closed one once its close had time to be seen."""
         if self.linger_until and now >= self.linger_until:
             if self.state == CLOSING:
-                log.info("%s: close not confirmed within %.1fs", self, self.server.settings.close_timeout)
+                log.info("%s: close not confirmed within %.1fs", self, self.host.settings.close_timeout)
                 self._deliver_close(CLOSE_ABNORMAL, "close timeout")
             self._drop()
         elif self.poll is None and now - self.idle_since >= expire:
@@ -267,7 +267,7 @@ class HeldPoll:
         self.keep_alive = keep_alive
 
     def respond(self, body: bytes) -> None:
-        keep_alive = self.keep_alive and not self.session.server.stopping
+        keep_alive = self.keep_alive and not self.session.host.stopping
         self.session.manager.respond_json(self.conn, 200, body, self.cors, keep_alive)
 
     def hold_expired(self) -> None:
@@ -282,7 +282,7 @@ class HeldPoll:
         session = self.session
         if session.poll is self:
             session.poll = None
-            session.idle_since = session.server.loop.now
+            session.idle_since = session.host.loop.now
 
 
 class LongPolling:

@@ -90,8 +90,8 @@ class Rfc6455Connection(WebSocketConnection):
         self.close_reason = reason
         self._close_sent = True
         self.write(encode_close(code, reason))
-        self.deadline = self.loop.now + self.server.settings.close_timeout
-        self.server.watch(self)
+        self.deadline = self.loop.now + self.host.settings.close_timeout
+        self.host.watch(self)
 
     def fail(self, code: int, reason: str) -> None:
         """Fail the connection (RFC 6455 7.1.7): send a close frame, stop reading, drop TCP."""
@@ -113,7 +113,7 @@ class Rfc6455Connection(WebSocketConnection):
             return
         events = self.parser.feed(data)
         self._ping_sent_at = 0.0
-        on_message = self.server.app.handle_message
+        on_message = self.host.app.handle_message
         for kind, value in events:
             if kind == OP_TEXT or kind == OP_BINARY:
                 if self.state == OPEN:
@@ -154,7 +154,7 @@ class Rfc6455Connection(WebSocketConnection):
 
     def on_deadline(self, now: float) -> None:
         if self.state == CLOSING:
-            log.info("%s: no close frame within %.1fs", self, self.server.settings.close_timeout)
+            log.info("%s: no close frame within %.1fs", self, self.host.settings.close_timeout)
             self._deliver_close(rfc6455.CLOSE_ABNORMAL, "close timeout")
         self.close_transport()
 
@@ -171,8 +171,8 @@ class Rfc6455Connection(WebSocketConnection):
             self._close_sent = True
             self.write(encode_close(rfc6455.CLOSE_POLICY, "slow consumer"))
         self._deliver_close(rfc6455.CLOSE_POLICY, "slow consumer")
-        self.deadline = self.loop.now + self.server.settings.close_timeout
-        self.server.watch(self)
+        self.deadline = self.loop.now + self.host.settings.close_timeout
+        self.host.watch(self)
         self.close_after_flush()
 
     def check_idle(self, now: float, limit: float) -> None:
@@ -181,7 +181,7 @@ class Rfc6455Connection(WebSocketConnection):
         Only without keepalive pings: with them, a peer that answers is alive and
         one that does not is dropped after ``ping_timeout``.
         """
-        if self.server.settings.ping_interval > 0:
+        if self.host.settings.ping_interval > 0:
             return
         if self.state == OPEN and now - self.last_seen > limit:
             log.info("%s: nothing received for %.1fs, closing", self, now - self.last_seen)

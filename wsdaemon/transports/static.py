@@ -52,7 +52,7 @@ class StaticFiles:
 
 def serve_status(conn: Any, request: Request) -> None:
     """``/status``: pid, port, uptime and open connections per protocol, as JSON."""
-    server = conn.server
+    server = conn.host
     by_protocol: dict[str, int] = {}
     for c in server.connections:
         by_protocol[c.protocol] = by_protocol.get(c.protocol, 0) + 1

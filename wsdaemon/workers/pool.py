@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..net.listener import Listener
 from ..net.loop import EVENT_READ
-from ..net.stream import StreamConnection, format_address
+from ..net.sockets import bind_socket, format_address
+from ..net.stream import StreamConnection
 from ..proto import workerproto
 from ..tasks import TaskCancelled, TaskError, TaskFuture, TaskQueueFull, TaskTimeout, WorkerDied
 
@@ -144,7 +145,7 @@ class WorkerConnection(StreamConnection):
         "state",
         "remote",
         "pid",
-        "host",
+        "worker_host",
         "inflight",
         "process",
         "connected_at",
@@ -158,13 +159,13 @@ class WorkerConnection(StreamConnection):
         self.state = "hello"
         self.remote = remote
         self.pid = 0
-        self.host = ""
+        self.worker_host = ""
         #: Tasks sent and not answered, in the order sent; the first one is running.
         self.inflight: dict[int, PendingTask] = {}
         self.process: WorkerProcess | None = None
         self.connected_at = time.monotonic()
         self.deadline = self.loop.now + HELLO_TIMEOUT
-        self.server.watch(self)
+        self.host.watch(self)
         pool._unauthenticated.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -266,8 +267,6 @@ class WorkerPool:
         self.socket_path = path
         self._add_listener(sock, remote=False)
         if settings.worker_listen:
-            from ..server import bind_socket
-
             host, port = parse_host_port(settings.worker_listen)
             try:
                 tcp = bind_socket(host, port, 64)
@@ -573,7 +572,7 @@ class WorkerPool:
             return self._refuse(conn, "shutting down")
         conn.state = "ready"
         conn.pid = pid
-        conn.host = str(message.get("host") or "")
+        conn.worker_host = str(message.get("host") or "")
         conn.decoder.max_size = self.settings.task_max_size
         self.server.unwatch(conn)
         missing = sorted(set(self.app.tasks) - set(message.get("tasks") or ()))
@@ -587,7 +586,7 @@ class WorkerPool:
             "worker %s joined (%s%s)%s",
             pid,
             "remote " + format_address(conn.remote_address) if conn.remote else "local",
-            f", host {conn.host}" if conn.host else "",
+            f", host {conn.worker_host}" if conn.worker_host else "",
             f"; it lacks tasks {', '.join(missing)}" if missing else "",
         )
         if proc is not None and proc.role == "candidate" and self._restart is not None:
@@ -769,7 +768,7 @@ class WorkerPool:
                 {
                     "pid": conn.pid,
                     "remote": conn.remote,
-                    "host": conn.host,
+                    "host": conn.worker_host,
                     "state": conn.state,
                     "inflight": len(conn.inflight),
                     "slot": conn.process.slot if conn.process is not None else None,
