@@ -22,7 +22,7 @@ from pathlib import Path
 
 from profiles import PROFILES, cores_busy, loadgen_args, measure
 from report import DISTURBED, human, save, summarize, table
-from servers import BENCH, SERVERS, Running, Unavailable, free_port, preflight, python_env
+from servers import BENCH, SERVERS, Running, Unavailable, add_baseline, free_port, preflight, python_env
 
 BUILD = BENCH / "build"
 RESULTS = BENCH / "results"
@@ -53,7 +53,14 @@ def parse_args() -> argparse.Namespace:
         default=BENCH.parent,
         help="source tree to import wsdaemon from (default: this checkout)",
     )
+    p.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="another wsdaemon tree measured in the same run as server wsdaemon@baseline (before/after)",
+    )
     args = p.parse_args()
+    if args.baseline_src:
+        args.servers += "," + add_baseline(args.baseline_src)
     if args.quick:
         args.duration, args.warmup, args.repeat = 1.0, 0.3, 1
     args.profiles = [k.strip() for k in args.profiles.split(",") if k.strip()]

@@ -32,10 +32,11 @@ class Server:
     script: str = ""
     uvloop: bool = False
     extra: tuple = ()  # options found by preflight (wsdaemon: lift limits, quiet log)
+    src: Path | None = None  # wsdaemon only: a tree of its own instead of --wsdaemon-src
 
     def command(self, mode: str, port: int, wsdaemon_src: Path, build: Path) -> list[str]:
         if self.kind == "wsdaemon":
-            launcher = [sys.executable, str(BENCH / "wsdaemon_launcher.py"), str(wsdaemon_src)]
+            launcher = [sys.executable, str(BENCH / "wsdaemon_launcher.py"), str(self.src or wsdaemon_src)]
             app = f"wsdaemon.apps.{mode}:app"
             options = f"--host 127.0.0.1 --port {port} --app {app} --max-message-size 16777216"
             return [*launcher, "run", *options.split(), *self.extra]
@@ -67,6 +68,7 @@ def preflight(server: Server, wsdaemon_src: Path) -> None:
         return
     env = None
     if server.kind == "wsdaemon":
+        wsdaemon_src = server.src or wsdaemon_src
         for mode in ("echo", "broadcast"):
             if not (wsdaemon_src / "wsdaemon" / "apps" / f"{mode}.py").exists():
                 raise Unavailable(f"no wsdaemon.apps.{mode} in {wsdaemon_src}")
@@ -87,6 +89,13 @@ def preflight(server: Server, wsdaemon_src: Path) -> None:
 # connections (its default cap would make (d)/(g) measure 503s) and no per-connection
 # info logging (the peers run without access logs too).
 WSDAEMON_OPTIONS = {"--max-connections": "0", "--log-level": "warning"}
+
+
+def add_baseline(src: Path) -> str:
+    """Register another wsdaemon tree (an earlier commit, say) as a server of its own."""
+    name = "wsdaemon@baseline"
+    SERVERS[name] = Server(name, "wsdaemon", src=src)
+    return name
 
 
 def wsdaemon_options(help_text: str) -> list[str]:
