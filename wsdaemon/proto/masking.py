@@ -1,11 +1,12 @@
 """XOR masking of RFC 6455 payloads, at C speed when the accelerator is built.
 
-``WSDAEMON_PURE_PYTHON=1`` in the environment forces the pure-Python path.
+``WSDAEMON_PURE_PYTHON=1`` in the environment forces the pure-Python path
+(read by :mod:`wsdaemon.switches`).
 """
 
 from __future__ import annotations
 
-import os
+from ..switches import PURE_PYTHON
 
 
 def _apply_mask_python(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
@@ -18,7 +19,7 @@ def _apply_mask_python(data: bytes | bytearray | memoryview, mask: bytes) -> byt
 
 
 _apply_mask_c = None
-if not os.environ.get("WSDAEMON_PURE_PYTHON"):
+if not PURE_PYTHON:
     try:  # pragma: no cover - depends on the build
         from ._speedups import apply_mask as _apply_mask_c
     except ImportError:  # pragma: no cover
