@@ -2,7 +2,7 @@
 """Port a pristine Autobahn|Testsuite 25.10.1 install (Python 2 only) to Python 3, in place.
 
 usage: py3port.py SITE_PACKAGES          port it (it must be pristine)
-       py3port.py --status SITE_PACKAGES print "ported", "pristine" or "stale"
+       py3port.py --status SITE_PACKAGES print "ported" (by this port), "pristine" or "stale"
        py3port.py --pins                 print the two requirements it ports
 
 Run it with the interpreter of the venv that holds the packages (install.sh does).
@@ -275,9 +275,13 @@ def stamp():
 
 def status(site):
     marker = site / MARKER
-    if not marker.exists():
+    if marker.exists():
+        return "ported" if marker.read_text() == stamp() else "stale"
+    # 2to3 removes every dict.has_key(): its presence marks unconverted upstream code
+    fuzzing = site / FUZZ
+    if fuzzing.exists() and ".has_key(" in fuzzing.read_text(encoding="utf-8", errors="replace"):
         return "pristine"
-    return "ported" if marker.read_text() == stamp() else "stale"
+    return "stale"
 
 
 def check_versions():
