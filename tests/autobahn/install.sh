@@ -57,7 +57,7 @@ else
   note "installing the pinned requirements into $VENV"
   run "${PIP[@]}" install -r "$HERE/requirements.txt"
   # every installed distribution must be pinned in requirements.txt
-  "$VPY" - "$HERE/requirements.txt" <<'EOF' || die "requirements.txt is incomplete"
+  "$VPY" -I - "$HERE/requirements.txt" <<'EOF' || die "requirements.txt is incomplete"
 import importlib.metadata as md, re, sys
 norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()
 pinned = {norm(re.split(r"[\[=<>~ ]", l.strip())[0]) for l in open(sys.argv[1]) if l.strip() and not l.startswith("#")}
