@@ -190,6 +190,10 @@ class Server:
         refused.refuse(over_capacity_response())
         return False
 
+    def client_closed(self, fileno: int) -> None:
+        """A client socket is being closed: it no longer counts towards ``max_connections``."""
+        self.clients.discard(fileno)
+
     def check_origin(self, request: Request) -> None:
         """Refuse a request whose Origin is not allowed, with 403 and a log line.
 
