@@ -141,7 +141,10 @@ class Server:
 
     def _new_tls_connection(self, client: socket.socket, address: Any) -> TlsHandshake:
         self.clients.add(client.fileno())
-        return TlsHandshake(self, client, address, self.tls_context)
+        return TlsHandshake(self, client, address, self.tls_context, self._new_https_connection)
+
+    def _new_https_connection(self, client: ssl.SSLSocket, address: Any) -> HttpConnection:
+        return HttpConnection(self, client, address, secure=True)
 
     def _reload_origin_policy(self, settings: Settings, old: Settings) -> None:
         try:
