@@ -14,6 +14,7 @@ from typing import Any
 
 from .application import Application
 from .daemon.malloc_tuning import keep_large_buffers_in_heap
+from .net.deadlines import Deadlines, Expiring
 from .net.listener import Listener
 from .net.loop import EVENT_READ, EventLoop, TimerHandle
 from .net.refusal import RefusedConnection, over_capacity_response
@@ -32,7 +33,6 @@ from .transports.static import StaticFiles, serve_status
 
 log = logging.getLogger("wsdaemon.server")
 
-SWEEP_INTERVAL = 0.25
 IDLE_SWEEP_INTERVAL = 1.0
 #: Descriptors the daemon needs besides its clients (listeners, workers, logs, pipes).
 SPARE_DESCRIPTORS = 64
@@ -50,7 +50,8 @@ class Server:
         self.loop = loop or EventLoop()
         #: Open connections of every transport, as the application sees them.
         self.connections: set[AppConnection] = set()
-        self._watched: set[StreamConnection] = set()
+        #: Handshake, close and drain timeouts of the stream connections.
+        self.deadlines = Deadlines(self.loop)
         #: Descriptors of the accepted client sockets (``max_connections`` counts them).
         self.clients: set[int] = set()
         self._refusing: set[RefusedConnection] = set()
@@ -219,18 +220,12 @@ class Server:
 
     # -- deadlines ---------------------------------------------------------------
 
-    def watch(self, conn: StreamConnection) -> None:
+    def watch(self, conn: Expiring) -> None:
         """Have ``conn.on_deadline`` called once ``conn.deadline`` has passed."""
-        self._watched.add(conn)
+        self.deadlines.watch(conn)
 
-    def unwatch(self, conn: StreamConnection) -> None:
-        self._watched.discard(conn)
-
-    def _sweep(self) -> None:
-        now = time.monotonic()
-        for conn in [c for c in self._watched if c.deadline <= now]:
-            self._watched.discard(conn)
-            conn.on_deadline(now)
+    def unwatch(self, conn: Expiring) -> None:
+        self.deadlines.unwatch(conn)
 
     def _keepalive(self) -> None:
         now = time.monotonic()
@@ -296,7 +291,7 @@ class Server:
         if not self.listeners:
             self.listen()
         self.started_at = time.monotonic()
-        self._timers.append(self.loop.call_every(SWEEP_INTERVAL, self._sweep))
+        self.deadlines.start()
         self._schedule_keepalive()
         for component in self.components:
             start = getattr(component, "start", None)
@@ -427,6 +422,7 @@ class Server:
         """Drop whatever is left and release the loop."""
         for timer in self._timers:
             timer.cancel()
+        self.deadlines.stop()
         if self._keepalive_timer is not None:
             self._keepalive_timer.cancel()
         for listener in self.listeners:
