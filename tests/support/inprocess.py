@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from wsdaemon.application import Application
+from wsdaemon.net.deadlines import Deadlines
 from wsdaemon.net.loop import EVENT_READ, EventLoop
 from wsdaemon.server import Server
 from wsdaemon.settings import Settings
@@ -38,6 +39,26 @@ def turn(loop: EventLoop) -> None:
     """Run exactly one iteration of ``loop``: corked writes, ready I/O, due timers, soon-calls."""
     loop.call_soon(loop.stop)
     loop.run()
+
+
+class StubHost:
+    """The smallest :class:`~wsdaemon.net.stream.StreamHost`: no server, only what net needs."""
+
+    def __init__(self, **settings) -> None:
+        self.loop = EventLoop()
+        self.settings = Settings(**settings)
+        self.deadlines = Deadlines(self.loop)
+        #: Descriptors reported by ``client_closed``, in order.
+        self.closed: list[int] = []
+
+    def watch(self, conn) -> None:
+        self.deadlines.watch(conn)
+
+    def unwatch(self, conn) -> None:
+        self.deadlines.unwatch(conn)
+
+    def client_closed(self, fileno: int) -> None:
+        self.closed.append(fileno)
 
 
 def echo_app() -> Application:
