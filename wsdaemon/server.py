@@ -1,4 +1,4 @@
-"""The server: listeners, the connection set, timers, broadcast and graceful shutdown."""
+"""The server, the composition root: listeners, admission, deadlines, transports, broadcast, shutdown."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import fields, replace
+from functools import partial
 from typing import Any
 
 from .application import Application
 from .daemon.malloc_tuning import keep_large_buffers_in_heap
+from .net.admission import Admission
+from .net.deadlines import Deadlines, Expiring
 from .net.listener import Listener
 from .net.loop import EVENT_READ, EventLoop, TimerHandle
-from .net.refusal import RefusedConnection, over_capacity_response
 from .net.sockets import bind_socket, check_descriptor_limit
 from .net.stream import StreamConnection
 from .net.tls import TlsHandshake, make_server_context
@@ -31,17 +33,18 @@ from .transports.static import StaticFiles, serve_status
 
 log = logging.getLogger("wsdaemon.server")
 
-SWEEP_INTERVAL = 0.25
 IDLE_SWEEP_INTERVAL = 1.0
 #: Descriptors the daemon needs besides its clients (listeners, workers, logs, pipes).
 SPARE_DESCRIPTORS = 64
-#: Most clients at once that get a 503 over ``max_connections``; past it they are just closed.
-MAX_REFUSING = 64
 _NOT_ENCODED = object()
 
 
 class Server:
-    """One daemon process: an :class:`Application` served on one :class:`EventLoop`."""
+    """One daemon process: an :class:`Application` served on one :class:`EventLoop`.
+
+    It is the :class:`~wsdaemon.net.stream.StreamHost` of every client socket:
+    deadlines go to its :class:`Deadlines`, closed sockets to its :class:`Admission`.
+    """
 
     def __init__(self, app: Application, settings: Settings | None = None, loop: EventLoop | None = None):
         self.app = app
@@ -49,11 +52,10 @@ class Server:
         self.loop = loop or EventLoop()
         #: Open connections of every transport, as the application sees them.
         self.connections: set[AppConnection] = set()
-        self._watched: set[StreamConnection] = set()
-        #: Descriptors of the accepted client sockets (``max_connections`` counts them).
-        self.clients: set[int] = set()
-        self._refusing: set[RefusedConnection] = set()
-        self._over_capacity = False
+        #: Handshake, close and drain timeouts of the stream connections.
+        self.deadlines = Deadlines(self.loop)
+        #: ``max_connections``: the client sockets served, the refusals past the limit.
+        self.admission = Admission(self)
         self.origin_policy = OriginPolicy(self.settings.allowed_origins, self.settings.allow_missing_origin)
         self.tls_context = (
             make_server_context(self.settings.certfile, self.settings.keyfile)
@@ -129,17 +131,19 @@ class Server:
     def _add_listener(self, sock: socket.socket, secure: bool) -> None:
         sock.setblocking(False)
         make = self._new_tls_connection if secure else self._new_http_connection
-        listener = Listener(self, sock, make, secure=secure)
+        admit = partial(self.admission.admit, secure=True) if secure else self.admission.admit
+        listener = Listener(self.loop, sock, make, admit=admit)
         self.loop.register(sock, EVENT_READ, listener)
         self.listeners.append(listener)
 
     def _new_http_connection(self, client: socket.socket, address: Any) -> HttpConnection:
-        self.clients.add(client.fileno())
         return HttpConnection(self, client, address)
 
     def _new_tls_connection(self, client: socket.socket, address: Any) -> TlsHandshake:
-        self.clients.add(client.fileno())
-        return TlsHandshake(self, client, address, self.tls_context)
+        return TlsHandshake(self, client, address, self.tls_context, self._new_https_connection)
+
+    def _new_https_connection(self, client: ssl.SSLSocket, address: Any) -> HttpConnection:
+        return HttpConnection(self, client, address, secure=True)
 
     def _reload_origin_policy(self, settings: Settings, old: Settings) -> None:
         try:
@@ -166,29 +170,9 @@ class Server:
         log.info("TLS certificate reloaded from %s", self.settings.certfile)
         return True
 
-    def admit(self, client: socket.socket, address: Any, secure: bool = False) -> bool:
-        """Whether a freshly accepted socket may be served; refuses it over ``max_connections``.
-
-        Refused clients of a plain port read a 503; TLS ones are closed (no
-        handshake is spent on them), as are all of them past ``MAX_REFUSING``.
-        """
-        limit = self.settings.max_connections
-        if not limit or len(self.clients) < limit:
-            if self._over_capacity:
-                self._over_capacity = False
-                log.info("below the connection limit again (%d open)", len(self.clients))
-            return True
-        if not self._over_capacity:
-            self._over_capacity = True
-            log.warning("connection limit of %d reached; refusing new clients", limit)
-        if secure or len(self._refusing) >= MAX_REFUSING:
-            client.close()
-            return False
-        refused = _CountedRefusal(self, client, address)
-        self.loop.register(client, EVENT_READ, refused)
-        self._refusing.add(refused)
-        refused.refuse(over_capacity_response())
-        return False
+    def client_closed(self, fileno: int) -> None:
+        """A client socket is being closed: it no longer counts towards ``max_connections``."""
+        self.admission.client_closed(fileno)
 
     def check_origin(self, request: Request) -> None:
         """Refuse a request whose Origin is not allowed, with 403 and a log line.
@@ -210,18 +194,12 @@ class Server:
 
     # -- deadlines ---------------------------------------------------------------
 
-    def watch(self, conn: StreamConnection) -> None:
+    def watch(self, conn: Expiring) -> None:
         """Have ``conn.on_deadline`` called once ``conn.deadline`` has passed."""
-        self._watched.add(conn)
+        self.deadlines.watch(conn)
 
-    def unwatch(self, conn: StreamConnection) -> None:
-        self._watched.discard(conn)
-
-    def _sweep(self) -> None:
-        now = time.monotonic()
-        for conn in [c for c in self._watched if c.deadline <= now]:
-            self._watched.discard(conn)
-            conn.on_deadline(now)
+    def unwatch(self, conn: Expiring) -> None:
+        self.deadlines.unwatch(conn)
 
     def _keepalive(self) -> None:
         now = time.monotonic()
@@ -287,7 +265,7 @@ class Server:
         if not self.listeners:
             self.listen()
         self.started_at = time.monotonic()
-        self._timers.append(self.loop.call_every(SWEEP_INTERVAL, self._sweep))
+        self.deadlines.start()
         self._schedule_keepalive()
         for component in self.components:
             start = getattr(component, "start", None)
@@ -399,9 +377,7 @@ class Server:
             except Exception:
                 log.exception("error closing %r", conn)
         for handler in self._stream_handlers():
-            close_if_idle = getattr(handler, "close_if_idle", None)
-            if close_if_idle is not None:
-                close_if_idle()  # idle keep-alive HTTP connections would only delay the exit
+            handler.close_if_idle()  # idle keep-alive HTTP connections would only delay the exit
         deadline = time.monotonic() + self.settings.shutdown_grace
         self._wait_for_clients(deadline)
 
@@ -418,6 +394,7 @@ class Server:
         """Drop whatever is left and release the loop."""
         for timer in self._timers:
             timer.cancel()
+        self.deadlines.stop()
         if self._keepalive_timer is not None:
             self._keepalive_timer.cancel()
         for listener in self.listeners:
@@ -429,10 +406,3 @@ class Server:
             self.app.stopped(self)
         finally:
             self.loop.close()
-
-
-class _CountedRefusal(RefusedConnection):
-    __slots__ = ()
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self.server._refusing.discard(self)

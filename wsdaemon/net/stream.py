@@ -12,9 +12,14 @@ write ends, so a transport can drop the queued writes and still end the stream
 on a frame boundary (:meth:`StreamConnection.discard_unsent`).
 
 The socket may be a non-blocking :class:`ssl.SSLSocket` whose handshake is done
-(see :mod:`wsdaemon.tls`): reads drain the records OpenSSL already decrypted,
+(see :mod:`wsdaemon.net.tls`): reads drain the records OpenSSL already decrypted,
 sends go in chunks so a retried ``SSL_write`` always sees the same first bytes,
 and closing sends TLS close_notify before the TCP half-close.
+
+A connection can hand its socket to another handler (:meth:`StreamConnection.hand_over`,
+the swap of an HTTP connection into a WebSocket): the whole state moves, so a
+pipelined answer still unsent leaves before anything the new handler writes.
+What a connection needs of its owner is :class:`StreamHost`.
 """
 
 from __future__ import annotations
@@ -24,13 +29,11 @@ import socket
 import ssl
 from collections import deque
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .loop import EVENT_READ, EVENT_WRITE
+from ..settings import Settings
+from .loop import EVENT_READ, EVENT_WRITE, EventLoop
 from .sockets import format_address
-
-if TYPE_CHECKING:
-    from ..server import Server
 
 log = logging.getLogger("wsdaemon.connection")
 
@@ -39,6 +42,23 @@ RECV_SIZE = 256 * 1024
 #: first this-many buffered bytes must stay in place until the retry succeeds.
 TLS_SEND_CHUNK = 64 * 1024
 _DRAIN_TIMEOUT = 2.0
+
+
+class StreamHost(Protocol):
+    """What a stream connection needs of whoever owns it: the server, or a test."""
+
+    loop: EventLoop
+    #: Read live: a reload replaces it (``max_write_buffer`` is read on every queued write).
+    settings: Settings
+
+    def watch(self, conn: StreamConnection) -> None:
+        """Call ``conn.on_deadline(now)`` once, when ``conn.deadline`` has passed."""
+
+    def unwatch(self, conn: StreamConnection) -> None:
+        """Forget ``conn``'s deadline."""
+
+    def client_closed(self, fileno: int) -> None:
+        """The socket with descriptor ``fileno`` is being closed."""
 
 
 class StreamConnection:
@@ -58,12 +78,13 @@ class StreamConnection:
         "_close_after_flush",
         "_draining",
         "transport_closed",
+        "handed_over",
         "deadline",
         "last_seen",
         "_tls",
     )
 
-    def __init__(self, host: Server, sock: socket.socket, remote_address: Any) -> None:
+    def __init__(self, host: StreamHost, sock: socket.socket, remote_address: Any) -> None:
         self.host = host
         self.loop = host.loop
         self.sock = sock
@@ -78,7 +99,10 @@ class StreamConnection:
         self._write_registered = False
         self._close_after_flush = False
         self._draining = False
+        #: True once this object is done with the socket: closed it, or handed it over.
         self.transport_closed = False
+        #: True once :meth:`hand_over` gave the socket to another handler.
+        self.handed_over = False
         #: Monotonic time after which :meth:`on_deadline` runs (handshake, close, drain).
         self.deadline = 0.0
         self.last_seen = self.loop.now
@@ -96,8 +120,15 @@ class StreamConnection:
         """Called once when the socket is gone, cleanly or not."""
 
     def on_deadline(self, now: float) -> None:
-        """Called by the server's sweep when ``deadline`` has passed."""
+        """Called by the host's deadline service when ``deadline`` has passed."""
         self.close_transport()
+
+    def close_if_idle(self) -> None:
+        """At shutdown: close now if nothing is in progress (a keep-alive HTTP connection)."""
+
+    def take_unread(self) -> bytes:
+        """Remove and return the bytes received but not consumed yet (what a swap hands on)."""
+        return b""
 
     # -- inbound -----------------------------------------------------------------
 
@@ -366,7 +397,7 @@ class StreamConnection:
             return
         self.transport_closed = True
         self.loop.unregister(self.sock)
-        self.host.clients.discard(self.sock.fileno())
+        self.host.client_closed(self.sock.fileno())
         try:
             self.sock.close()
         except OSError:  # pragma: no cover
@@ -382,6 +413,47 @@ class StreamConnection:
         if exc is not None and not isinstance(exc, (ConnectionError, TimeoutError)):
             log.debug("%s: aborting after %r", self, exc)
         self.close_transport()
+
+    # -- the swap ----------------------------------------------------------------
+
+    def hand_over(self, successor: StreamConnection) -> bytes:
+        """Make ``successor`` serve this socket from now on; returns the unread inbound bytes.
+
+        Everything in flight moves with the socket: the unsent bytes with their
+        write boundaries, the corked writes (and the loop's entry for them), the
+        write interest and ``last_seen``; the selector map then points at
+        ``successor``. Its writes queue behind what this connection wrote. This
+        object is done with the socket after: it neither writes nor closes it.
+        """
+        if successor.sock is not self.sock:
+            raise ValueError("the successor must be built on the same socket")
+        if self.transport_closed or self._close_after_flush:
+            raise RuntimeError(f"{self} is closing; it cannot hand its socket over")
+        if successor._wbuf or successor._out:
+            raise RuntimeError(f"{successor} wrote before it had the socket")
+        loop = self.loop
+        unread = self.take_unread()
+        out, corked, write_registered = self._out, self._corked, self._write_registered
+        successor._wbuf, successor._wlens = self._wbuf, self._wlens
+        successor._write_registered = write_registered
+        successor.last_seen = self.last_seen
+        self._wbuf = self._wlens = self._out = None
+        self._corked = self._write_registered = False
+        self.handed_over = self.transport_closed = True
+        self.host.unwatch(self)
+        events = (EVENT_READ | EVENT_WRITE) if write_registered else EVENT_READ
+        loop.modify(self.sock, events, successor)
+        if corked and out:
+            successor._out = out
+            if loop.running:
+                successor._corked = True
+                try:
+                    loop.corked[loop.corked.index(self)] = successor
+                except ValueError:  # corked by a read in progress, not by the loop
+                    loop.corked.append(successor)
+            else:
+                successor._uncork()
+        return unread
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {format_address(self.remote_address)}>"

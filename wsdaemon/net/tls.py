@@ -5,10 +5,10 @@ peeks at the first byte: a TLS handshake record (0x16) is wrapped with the
 server's :class:`ssl.SSLContext` and handshaken without blocking (each
 ``SSLWantReadError``/``SSLWantWriteError`` waits for the matching readiness);
 a plain HTTP request gets a short 400 in clear text; anything else is closed.
-Once the handshake is done the handler swaps in an :class:`HttpConnection`
-for the encrypted socket, which then works like any other (``wss://`` and
-``https://``). The TLS and HTTP handshakes together must finish within
-``handshake_timeout``.
+Once the handshake is done the handler hands the encrypted socket over to what
+its ``make_handler`` builds (the server's makes an HTTP connection, which then
+works like any other: ``wss://`` and ``https://``). The TLS and HTTP handshakes
+together must finish within ``handshake_timeout``.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+from collections.abc import Callable
 from typing import Any
 
-from ..transports.http import HttpConnection
 from .loop import EVENT_READ, EVENT_WRITE
 from .refusal import RefusedConnection, plain_http_on_tls_response
 from .sockets import format_address
-from .stream import StreamConnection
+from .stream import StreamConnection, StreamHost
 
 log = logging.getLogger("wsdaemon.tls")
 
@@ -46,16 +46,25 @@ def make_server_context(certfile: str, keyfile: str | None = None) -> ssl.SSLCon
 class TlsHandshake(StreamConnection):
     """The first handler of a socket accepted on a TLS port."""
 
-    __slots__ = ("context", "_wrapped", "_done", "_events")
+    __slots__ = ("context", "make_handler", "_wrapped", "_done", "_events")
 
-    def __init__(self, server: Any, sock: socket.socket, remote_address: Any, context: ssl.SSLContext):
-        super().__init__(server, sock, remote_address)
+    def __init__(
+        self,
+        host: StreamHost,
+        sock: socket.socket,
+        remote_address: Any,
+        context: ssl.SSLContext,
+        make_handler: Callable[[ssl.SSLSocket, Any], StreamConnection],
+    ) -> None:
+        super().__init__(host, sock, remote_address)
         self.context = context
+        #: Builds what serves the socket once TLS is up: ``make_handler(ssl_sock, address)``.
+        self.make_handler = make_handler
         self._wrapped = False
         self._done = False
         self._events = EVENT_READ
-        self.deadline = self.loop.now + server.settings.handshake_timeout
-        server.watch(self)
+        self.deadline = self.loop.now + host.settings.handshake_timeout
+        host.watch(self)
 
     def data_received(self, data: bytes) -> None:  # pragma: no cover - reads are done here
         pass
@@ -87,9 +96,8 @@ class TlsHandshake(StreamConnection):
             if first.isalpha():
                 log.info("%s: plain HTTP on the TLS port; answering 400", self)
                 self._done = True
-                self.host.unwatch(self)
                 refused = RefusedConnection(self.host, self.sock, self.remote_address)
-                self.loop.modify(self.sock, EVENT_READ, refused)
+                self.hand_over(refused)
                 refused.refuse(plain_http_on_tls_response())
                 return
             self._give_up(f"not a TLS client (first byte {first[0]:#04x})")
@@ -119,12 +127,11 @@ class TlsHandshake(StreamConnection):
             self._give_up(f"TLS handshake failed: {getattr(exc, 'reason', None) or exc}")
             return
         self._done = True
-        self.host.unwatch(self)
-        http = HttpConnection(self.host, self.sock, self.remote_address, secure=True)
-        http.deadline = self.deadline  # one budget for the TLS and the HTTP handshakes
-        self.loop.modify(self.sock, EVENT_READ, http)
-        if self.sock.pending():
-            http.on_readable()
+        successor = self.make_handler(self.sock, self.remote_address)
+        successor.deadline = self.deadline  # one budget for the TLS and the HTTP handshakes
+        self.hand_over(successor)
+        if successor.sock.pending():
+            successor.on_readable()
 
     def _wait_for(self, events: int) -> None:
         if events != self._events:

@@ -2,8 +2,10 @@
 
 A new client socket is handled by :class:`HttpConnection`. When a request head
 is complete it either answers it (static files, status, errors) or *swaps
-itself* in the selector map for the protocol's connection object, handing over
-the socket, the parsed request and every byte received after the head.
+itself* in the selector map for the protocol's connection object
+(:meth:`~wsdaemon.net.stream.StreamConnection.hand_over`), handing over the
+socket, the parsed request, every byte received after the head and every byte
+written and not sent yet.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ..net.loop import EVENT_READ, EVENT_WRITE
 from ..net.sockets import format_address
 from ..net.stream import StreamConnection
 from ..proto import rfc6455
@@ -41,7 +42,6 @@ class HttpConnection(StreamConnection):
 
     __slots__ = (
         "parser",
-        "handed_over",
         "secure",
         "holder",
         "_body",
@@ -55,7 +55,6 @@ class HttpConnection(StreamConnection):
         super().__init__(server, sock, remote_address)
         settings = server.settings
         self.parser = HttpRequestParser(settings.max_header_bytes, settings.max_headers)
-        self.handed_over = False
         self.secure = secure
         #: The handler a held response belongs to (see :meth:`hold`), else None.
         self.holder: Any = None
@@ -251,16 +250,11 @@ class HttpConnection(StreamConnection):
             self.holder = None
             holder.hold_lost()
 
-    def hand_over(self, new_handler: StreamConnection) -> bytes:
-        """Swap ``new_handler`` into the selector map for this socket; return the unconsumed bytes."""
-        self.handed_over = True
-        self.host.unwatch(self)
-        events = EVENT_READ | (EVENT_WRITE if self._write_registered else 0)
-        new_handler._write_registered = self._write_registered
-        self.loop.modify(self.sock, events, new_handler)
-        leftover = bytes(self.parser.buffer)
+    def take_unread(self) -> bytes:
+        """The bytes after the last request head: an upgrade hands them to the new connection."""
+        unread = bytes(self.parser.buffer)
         self.parser.buffer.clear()
-        return leftover
+        return unread
 
     def __repr__(self) -> str:
         return f"<HttpConnection {format_address(self.remote_address)}>"
