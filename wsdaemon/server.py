@@ -9,6 +9,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import fields, replace
+from functools import partial
 from typing import Any
 
 from .application import Application
@@ -129,7 +130,8 @@ class Server:
     def _add_listener(self, sock: socket.socket, secure: bool) -> None:
         sock.setblocking(False)
         make = self._new_tls_connection if secure else self._new_http_connection
-        listener = Listener(self, sock, make, secure=secure)
+        admit = partial(self.admit, secure=True) if secure else self.admit
+        listener = Listener(self.loop, sock, make, admit=admit)
         self.loop.register(sock, EVENT_READ, listener)
         self.listeners.append(listener)
 

@@ -6,9 +6,10 @@ import errno
 import logging
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
-from .loop import EVENT_READ
+from .loop import EVENT_READ, EventLoop
 
 log = logging.getLogger("wsdaemon.listener")
 
@@ -18,16 +19,25 @@ _EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
 class Listener:
-    """Accepts clients and gives each one a fresh handler from ``make_handler``."""
+    """Accepts clients and gives each one a fresh handler from ``make_handler``.
 
-    __slots__ = ("host", "sock", "make_handler", "secure", "paused", "_exhausted_episode", "_pauses")
+    ``admit(client, address)`` may refuse a client (it then owns the socket);
+    without it every client is served.
+    """
 
-    def __init__(self, host: Any, sock: socket.socket, make_handler: Any, secure: bool = False) -> None:
-        self.host = host
+    __slots__ = ("loop", "sock", "make_handler", "admit", "paused", "_exhausted_episode", "_pauses")
+
+    def __init__(
+        self,
+        loop: EventLoop,
+        sock: socket.socket,
+        make_handler: Callable[[socket.socket, Any], Any],
+        admit: Callable[[socket.socket, Any], bool] | None = None,
+    ) -> None:
+        self.loop = loop
         self.sock = sock
         self.make_handler = make_handler
-        #: Clients of this listener speak TLS first.
-        self.secure = secure
+        self.admit = admit
         self.paused = False
         #: Monotonic start of the current descriptor-exhaustion episode, 0.0 outside one.
         self._exhausted_episode = 0.0
@@ -49,18 +59,13 @@ class Listener:
                     continue
                 raise
             client.setblocking(False)
-            admitted = (
-                self.host.admit(client, address, secure=True)
-                if self.secure
-                else self.host.admit(client, address)
-            )
-            if not admitted:
+            if self.admit is not None and not self.admit(client, address):
                 continue
             if client.family in (socket.AF_INET, socket.AF_INET6):
                 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             handler = self.make_handler(client, address)
             try:
-                self.host.loop.register(client, EVENT_READ, handler)
+                self.loop.register(client, EVENT_READ, handler)
             except Exception:
                 client.close()
                 raise
@@ -85,8 +90,8 @@ class Listener:
             self._pauses = 0
         self._pauses += 1
         self.paused = True
-        self.host.loop.unregister(self.sock)
-        self.host.loop.call_later(EXHAUSTED_BACKOFF, self.resume)
+        self.loop.unregister(self.sock)
+        self.loop.call_later(EXHAUSTED_BACKOFF, self.resume)
 
     def _end_episode(self) -> None:
         log.info(
@@ -99,10 +104,10 @@ class Listener:
     def resume(self) -> None:
         if self.paused and self.sock.fileno() >= 0:
             self.paused = False
-            self.host.loop.register(self.sock, EVENT_READ, self)
+            self.loop.register(self.sock, EVENT_READ, self)
 
     def close(self) -> None:
         if not self.paused:
-            self.host.loop.unregister(self.sock)
+            self.loop.unregister(self.sock)
         self.paused = True
         self.sock.close()

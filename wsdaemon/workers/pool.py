@@ -285,7 +285,7 @@ class WorkerPool:
                 _enable_keepalive(client)
             return WorkerConnection(self, client, address, remote)
 
-        listener = Listener(self, sock, make)
+        listener = Listener(self.loop, sock, make, admit=self.admit)
         self.loop.register(sock, EVENT_READ, listener)
         self.listeners.append(listener)
 
