@@ -84,6 +84,7 @@ class Server:
             from .workers.pool import WorkerPool
 
             self.workers = self.add_component(WorkerPool(self))
+            app.bind_task_runner(self.workers.submit)
         #: The long-polling transport (``/lp/``), or None when disabled.
         self.longpoll: LongPolling | None = None
         if self.settings.longpoll:
