@@ -41,6 +41,7 @@ class Application:
         self._on_stop: list[Callable] = []
         #: Task functions declared with :meth:`task`, by name.
         self.tasks: dict[str, TaskFunction] = {}
+        self._task_runner: Callable[..., TaskFuture] | None = None
 
     # -- decorators --------------------------------------------------------------
 
@@ -103,10 +104,16 @@ class Application:
         **kwargs: Any,
     ) -> TaskFuture:
         """Run task ``name`` in a worker; the future's callbacks get the result or a TaskError."""
-        pool = getattr(self.server, "workers", None)
-        if pool is None:
+        if self._task_runner is None:
             raise NoWorkers("no worker pool: start the daemon with --workers N or --worker-listen")
-        return pool.submit(name, args, kwargs, callback=callback, timeout=timeout)
+        return self._task_runner(name, args, kwargs, callback=callback, timeout=timeout)
+
+    def bind_task_runner(self, submit: Callable[..., TaskFuture]) -> None:
+        """Send :meth:`submit` to ``submit(name, args, kwargs, callback=, timeout=)``: the worker pool's.
+
+        The server binds it when it has a pool; unbound, :meth:`submit` raises NoWorkers.
+        """
+        self._task_runner = submit
 
     # -- called by the server ----------------------------------------------------
 

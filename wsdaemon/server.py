@@ -84,7 +84,8 @@ class Server:
         if self.settings.workers or self.settings.worker_listen:
             from .workers.pool import WorkerPool
 
-            self.workers = self.add_component(WorkerPool(self))
+            self.workers = self.add_component(WorkerPool(self, app.tasks))
+            app.bind_task_runner(self.workers.submit)
         #: The long-polling transport (``/lp/``), or None when disabled.
         self.longpoll: LongPolling | None = None
         if self.settings.longpoll:
