@@ -14,13 +14,27 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .tasks import NoWorkers, TaskFunction, TaskFuture
 
 if TYPE_CHECKING:
     from .proto.http11 import Request
-    from .server import Server
+
+
+class Server(Protocol):
+    """What an application may use of the running server (:class:`wsdaemon.server.Server`).
+
+    Declared here because the server sits above the application and imports it.
+    """
+
+    connections: set[Any]
+
+    def call_later(self, delay: float, callback: Callable, *args: Any) -> Any: ...
+
+    def call_every(self, interval: float, callback: Callable, *args: Any) -> Any: ...
+
+    def broadcast(self, message: str | bytes, connections: Any = None, exclude: Any = None) -> int: ...
 
 
 def _ignore(*args: Any) -> None:

@@ -13,7 +13,6 @@ from functools import partial
 from typing import Any
 
 from .application import Application
-from .daemon.malloc_tuning import keep_large_buffers_in_heap
 from .net.admission import Admission
 from .net.deadlines import Deadlines, Expiring
 from .net.listener import Listener
@@ -261,8 +260,6 @@ class Server:
 
     def start(self) -> None:
         """Prepare timers and signals; :meth:`serve_forever` calls it."""
-        if self.settings.malloc_tuning:
-            keep_large_buffers_in_heap(self.settings.max_message_size)
         if not self.listeners:
             self.listen()
         self.started_at = time.monotonic()

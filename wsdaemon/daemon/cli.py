@@ -244,7 +244,7 @@ def show_config(ctx: click.Context, sample: bool, **options: Any) -> None:
 )
 def worker(app_spec, socket_path, connect, token_file, max_frame, log_level, supervised) -> None:
     """Run the application's task functions for a daemon (see docs/workers.md)."""
-    from ..workers.pool import parse_host_port
+    from ..workers.connection import parse_host_port
     from ..workers.worker import EXIT_REFUSED, run_worker
 
     logging.basicConfig(

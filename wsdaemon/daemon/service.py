@@ -34,6 +34,7 @@ from ..net.sockets import bind_socket
 from ..server import Server
 from ..settings import Settings
 from .logs import LogSetup
+from .malloc_tuning import keep_large_buffers_in_heap
 from .pidfile import ABSENT, RUNNING, AlreadyRunning, PidFile, process_exists
 from .settings_loader import SettingsSource
 
@@ -108,6 +109,8 @@ def serve(
     ready: Callable[[], None] | None = None,
 ) -> None:
     """Serve on ``sock`` until SIGTERM/SIGINT; SIGHUP reloads, SIGUSR1 reopens the log."""
+    if settings.malloc_tuning:
+        keep_large_buffers_in_heap(settings.max_message_size)
     try:
         server = Server(app, settings)
     except (OSError, ValueError) as exc:

@@ -35,7 +35,6 @@ from ..tasks import (
     WorkerDied,
 )
 from .connection import WorkerConnection, WorkerListeners
-from .connection import parse_host_port as parse_host_port  # daemon/cli.py imports it from here
 from .host import WorkerPoolHost
 from .pending import PendingTask
 from .supervision import Supervisor
