@@ -13,6 +13,7 @@ import random
 import socket
 import struct
 import time
+from collections.abc import Mapping
 
 import pytest
 import websocket
@@ -46,7 +47,7 @@ CUTS = st.lists(st.integers(0, 1 << 20), max_size=8)
 
 def _check_request(request: Request) -> None:
     assert isinstance(request.method, str) and request.method
-    assert isinstance(request.path, str) and isinstance(request.query, dict)
+    assert isinstance(request.path, str) and isinstance(request.query, Mapping)
     for name, value in request.headers.items():
         assert "\r" not in value and "\n" not in value and "\x00" not in value
         assert ":" not in name
@@ -235,7 +236,7 @@ def test_long_polling_parsers_raise_only_protocol_errors(data, query):
     except ProtocolError as exc:
         assert exc.status == 400
     try:
-        assert longpoll.parse_ack({"ack": [query]}) >= 0
+        assert longpoll.parse_ack({"ack": query}) >= 0
     except ProtocolError:
         pass
 

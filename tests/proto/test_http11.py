@@ -37,7 +37,7 @@ def test_split_at_every_offset_keeps_the_bytes_after_the_head(split):
     assert not (first and second)
     assert request.method == "GET"
     assert request.path == "/chat"
-    assert request.query == {"room": ["1"], "x": [" y"]}
+    assert request.query == {"room": "1", "x": " y"}
     assert request.headers["host"] == "example.com:8081"
     assert request.headers.tokens("connection") == ["keep-alive", "upgrade"]
     assert request.headers.tokens_raw("Sec-WebSocket-Protocol") == ["chat.v2", "chat.v1"]
@@ -130,3 +130,20 @@ def test_error_response_is_a_real_http_response():
     assert data.startswith(b"HTTP/1.1 404 Not Found\r\n")
     assert b"Content-Length: 10\r\n" in data
     assert data.endswith(b"\r\n\r\nnot found\n")
+
+
+def test_query_gives_one_string_per_key_and_every_value_on_request():
+    """``request.query.get("token")`` is what newcomers write: a str, not parse_qs's list (issue 12.10)."""
+    request = HttpRequestParser().feed(
+        b"GET /play?token=abc&room=1&room=2&empty= HTTP/1.1\r\nHost: h\r\n\r\n"
+    )
+    query = request.query
+    assert query.get("token") == "abc"
+    assert query["room"] == "2"  # the last of repeats, as Starlette does
+    assert query.getall("room") == ["1", "2"] == query.getlist("room")
+    assert query.getall("missing") == []
+    assert query.get("missing") is None
+    assert query["empty"] == ""
+    assert {"token": "x"}.get(query.get("token"), "hashable") == "hashable"  # a str key, no TypeError
+    assert query.multi_items() == [("token", "abc"), ("room", "1"), ("room", "2"), ("empty", "")]
+    assert len(query) == 3 and sorted(query) == ["empty", "room", "token"]

@@ -149,10 +149,10 @@ def test_close_reason_limit_counts_bytes():
 
 def test_parse_ack():
     assert parse_ack({}) == 0
-    assert parse_ack({"ack": ["12"]}) == 12
+    assert parse_ack({"ack": "12"}) == 12
     for bad in ("-1", "x", "", "1e3", "١"):
         with pytest.raises(ProtocolError):
-            parse_ack({"ack": [bad]})
+            parse_ack({"ack": bad})
 
 
 # -- the session state machine ----------------------------------------------------

@@ -39,7 +39,7 @@ def message(conn, msg):
             repr(
                 {
                     "path": r.path,
-                    "query": r.query,
+                    "query": {k: r.query.getall(k) for k in r.query},
                     "cookie": r.cookies.get("session"),
                     "agent": r.headers.get("User-Agent"),
                     "remote": r.remote_address[0],

@@ -65,7 +65,7 @@ def message(conn, message):
                     "protocol": conn.protocol,
                     "subprotocol": conn.subprotocol,
                     "path": request.path,
-                    "query": request.query,
+                    "query": {k: request.query.getall(k) for k in request.query},
                     "cookies": request.cookies,
                     "remote": list(conn.remote_address),
                     "user_agent": request.headers.get("User-Agent"),

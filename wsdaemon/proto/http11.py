@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
@@ -82,6 +83,46 @@ class Headers:
         return f"Headers({self._items!r})"
 
 
+class QueryParams(Mapping[str, str]):
+    """The query string as a read-only mapping: ``q["k"]`` and ``q.get("k")`` give one string.
+
+    A key given several times maps to its last value; :meth:`getall` lists them all
+    in order (as Starlette's and Werkzeug's query mappings do).
+    """
+
+    __slots__ = ("_items", "_last")
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._items = list(items)
+        self._last = dict(self._items)
+
+    @classmethod
+    def parse(cls, query_string: str) -> QueryParams:
+        return cls(urllib.parse.parse_qsl(query_string, keep_blank_values=True))
+
+    def __getitem__(self, key: str) -> str:
+        return self._last[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._last)
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+    def getall(self, key: str) -> list[str]:
+        """Every value of ``key``, in the order given; ``[]`` when absent."""
+        return [v for k, v in self._items if k == key]
+
+    getlist = getall
+
+    def multi_items(self) -> list[tuple[str, str]]:
+        """Every (key, value) pair, repeats included, in order."""
+        return list(self._items)
+
+    def __repr__(self) -> str:
+        return f"QueryParams({self._items!r})"
+
+
 @dataclass
 class Request:
     """A parsed request head: what ``conn.request`` shows the application."""
@@ -93,7 +134,7 @@ class Request:
     remote_address: tuple = ("", 0)
     path: str = "/"
     query_string: str = ""
-    query: dict[str, list[str]] = field(default_factory=dict)
+    query: QueryParams = field(default_factory=QueryParams)
     cookies: dict[str, str] = field(default_factory=dict)
     secure: bool = False
 
@@ -187,7 +228,7 @@ def parse_request_head(head: bytes, max_headers: int = DEFAULT_MAX_HEADERS) -> R
         path, query_string = parsed.path or "/", parsed.query
     request.path = urllib.parse.unquote(path)
     request.query_string = query_string
-    request.query = urllib.parse.parse_qs(query_string, keep_blank_values=True)
+    request.query = QueryParams.parse(query_string)
     request.cookies = _parse_cookies(headers.get_all("Cookie"))
     return request
 

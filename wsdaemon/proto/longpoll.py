@@ -14,6 +14,7 @@ import base64
 import binascii
 import json
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 from .errors import ProtocolError
@@ -193,10 +194,9 @@ def is_valid_close_code(code: int) -> bool:
     return code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011) or 3000 <= code <= 4999
 
 
-def parse_ack(query: dict[str, list[str]]) -> int:
+def parse_ack(query: Mapping[str, str]) -> int:
     """The ``ack`` query parameter of a poll: the last server sequence number received."""
-    values = query.get("ack", ["0"])
-    text = values[-1]
+    text = query.get("ack", "0")
     if not text.isdigit() or not text.isascii() or len(text) > 18:
         raise ProtocolError('"ack" must be a non-negative integer')
     return int(text)
