@@ -248,7 +248,7 @@ def test_hand_over_moves_unsent_bytes_corked_writes_and_write_interest(host):
     turn(host.loop)
     (successor,) = moved
     assert conn.transport_closed and conn.handed_over and conn.buffered_amount == 0
-    assert host.loop.handler_for(conn.sock) is successor
+    assert host.loop.selector.get_key(conn.sock).data is successor
     assert successor.last_seen == 123.0
     assert events_of(host, successor) == EVENT_READ | EVENT_WRITE
     expected = first + b"corked by the loop and the successor's"

@@ -94,14 +94,7 @@ class EventLoop:
         except (KeyError, ValueError):
             pass
 
-    def handler_for(self, sock: Any) -> Any:
-        """The object that handles ``sock`` now (after any swap)."""
-        return self.selector.get_key(sock).data
-
     # -- timers ------------------------------------------------------------------
-
-    def time(self) -> float:
-        return time.monotonic()
 
     def call_later(self, delay: float, callback: Callable, *args: Any) -> TimerHandle:
         handle = TimerHandle(time.monotonic() + delay, next(self._seq), callback, args, None)

@@ -21,9 +21,10 @@ import re
 import struct
 import urllib.parse
 
+from .codes import CloseCode
 from .errors import HandshakeError, ProtocolError
 from .http11 import Request, build_response
-from .rfc6455 import CLOSE_INVALID_DATA, CLOSE_NORMAL, CLOSE_TOO_BIG, EV_ERROR, OP_CLOSE, OP_TEXT
+from .rfc6455 import EV_ERROR, OP_CLOSE, OP_TEXT
 
 __all__ = [
     "CLOSE_FRAME",
@@ -328,7 +329,7 @@ class FrameParser:
             if length > self.max_message_size:
                 raise _too_big(self.max_message_size)
         if frame_type == 0xFF and length == 0 and self.closing_handshake:
-            events.append((OP_CLOSE, (CLOSE_NORMAL, "")))
+            events.append((OP_CLOSE, (CloseCode.NORMAL_CLOSURE, "")))
             self.done = True
             return i
         if length > self.max_message_size:
@@ -343,15 +344,15 @@ def _decode(payload: bytes) -> str:
     try:
         return payload.decode("utf-8")
     except UnicodeDecodeError:
-        raise ProtocolError("invalid UTF-8 in text message", CLOSE_INVALID_DATA) from None
+        raise ProtocolError("invalid UTF-8 in text message", CloseCode.INVALID_DATA) from None
 
 
 def _decode_part(decoder, payload: bytes, final: bool) -> str:
     try:
         return decoder.decode(payload, final)
     except UnicodeDecodeError:
-        raise ProtocolError("invalid UTF-8 in text message", CLOSE_INVALID_DATA) from None
+        raise ProtocolError("invalid UTF-8 in text message", CloseCode.INVALID_DATA) from None
 
 
 def _too_big(limit: int) -> ProtocolError:
-    return ProtocolError(f"message larger than {limit} bytes", CLOSE_TOO_BIG)
+    return ProtocolError(f"message larger than {limit} bytes", CloseCode.MESSAGE_TOO_BIG)

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
+from .codes import CloseCode, is_valid_close_code
 from .errors import ProtocolError
 
 OPEN = "open"
@@ -29,7 +30,6 @@ EV_BINARY = "binary"
 #: The client's close item: (EV_CLOSE, code, reason); code 1005 when it sent none.
 EV_CLOSE = "close"
 
-CLOSE_NO_STATUS = 1005
 MAX_CLOSE_REASON = 123  # bytes, as in a WebSocket close frame
 
 
@@ -178,7 +178,7 @@ def _parse_item(entry: Any, max_message_size: int) -> ClientItem:
     if value is None:
         if reason:
             raise ProtocolError("a close reason needs a close code")
-        return ClientItem(seq, EV_CLOSE, CLOSE_NO_STATUS)
+        return ClientItem(seq, EV_CLOSE, CloseCode.NO_STATUS_RCVD)
     if type(value) is not int or not is_valid_close_code(value):
         raise ProtocolError(f"invalid close code {value!r}")
     return ClientItem(seq, EV_CLOSE, value, reason)
@@ -186,12 +186,7 @@ def _parse_item(entry: Any, max_message_size: int) -> ClientItem:
 
 def _check_size(size: int, limit: int) -> None:
     if limit and size > limit:
-        raise ProtocolError(f"message larger than {limit} bytes", code=1009, status=413)
-
-
-def is_valid_close_code(code: int) -> bool:
-    """Codes a client may send: 1000-1003, 1007-1011, 3000-4999 (as in a close frame)."""
-    return code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011) or 3000 <= code <= 4999
+        raise ProtocolError(f"message larger than {limit} bytes", code=CloseCode.MESSAGE_TOO_BIG, status=413)
 
 
 def parse_ack(query: Mapping[str, str]) -> int:

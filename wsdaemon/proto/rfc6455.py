@@ -13,6 +13,7 @@ import codecs
 import hashlib
 import struct
 
+from .codes import CloseCode, is_valid_close_code
 from .errors import HandshakeError, ProtocolError
 from .http11 import Request, build_response, is_token
 from .masking import apply_mask
@@ -29,17 +30,6 @@ OP_PONG = 0xA
 #: Event kind appended last by :meth:`FrameParser.feed` when the stream is broken.
 EV_ERROR = -1
 
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_PROTOCOL_ERROR = 1002
-CLOSE_UNSUPPORTED = 1003
-CLOSE_NO_STATUS = 1005
-CLOSE_ABNORMAL = 1006
-CLOSE_INVALID_DATA = 1007
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_MANDATORY_EXTENSION = 1010
-CLOSE_INTERNAL_ERROR = 1011
 
 _pack_h = struct.Struct("!BB").pack
 _pack_h16 = struct.Struct("!BBH").pack
@@ -125,30 +115,7 @@ def encode_frame(opcode: int, payload: bytes = b"", fin: bool = True, mask: byte
     return header + payload
 
 
-def frame_header(opcode: int, length: int) -> bytes:
-    """The header of an unmasked final frame, for sending a large payload without copying it."""
-    b0 = 0x80 | opcode
-    if length < 126:
-        return _pack_h(b0, length)
-    if length < 65536:
-        return _pack_h16(b0, 126, length)
-    return _pack_h64(b0, 127, length)
-
-
-def encode_text(text: str) -> bytes:
-    return encode_frame(OP_TEXT, text.encode("utf-8"))
-
-
-def encode_binary(data: bytes) -> bytes:
-    return encode_frame(OP_BINARY, data)
-
-
-def is_valid_close_code(code: int) -> bool:
-    """Codes a peer may send in a close frame (RFC 6455 7.4, IANA registry)."""
-    return 1000 <= code <= 1003 or 1007 <= code <= 1011 or 3000 <= code <= 4999
-
-
-def encode_close(code: int | None = CLOSE_NORMAL, reason: str = "") -> bytes:
+def encode_close(code: int | None = CloseCode.NORMAL_CLOSURE, reason: str = "") -> bytes:
     """A close frame; the reason is cut at a character boundary to fit 123 bytes."""
     if code is None:
         return encode_frame(OP_CLOSE, b"")
@@ -161,7 +128,7 @@ def encode_close(code: int | None = CLOSE_NORMAL, reason: str = "") -> bytes:
 def parse_close_payload(payload: bytes) -> tuple[int, str]:
     """Code and reason of a received close frame; 1005 when it carries no code."""
     if not payload:
-        return CLOSE_NO_STATUS, ""
+        return CloseCode.NO_STATUS_RCVD, ""
     if len(payload) == 1:
         raise ProtocolError("close frame with a 1-byte payload")
     code = _unpack16(payload)[0]
@@ -170,7 +137,7 @@ def parse_close_payload(payload: bytes) -> tuple[int, str]:
     try:
         reason = payload[2:].decode("utf-8")
     except UnicodeDecodeError:
-        raise ProtocolError("close reason is not valid UTF-8", CLOSE_INVALID_DATA) from None
+        raise ProtocolError("close reason is not valid UTF-8", CloseCode.INVALID_DATA) from None
     return code, reason
 
 
@@ -277,12 +244,14 @@ class FrameParser:
                     if self._msg_frames == self.max_frames_per_message:
                         raise ProtocolError(
                             f"message in more than {self.max_frames_per_message} frames",
-                            CLOSE_TOO_BIG,
+                            CloseCode.MESSAGE_TOO_BIG,
                         )
                 elif opcode < 8 and self._msg_opcode:
                     raise ProtocolError("new data frame inside a fragmented message")
                 if opcode < 8 and self._msg_size + length > self.max_message_size:
-                    raise ProtocolError(f"message larger than {self.max_message_size} bytes", CLOSE_TOO_BIG)
+                    raise ProtocolError(
+                        f"message larger than {self.max_message_size} bytes", CloseCode.MESSAGE_TOO_BIG
+                    )
                 if b1 & 0x80:
                     start = pos + hdr + 4
                     if n < start:
@@ -315,7 +284,9 @@ class FrameParser:
                         try:
                             append((OP_TEXT, payload.decode("utf-8")))
                         except UnicodeDecodeError:
-                            raise ProtocolError("invalid UTF-8 in text message", CLOSE_INVALID_DATA) from None
+                            raise ProtocolError(
+                                "invalid UTF-8 in text message", CloseCode.INVALID_DATA
+                            ) from None
                     else:
                         self._start_message(OP_TEXT, length)
                         self._msg_decoder = decoder = _Utf8Decoder()
@@ -396,7 +367,7 @@ class FrameParser:
         try:
             return decoder.decode(payload, final)
         except UnicodeDecodeError:
-            raise ProtocolError("invalid UTF-8 in text message", CLOSE_INVALID_DATA) from None
+            raise ProtocolError("invalid UTF-8 in text message", CloseCode.INVALID_DATA) from None
 
     def _check_partial_text(self, data, start: int, n: int, mask, opcode: int) -> None:
         """Validate the UTF-8 of a text frame still arriving, so bad input fails fast."""

@@ -12,13 +12,9 @@ import logging
 from typing import Any
 
 from ..net.sockets import format_address
+from ..proto.codes import CLOSED, CONNECTING, OPEN, CloseCode
 
 log = logging.getLogger("wsdaemon.app")
-
-CONNECTING = 0
-OPEN = 1
-CLOSING = 2
-CLOSED = 3
 
 
 class AppConnection:
@@ -48,7 +44,7 @@ class AppConnection:
         """Queue one message: ``str`` goes as text, ``bytes`` as binary."""
         raise NotImplementedError
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
+    def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Start the closing handshake; ``on_close`` follows when it completes."""
         raise NotImplementedError
 
@@ -129,7 +125,7 @@ class AppConnection:
 
     def _callback_failed(self, where: str) -> None:
         log.exception("error in %s for %s; closing it with 1011", where, self)
-        self.fail(1011, "internal server error")
+        self.fail(CloseCode.INTERNAL_ERROR, "internal server error")
 
     def fail(self, code: int, reason: str) -> None:
         """Close because of an error on our side or the peer's (overridden per transport)."""

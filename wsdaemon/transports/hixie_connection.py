@@ -16,23 +16,14 @@ import logging
 from typing import Any
 
 from ..proto import hixie
+from ..proto.codes import CLOSED, CLOSING, CONNECTING, OPEN, CloseCode, ConnState
 from ..proto.errors import ConnectionClosedError, HandshakeError
 from ..proto.hixie import CLOSE_FRAME, KEY3_SIZE, FrameParser, encode_text
 from ..proto.http11 import Request, error_response
-from ..proto.rfc6455 import (
-    CLOSE_ABNORMAL,
-    CLOSE_NORMAL,
-    CLOSE_POLICY,
-    EV_ERROR,
-    OP_CLOSE,
-    OP_TEXT,
-)
-from .appconnection import CLOSED, CLOSING, CONNECTING, OPEN
+from ..proto.rfc6455 import EV_ERROR, OP_CLOSE, OP_TEXT
 from .websocket import WebSocketConnection
 
 log = logging.getLogger("wsdaemon.hixie")
-
-_STATE_NAMES = {CONNECTING: "connecting", OPEN: "open", CLOSING: "closing", CLOSED: "closed"}
 
 
 class HixieConnection(WebSocketConnection):
@@ -69,10 +60,10 @@ class HixieConnection(WebSocketConnection):
                 )
             raise TypeError(f"send() takes str, not {type(message).__name__}")
         if self.state != OPEN:
-            raise ConnectionClosedError(f"connection is {_STATE_NAMES[self.state]}")
+            raise ConnectionClosedError(f"connection is {ConnState(self.state).label}")
         self.write(encode_text(message))
 
-    def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+    def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """-75 has no closing handshake: report the close and shut TCP down after the last write."""
         if self.state == CONNECTING:
             self._deliver_close(code, reason)
@@ -149,15 +140,15 @@ class HixieConnection(WebSocketConnection):
             self._deliver_close(*self._eof_close())
         elif self.state == CLOSING:
             # We sent our closing frame; the client closing TCP completes the close.
-            self._deliver_close(self.close_code or CLOSE_NORMAL, self.close_reason)
+            self._deliver_close(self.close_code or CloseCode.NORMAL_CLOSURE, self.close_reason)
         self.close_transport()
 
     def _eof_close(self) -> tuple[int, str]:
         """Close code and reason when the client closes TCP while open."""
-        return CLOSE_NORMAL, ""
+        return CloseCode.NORMAL_CLOSURE, ""
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._deliver_close(CLOSE_ABNORMAL, "connection lost")
+        self._deliver_close(CloseCode.ABNORMAL_CLOSURE, "connection lost")
 
     def on_deadline(self, now: float) -> None:
         if self._draining or self._close_after_flush or self.transport_closed:
@@ -166,7 +157,7 @@ class HixieConnection(WebSocketConnection):
             self._handshake_timeout()
         elif self.state == CLOSING:
             log.info("%s: no closing frame within %.1fs", self, self.host.settings.close_timeout)
-            self._deliver_close(CLOSE_ABNORMAL, "close timeout")
+            self._deliver_close(CloseCode.ABNORMAL_CLOSURE, "close timeout")
             self.close_transport()
         elif self.state == OPEN:
             idle = self.host.settings.idle_timeout
@@ -178,7 +169,7 @@ class HixieConnection(WebSocketConnection):
             log.info("%s: nothing received for %.1fs, closing", self, idle)
             self.parser.done = True
             self._send_close_frame()
-            self._deliver_close(CLOSE_ABNORMAL, "idle timeout")
+            self._deliver_close(CloseCode.ABNORMAL_CLOSURE, "idle timeout")
             self._finish_after_flush()
         else:
             self.close_transport()
@@ -192,7 +183,7 @@ class HixieConnection(WebSocketConnection):
         self.discard_slow_consumer_backlog()
         self.parser.done = True
         self._send_close_frame()
-        self._deliver_close(CLOSE_POLICY, "slow consumer")
+        self._deliver_close(CloseCode.POLICY_VIOLATION, "slow consumer")
         self._finish_after_flush()
 
 
@@ -245,7 +236,7 @@ class Hixie76Connection(HixieConnection):
         self.write(error_response(408, "request timeout: the 8-byte key3 did not arrive"))
         self._finish_after_flush()
 
-    def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+    def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Send ``0xFF 0x00`` and wait (up to ``close_timeout``) for the client's."""
         if self.state == CONNECTING:
             super().close(code, reason)
@@ -267,14 +258,14 @@ class Hixie76Connection(HixieConnection):
     def _close_received(self) -> None:
         if self._close_sent:
             # The answer to our closing frame: report the code we closed with.
-            self._deliver_close(self.close_code or CLOSE_NORMAL, self.close_reason)
+            self._deliver_close(self.close_code or CloseCode.NORMAL_CLOSURE, self.close_reason)
         else:
             self._send_close_frame()
-            self._deliver_close(CLOSE_NORMAL, "")
+            self._deliver_close(CloseCode.NORMAL_CLOSURE, "")
         self._finish_after_flush()
 
     def _eof_close(self) -> tuple[int, str]:
-        return CLOSE_ABNORMAL, "connection closed without a closing handshake"
+        return CloseCode.ABNORMAL_CLOSURE, "connection closed without a closing handshake"
 
 
 class Hixie75Connection(HixieConnection):

@@ -19,20 +19,18 @@ from typing import Any
 
 from ..net.sockets import format_address
 from ..proto import longpoll
+from ..proto.codes import CLOSED, CLOSING, CONNECTING, OPEN, CloseCode, ConnState
 from ..proto.errors import ConnectionClosedError, HandshakeError, ProtocolError
 from ..proto.http11 import Request, build_response, is_token
 from ..proto.longpoll import EV_CLOSE, QueueFull, SessionProtocol
 from ..proto.origin import parse_origin, request_origin
-from .appconnection import CLOSED, CLOSING, CONNECTING, OPEN, AppConnection
+from .appconnection import AppConnection
 
 log = logging.getLogger("wsdaemon.longpoll")
 
 PREFIX = "/lp/"
 OPEN_PATH = "open"
 SWEEP_INTERVAL = 0.5
-CLOSE_ABNORMAL = 1006
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
 _PREFLIGHT_MAX_AGE = "600"
 
 
@@ -83,7 +81,7 @@ class LongPollSession(AppConnection):
 
     def send(self, message: str | bytes) -> None:
         if self.state != OPEN:
-            raise ConnectionClosedError(f"session is {_STATE_NAMES[self.state]}")
+            raise ConnectionClosedError(f"session is {ConnState(self.state).label}")
         self._push(longpoll.encode_payload(message))
 
     @property
@@ -91,7 +89,7 @@ class LongPollSession(AppConnection):
         """Bytes queued for the client and not yet acknowledged by a poll."""
         return self.proto.queued_bytes
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
+    def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Queue a close item after the queued messages; ``on_close`` follows the client's echo."""
         if self.state == CLOSING and self.host.stopping:
             self._deliver_close(self.close_code or code, self.close_reason)
@@ -132,9 +130,9 @@ class LongPollSession(AppConnection):
         log.warning(
             "%s: slow consumer, %d bytes unacknowledged; closing with 1008", self, self.proto.queued_bytes
         )
-        self.proto.push_close(CLOSE_POLICY, "slow consumer", drop_queue=True)
+        self.proto.push_close(CloseCode.POLICY_VIOLATION, "slow consumer", drop_queue=True)
         self._linger()
-        self._deliver_close(CLOSE_POLICY, "slow consumer")
+        self._deliver_close(CloseCode.POLICY_VIOLATION, "slow consumer")
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -209,7 +207,7 @@ class LongPollSession(AppConnection):
             # The client's answer to our close: the handshake is complete.
             self._deliver_close(self.close_code or code, self.close_reason)
         elif self.state != CLOSED:
-            echo = None if code == longpoll.CLOSE_NO_STATUS else code
+            echo = None if code == CloseCode.NO_STATUS_RCVD else code
             self.proto.push_close(echo, reason)
             self._deliver_close(code, reason)
         # Kept a little: a retry of this post (its answer lost) is answered "closed", not 404.
@@ -219,7 +217,7 @@ class LongPollSession(AppConnection):
     def _close_confirmed(self) -> None:
         """A poll acknowledged our close item: the client has seen it; nothing is left to do."""
         if self.state == CLOSING:
-            self._deliver_close(self.close_code or 1000, self.close_reason)
+            self._deliver_close(self.close_code or CloseCode.NORMAL_CLOSURE, self.close_reason)
         self._drop()
 
     def _linger(self) -> None:
@@ -234,11 +232,11 @@ class LongPollSession(AppConnection):
         if self.linger_until and now >= self.linger_until:
             if self.state == CLOSING:
                 log.info("%s: close not confirmed within %.1fs", self, self.host.settings.close_timeout)
-                self._deliver_close(CLOSE_ABNORMAL, "close timeout")
+                self._deliver_close(CloseCode.ABNORMAL_CLOSURE, "close timeout")
             self._drop()
         elif self.poll is None and now - self.idle_since >= expire:
             log.info("%s: no poll for %.1fs; session expired", self, expire)
-            self._deliver_close(CLOSE_ABNORMAL, "session expired")
+            self._deliver_close(CloseCode.ABNORMAL_CLOSURE, "session expired")
             self._drop()
 
     def _deliver_close(self, code: int, reason: str) -> None:
@@ -476,7 +474,7 @@ class LongPolling:
         """With the server: sessions still there (no shutdown ran) see their end, once."""
         self._timer.cancel()
         for session in list(self.sessions.values()):
-            session._deliver_close(CLOSE_ABNORMAL, "server stopped")
+            session._deliver_close(CloseCode.ABNORMAL_CLOSURE, "server stopped")
         self.sessions.clear()
 
 
@@ -503,6 +501,3 @@ def _same_origin(origin: str, request: Request) -> bool:
     scheme, host, port = parsed
     target = parse_origin(f"{scheme}://{host_header.strip()}")
     return target == parsed
-
-
-_STATE_NAMES = {CONNECTING: "connecting", OPEN: "open", CLOSING: "closing", CLOSED: "closed"}

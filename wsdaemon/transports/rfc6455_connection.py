@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from ..proto import rfc6455
+from ..proto.codes import CLOSED, CLOSING, CONNECTING, OPEN, CloseCode, ConnState
 from ..proto.errors import ConnectionClosedError
 from ..proto.http11 import Request
 from ..proto.rfc6455 import (
@@ -20,12 +21,9 @@ from ..proto.rfc6455 import (
     encode_close,
     encode_frame,
 )
-from .appconnection import CLOSED, CLOSING, CONNECTING, OPEN
 from .websocket import WebSocketConnection
 
 log = logging.getLogger("wsdaemon.rfc6455")
-
-_encode_frame = encode_frame
 
 
 class Rfc6455Connection(WebSocketConnection):
@@ -60,8 +58,8 @@ class Rfc6455Connection(WebSocketConnection):
     @classmethod
     def encode_message(cls, message: str | bytes) -> bytes:
         if type(message) is str:
-            return _encode_frame(OP_TEXT, message.encode("utf-8"))
-        return _encode_frame(OP_BINARY, bytes(message))
+            return encode_frame(OP_TEXT, message.encode("utf-8"))
+        return encode_frame(OP_BINARY, bytes(message))
 
     def send_encoded(self, encoded: bytes) -> None:
         if self.state == OPEN:
@@ -69,19 +67,19 @@ class Rfc6455Connection(WebSocketConnection):
 
     def send(self, message: str | bytes) -> None:
         if self.state != OPEN:
-            raise ConnectionClosedError(f"connection is {_STATE_NAMES[self.state]}")
+            raise ConnectionClosedError(f"connection is {ConnState(self.state).label}")
         if type(message) is str:
-            self.write(_encode_frame(OP_TEXT, message.encode("utf-8")))
+            self.write(encode_frame(OP_TEXT, message.encode("utf-8")))
         elif isinstance(message, (bytes, bytearray, memoryview)):
-            self.write(_encode_frame(OP_BINARY, bytes(message)))
+            self.write(encode_frame(OP_BINARY, bytes(message)))
         else:
             raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
 
     def ping(self, payload: bytes = b"") -> None:
         if self.state == OPEN:
-            self.write(_encode_frame(OP_PING, payload))
+            self.write(encode_frame(OP_PING, payload))
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
+    def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Server-initiated close: send a close frame and wait for the client's, up to a timeout."""
         if self.state not in (OPEN, CONNECTING) or self._close_sent:
             return
@@ -97,7 +95,7 @@ class Rfc6455Connection(WebSocketConnection):
         """Fail the connection (RFC 6455 7.1.7): send a close frame, stop reading, drop TCP."""
         if self.state == CLOSED:
             return
-        if code != 1000:
+        if code != CloseCode.NORMAL_CLOSURE:
             log.info("failing %s: %d %s", self, code, reason)
         if not self._close_sent:
             self._close_sent = True
@@ -124,7 +122,7 @@ class Rfc6455Connection(WebSocketConnection):
                         return
             elif kind == OP_PING:
                 if not self._close_sent:
-                    self.write(_encode_frame(OP_PONG, value))
+                    self.write(encode_frame(OP_PONG, value))
             elif kind == OP_PONG:
                 pass
             elif kind == OP_CLOSE:
@@ -140,22 +138,22 @@ class Rfc6455Connection(WebSocketConnection):
             self._deliver_close(self.close_code or code, self.close_reason if self.close_code else reason)
         else:
             self._close_sent = True
-            echo = code if code != rfc6455.CLOSE_NO_STATUS else None
+            echo = code if code != CloseCode.NO_STATUS_RCVD else None
             self.write(encode_close(echo, reason))
             self._deliver_close(code, reason)
         self.close_after_flush()
 
     def eof_received(self) -> None:
-        self._deliver_close(rfc6455.CLOSE_ABNORMAL, "connection closed without a close frame")
+        self._deliver_close(CloseCode.ABNORMAL_CLOSURE, "connection closed without a close frame")
         self.close_transport()
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._deliver_close(rfc6455.CLOSE_ABNORMAL, "connection lost")
+        self._deliver_close(CloseCode.ABNORMAL_CLOSURE, "connection lost")
 
     def on_deadline(self, now: float) -> None:
         if self.state == CLOSING:
             log.info("%s: no close frame within %.1fs", self, self.host.settings.close_timeout)
-            self._deliver_close(rfc6455.CLOSE_ABNORMAL, "close timeout")
+            self._deliver_close(CloseCode.ABNORMAL_CLOSURE, "close timeout")
         self.close_transport()
 
     def on_write_overflow(self) -> None:
@@ -169,8 +167,8 @@ class Rfc6455Connection(WebSocketConnection):
         self.parser.done = True
         if not self._close_sent:
             self._close_sent = True
-            self.write(encode_close(rfc6455.CLOSE_POLICY, "slow consumer"))
-        self._deliver_close(rfc6455.CLOSE_POLICY, "slow consumer")
+            self.write(encode_close(CloseCode.POLICY_VIOLATION, "slow consumer"))
+        self._deliver_close(CloseCode.POLICY_VIOLATION, "slow consumer")
         self.deadline = self.loop.now + self.host.settings.close_timeout
         self.host.watch(self)
         self.close_after_flush()
@@ -185,7 +183,7 @@ class Rfc6455Connection(WebSocketConnection):
             return
         if self.state == OPEN and now - self.last_seen > limit:
             log.info("%s: nothing received for %.1fs, closing", self, now - self.last_seen)
-            self.close(rfc6455.CLOSE_GOING_AWAY, "idle timeout")
+            self.close(CloseCode.GOING_AWAY, "idle timeout")
 
     def check_keepalive(self, now: float, interval: float, timeout: float) -> None:
         """Ping an idle peer; drop one that has not answered within ``timeout``."""
@@ -194,11 +192,8 @@ class Rfc6455Connection(WebSocketConnection):
         if self._ping_sent_at:
             if now - self._ping_sent_at > timeout:
                 log.info("%s: no pong within %.1fs, closing", self, timeout)
-                self._deliver_close(rfc6455.CLOSE_ABNORMAL, "ping timeout")
+                self._deliver_close(CloseCode.ABNORMAL_CLOSURE, "ping timeout")
                 self.abort(None)
         elif now - self.last_seen >= interval:
             self._ping_sent_at = now
-            self.write(_encode_frame(OP_PING, os.urandom(4)))
-
-
-_STATE_NAMES = {CONNECTING: "connecting", OPEN: "open", CLOSING: "closing", CLOSED: "closed"}
+            self.write(encode_frame(OP_PING, os.urandom(4)))
