@@ -26,9 +26,10 @@ from .proto.http11 import Request
 from .proto.origin import OriginPolicy, is_loopback_host, request_origin
 from .settings import Settings
 from .transports.appconnection import AppConnection
-from .transports.http import HttpConnection, Router
+from .transports.http import HttpConnection
 from .transports.longpoll_transport import LongPolling
 from .transports.static import StaticFiles, serve_status
+from .transports.upgrade import Router
 
 log = logging.getLogger("wsdaemon.server")
 
@@ -62,7 +63,7 @@ class Server:
             else None
         )
         self.tls_port: int | None = None
-        self.router = Router(self)
+        self.router = Router()
         self.listeners: list[Listener] = []
         self.port: int | None = None
         self.started_at = time.monotonic()

@@ -37,7 +37,7 @@ from wsdaemon.proto.errors import HandshakeError, ProtocolError
 from wsdaemon.proto.http11 import HttpRequestParser, Request, build_response
 from wsdaemon.proto.origin import OriginPolicy, request_origin
 from wsdaemon.proto.rfc6455 import EV_ERROR, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, FrameParser
-from wsdaemon.transports.http import websocket_protocol
+from wsdaemon.transports.upgrade import websocket_protocol
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CUTS = st.lists(st.integers(0, 1 << 20), max_size=8)

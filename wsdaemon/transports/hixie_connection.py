@@ -17,7 +17,7 @@ from typing import Any
 
 from ..proto import hixie
 from ..proto.codes import CLOSED, CLOSING, CONNECTING, OPEN, CloseCode, ConnState
-from ..proto.errors import ConnectionClosedError, HandshakeError
+from ..proto.errors import ConnectionClosedError
 from ..proto.hixie import CLOSE_FRAME, KEY3_SIZE, FrameParser, encode_text
 from ..proto.http11 import Request, error_response
 from ..proto.rfc6455 import EV_ERROR, OP_CLOSE, OP_TEXT
@@ -278,42 +278,3 @@ class Hixie75Connection(HixieConnection):
     def start(self, response: bytes, leftover: bytes) -> None:
         self.write(response)
         self._open(leftover)
-
-
-# -- the swap ------------------------------------------------------------------
-
-
-def _select_subprotocol(server: Any, request: Request, offered: list[str]) -> str | None:
-    if not offered:
-        return None
-    subprotocol = server.app.select_subprotocol(offered, request)
-    if subprotocol is not None and subprotocol not in offered:
-        raise HandshakeError("application chose a subprotocol the client did not offer", 500)
-    return subprotocol
-
-
-def upgrade_hixie76(conn: Any, request: Request) -> None:
-    """Validate a -76 request and swap in a :class:`Hixie76Connection` (which then waits for key3)."""
-    server = conn.host
-    hixie.validate_request(request)
-    numbers = hixie.key_numbers(request)
-    server.check_origin(request)
-    offered = hixie.offered_subprotocols(request, "Sec-WebSocket-Protocol")
-    subprotocol = _select_subprotocol(server, request, offered)
-    head = hixie.response_76(request, subprotocol)
-    ws = Hixie76Connection(server, conn.sock, request, subprotocol)
-    leftover = conn.hand_over(ws)
-    ws.start(head, numbers, leftover)
-
-
-def upgrade_hixie75(conn: Any, request: Request) -> None:
-    """Validate a -75 request and swap in a :class:`Hixie75Connection`."""
-    server = conn.host
-    hixie.validate_request(request)
-    server.check_origin(request)
-    offered = hixie.offered_subprotocols(request, "WebSocket-Protocol")
-    subprotocol = _select_subprotocol(server, request, offered)
-    response = hixie.response_75(request, subprotocol)
-    ws = Hixie75Connection(server, conn.sock, request, subprotocol)
-    leftover = conn.hand_over(ws)
-    ws.start(response, leftover)

@@ -16,11 +16,8 @@ from typing import Any
 
 from ..net.sockets import format_address
 from ..net.stream import StreamConnection
-from ..proto import rfc6455
 from ..proto.errors import HandshakeError, ProtocolError
 from ..proto.http11 import HttpRequestParser, Request, error_response
-from .hixie_connection import upgrade_hixie75, upgrade_hixie76
-from .rfc6455_connection import Rfc6455Connection
 
 log = logging.getLogger("wsdaemon.http")
 
@@ -274,83 +271,3 @@ def body_length(request: Request) -> int:
     if not text.isdigit() or not text.isascii() or len(text) > 18:
         raise HandshakeError("malformed Content-Length", 400)
     return int(text)
-
-
-class Router:
-    """The switch of the swap: which handler a complete request head belongs to.
-
-    Other transports plug in through :attr:`upgrades` (by protocol name) and
-    :attr:`prefixes` (long-polling paths); the rest is plain HTTP.
-    """
-
-    def __init__(self, server: Any) -> None:
-        self.host = server
-        #: protocol name -> callable(http_conn, request) taking over the socket.
-        self.upgrades: dict[str, Any] = {
-            "rfc6455": upgrade_rfc6455,
-            "hixie-76": upgrade_hixie76,
-            "hixie-75": upgrade_hixie75,
-        }
-        #: path prefix -> callable(http_conn, request) answering HTTP requests under it.
-        self.prefixes: dict[str, Any] = {}
-        #: exact path -> callable(http_conn, request) for plain HTTP resources.
-        self.routes: dict[str, Any] = {}
-
-    def route(self, conn: HttpConnection, request: Request) -> None:
-        protocol = websocket_protocol(request)
-        if protocol is not None:
-            handler = self.upgrades.get(protocol)
-            if handler is None:
-                raise HandshakeError(
-                    f"WebSocket protocol {protocol} is not supported",
-                    426,
-                    [("Sec-WebSocket-Version", "13")],
-                )
-            handler(conn, request)
-            return
-        for prefix, handler in self.prefixes.items():
-            if request.path.startswith(prefix):
-                handler(conn, request)
-                return
-        handler = self.routes.get(request.path)
-        if handler is None:
-            raise HandshakeError("not found", 404)
-        handler(conn, request)
-
-
-def websocket_protocol(request: Request) -> str | None:
-    """Which WebSocket dialect a request asks for, or None for plain HTTP.
-
-    ``Sec-WebSocket-Version`` 13/8 -> RFC 6455; another version -> ``unsupported``
-    (426); ``Sec-WebSocket-Key1``/``Key2`` -> hixie-76; ``Upgrade: WebSocket``
-    without either -> hixie-75.
-    """
-    headers = request.headers
-    if "websocket" not in headers.tokens("Upgrade"):
-        return None
-    version = headers.get("Sec-WebSocket-Version")
-    if version is not None:
-        if version.strip() in rfc6455.SUPPORTED_VERSIONS:
-            return "rfc6455"
-        raise HandshakeError(
-            f"unsupported WebSocket version {version!r}", 426, [("Sec-WebSocket-Version", "13")]
-        )
-    if "Sec-WebSocket-Key1" in headers and "Sec-WebSocket-Key2" in headers:
-        return "hixie-76"
-    if "Sec-WebSocket-Key" in headers:
-        raise HandshakeError("missing Sec-WebSocket-Version", 426, [("Sec-WebSocket-Version", "13")])
-    return "hixie-75"
-
-
-def upgrade_rfc6455(conn: HttpConnection, request: Request) -> None:
-    """Validate an RFC 6455 handshake and swap in an :class:`Rfc6455Connection`."""
-    server = conn.host
-    key = rfc6455.validate_handshake(request)
-    server.check_origin(request)
-    offered = rfc6455.offered_subprotocols(request)
-    subprotocol = server.app.select_subprotocol(offered, request) if offered else None
-    if subprotocol is not None and subprotocol not in offered:
-        raise HandshakeError("application chose a subprotocol the client did not offer", 500)
-    ws = Rfc6455Connection(server, conn.sock, request, subprotocol)
-    leftover = conn.hand_over(ws)
-    ws.start(key, leftover)

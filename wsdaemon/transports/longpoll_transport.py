@@ -25,6 +25,7 @@ from ..proto.http11 import Request, build_response, is_token
 from ..proto.longpoll import EV_CLOSE, QueueFull, SessionProtocol
 from ..proto.origin import parse_origin, request_origin
 from .appconnection import AppConnection
+from .upgrade import select_subprotocol
 
 log = logging.getLogger("wsdaemon.longpoll")
 
@@ -368,9 +369,7 @@ class LongPolling:
             log.warning("refusing a long-polling session: %d sessions open", self.live)
             raise HandshakeError("too many sessions", 503, [("Retry-After", "5")])
         app_request = dataclasses.replace(request, path=app_path)
-        subprotocol = self.server.app.select_subprotocol(offered, app_request) if offered else None
-        if subprotocol is not None and subprotocol not in offered:
-            raise HandshakeError("application chose a subprotocol the client did not offer", 500)
+        subprotocol = select_subprotocol(self.server.app, offered, app_request)
         session_id = secrets.token_urlsafe(18)
         session = LongPollSession(self, session_id, app_request, subprotocol)
         self.sessions[session_id] = session

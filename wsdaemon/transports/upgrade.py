@@ -1,0 +1,135 @@
+"""Which handler a complete request head belongs to, and every WebSocket upgrade.
+
+The :class:`Router` is the switch of the swap: an upgrade request is validated
+here and the :class:`~wsdaemon.transports.http.HttpConnection` hands its socket
+(with every unread and unsent byte) to the dialect's connection; long-polling
+paths and plain resources are answered on the HTTP connection itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ..proto import hixie, rfc6455
+from ..proto.errors import HandshakeError
+from ..proto.http11 import Request
+from .hixie_connection import Hixie75Connection, Hixie76Connection
+from .http import HttpConnection
+from .rfc6455_connection import Rfc6455Connection
+
+
+class SubprotocolChooser(Protocol):
+    def select_subprotocol(self, offered: list[str], request: Request) -> str | None: ...
+
+
+def select_subprotocol(app: SubprotocolChooser, offered: list[str], request: Request) -> str | None:
+    """The application's pick among the client's offer (None without one); 500 if it picks another."""
+    if not offered:
+        return None
+    subprotocol = app.select_subprotocol(offered, request)
+    if subprotocol is not None and subprotocol not in offered:
+        raise HandshakeError("application chose a subprotocol the client did not offer", 500)
+    return subprotocol
+
+
+class Router:
+    """The switch of the swap: which handler a complete request head belongs to.
+
+    Other transports plug in through :attr:`upgrades` (by protocol name) and
+    :attr:`prefixes` (long-polling paths); the rest is plain HTTP.
+    """
+
+    def __init__(self) -> None:
+        #: protocol name -> callable(http_conn, request) taking over the socket.
+        self.upgrades: dict[str, Any] = {
+            "rfc6455": upgrade_rfc6455,
+            "hixie-76": upgrade_hixie76,
+            "hixie-75": upgrade_hixie75,
+        }
+        #: path prefix -> callable(http_conn, request) answering HTTP requests under it.
+        self.prefixes: dict[str, Any] = {}
+        #: exact path -> callable(http_conn, request) for plain HTTP resources.
+        self.routes: dict[str, Any] = {}
+
+    def route(self, conn: HttpConnection, request: Request) -> None:
+        protocol = websocket_protocol(request)
+        if protocol is not None:
+            handler = self.upgrades.get(protocol)
+            if handler is None:
+                raise HandshakeError(
+                    f"WebSocket protocol {protocol} is not supported",
+                    426,
+                    [("Sec-WebSocket-Version", "13")],
+                )
+            handler(conn, request)
+            return
+        for prefix, handler in self.prefixes.items():
+            if request.path.startswith(prefix):
+                handler(conn, request)
+                return
+        handler = self.routes.get(request.path)
+        if handler is None:
+            raise HandshakeError("not found", 404)
+        handler(conn, request)
+
+
+def websocket_protocol(request: Request) -> str | None:
+    """Which WebSocket dialect a request asks for, or None for plain HTTP.
+
+    ``Sec-WebSocket-Version`` 13/8 -> RFC 6455; another version -> ``unsupported``
+    (426); ``Sec-WebSocket-Key1``/``Key2`` -> hixie-76; ``Upgrade: WebSocket``
+    without either -> hixie-75.
+    """
+    headers = request.headers
+    if "websocket" not in headers.tokens("Upgrade"):
+        return None
+    version = headers.get("Sec-WebSocket-Version")
+    if version is not None:
+        if version.strip() in rfc6455.SUPPORTED_VERSIONS:
+            return "rfc6455"
+        raise HandshakeError(
+            f"unsupported WebSocket version {version!r}", 426, [("Sec-WebSocket-Version", "13")]
+        )
+    if "Sec-WebSocket-Key1" in headers and "Sec-WebSocket-Key2" in headers:
+        return "hixie-76"
+    if "Sec-WebSocket-Key" in headers:
+        raise HandshakeError("missing Sec-WebSocket-Version", 426, [("Sec-WebSocket-Version", "13")])
+    return "hixie-75"
+
+
+def upgrade_rfc6455(conn: HttpConnection, request: Request) -> None:
+    """Validate an RFC 6455 handshake and swap in an :class:`Rfc6455Connection`."""
+    server = conn.host
+    key = rfc6455.validate_handshake(request)
+    server.check_origin(request)
+    subprotocol = select_subprotocol(server.app, rfc6455.offered_subprotocols(request), request)
+    ws = Rfc6455Connection(server, conn.sock, request, subprotocol)
+    leftover = conn.hand_over(ws)
+    ws.start(key, leftover)
+
+
+def upgrade_hixie76(conn: Any, request: Request) -> None:
+    """Validate a -76 request and swap in a :class:`Hixie76Connection` (which then waits for key3)."""
+    server = conn.host
+    hixie.validate_request(request)
+    numbers = hixie.key_numbers(request)
+    server.check_origin(request)
+    offered = hixie.offered_subprotocols(request, "Sec-WebSocket-Protocol")
+    subprotocol = select_subprotocol(server.app, offered, request)
+    head = hixie.response_76(request, subprotocol)
+    ws = Hixie76Connection(server, conn.sock, request, subprotocol)
+    leftover = conn.hand_over(ws)
+    ws.start(head, numbers, leftover)
+
+
+def upgrade_hixie75(conn: Any, request: Request) -> None:
+    """Validate a -75 request and swap in a :class:`Hixie75Connection`."""
+    server = conn.host
+    hixie.validate_request(request)
+    server.check_origin(request)
+    offered = hixie.offered_subprotocols(request, "WebSocket-Protocol")
+    subprotocol = select_subprotocol(server.app, offered, request)
+    response = hixie.response_75(request, subprotocol)
+    ws = Hixie75Connection(server, conn.sock, request, subprotocol)
+    leftover = conn.hand_over(ws)
+    ws.start(response, leftover)
