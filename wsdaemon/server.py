@@ -70,8 +70,6 @@ class Server:
         self.stopping = False
         self._timers: list[TimerHandle] = []
         self._keepalive_timer: TimerHandle | None = None
-        #: ``callback(settings, old_settings)`` after :meth:`reload` applied new settings.
-        self.on_reload: list[Callable[[Settings, Settings], Any]] = []
         #: Returns fresh settings on SIGHUP (the service layer reads the config file again).
         self.settings_loader: Callable[[], Settings] | None = None
         if self.settings.static:
@@ -92,18 +90,24 @@ class Server:
             self.longpoll = self.add_component(LongPolling(self))
             self.longpoll.install(self.router)
 
-    def add_component(self, component: Any) -> Any:
-        """Tie ``component`` to the server's life: its ``start()``, ``reload()`` (SIGHUP),
-        ``shutdown()`` and ``close()`` are called, when it has them, with the server's."""
-        self.components.append(component)
+    def add_component(self, component: Any, *, first: bool = False) -> Any:
+        """Tie ``component`` to the server's life: its ``start()``, ``reload(settings, old)`` (SIGHUP),
+        ``shutdown()`` and ``close()`` are called, when it has them, with the server's.
+
+        ``first`` puts it before the others (the log setup: a reload's own lines use the new level).
+        """
+        if first:
+            self.components.insert(0, component)
+        else:
+            self.components.append(component)
         return component
 
-    def _call_components(self, method: str) -> None:
+    def _call_components(self, method: str, *args: Any) -> None:
         for component in list(self.components):
             fn = getattr(component, method, None)
             if fn is not None:
                 try:
-                    fn()
+                    fn(*args)
                 except Exception:
                     log.exception("error in %s.%s()", type(component).__name__, method)
 
@@ -271,7 +275,6 @@ class Server:
             if start is not None:
                 start()
         self._timers.append(self.loop.call_every(IDLE_SWEEP_INTERVAL, self._close_idle))
-        self.on_reload.append(self._reload_origin_policy)
         if self.tls_port is not None:
             log.info("TLS (wss://, https://) on port %d", self.tls_port)
         check_descriptor_limit(self.settings.max_connections + self.settings.workers + SPARE_DESCRIPTORS)
@@ -314,20 +317,30 @@ class Server:
         self.reload(settings)
 
     def reload(self, settings: Settings | None = None) -> None:
-        """SIGHUP: apply new settings (if given), run ``on_reload``, then every component reloads.
+        """SIGHUP: take the new settings (if given), then every component and the TLS certificate reload.
 
         Settings declared ``restart=True`` (address, port, application, workers...)
-        keep their running value. Limits are read when a connection is created, so
-        new limits apply to connections opened after the reload; timeouts and the
-        ping interval apply at once. The worker pool restarts its workers one at a time.
+        keep their running value. Read live, so they apply at once: timeouts, the
+        ping interval, ``max_write_buffer`` (checked on every queued write), the
+        Origin list, the log level and file. Read when a connection is created, so
+        they apply to connections opened after the reload: the header, message
+        and frame-count limits. The worker pool restarts its workers one at a time.
         """
+        old = self.settings
+        applied: list[str] = []
         if settings is not None:
-            self._apply_settings(settings)
-        self._call_components("reload")
-        self.reload_tls()
+            applied = self._take_settings(settings)
+            self._reload_origin_policy(self.settings, old)
+        self._schedule_keepalive()
+        self._call_components("reload", self.settings, old)
+        for name in applied:
+            log.debug("reload: %s %r -> %r", name, getattr(old, name), getattr(self.settings, name))
+        if settings is not None:
+            log.info("configuration reloaded; changed: %s", ", ".join(applied) or "nothing")
         self.reload_tls()
 
-    def _apply_settings(self, settings: Settings) -> None:
+    def _take_settings(self, settings: Settings) -> list[str]:
+        """Replace the running settings, keeping those that need a restart; the names applied."""
         old = self.settings
         changed = [f for f in fields(Settings) if getattr(old, f.name) != getattr(settings, f.name)]
         kept = [f.name for f in changed if f.metadata.get("restart")]
@@ -335,16 +348,7 @@ class Server:
             log.warning("reload: %s only change at a restart; keeping the running values", kept)
             settings = replace(settings, **{name: getattr(old, name) for name in kept})
         self.settings = settings
-        self._schedule_keepalive()
-        for callback in list(self.on_reload):
-            try:
-                callback(settings, old)
-            except Exception:
-                log.exception("error in reload callback %r", callback)
-        applied = [f.name for f in changed if f.name not in kept]
-        for name in applied:
-            log.debug("reload: %s %r -> %r", name, getattr(old, name), getattr(settings, name))
-        log.info("configuration reloaded; changed: %s", ", ".join(applied) or "nothing")
+        return [f.name for f in changed if f.name not in kept]
 
     def serve_forever(self) -> None:
         self.start()

@@ -60,7 +60,7 @@ class LogSetup:
             old.close()
         log.info("log file %s (re)opened", path)
 
-    def apply(self, settings: Any, old: Any = None) -> None:
+    def reload(self, settings: Any, old: Any = None) -> None:
         """Follow reloaded settings: the level, and a log file that moved."""
         self.set_level(settings.log_level)
         if settings.logfile and settings.logfile != self.path:

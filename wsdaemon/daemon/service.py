@@ -118,7 +118,7 @@ def serve(
     server.listen(sock)
     loop = server.loop
     notifier = SystemdNotifier()
-    server.on_reload.append(logs.apply)
+    server.add_component(logs, first=True)
 
     def load_settings() -> Settings:
         notifier.notify("RELOADING=1")

@@ -106,7 +106,7 @@ class WorkerPool:
         self.supervisor.close()
         self.listeners.close()
 
-    def reload(self) -> None:
+    def reload(self, settings: Any = None, old: Any = None) -> None:
         """SIGHUP: read the token file again, restart the workers so they load the code again."""
         self.listeners.reload_token()
         self.restart_workers()
