@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -28,7 +29,7 @@ from .settings import Settings
 from .transports.appconnection import AppConnection
 from .transports.http import HttpConnection
 from .transports.longpoll_transport import LongPolling
-from .transports.static import StaticFiles, serve_status
+from .transports.static import StaticFiles, json_resource
 from .transports.upgrade import Router
 
 log = logging.getLogger("wsdaemon.server")
@@ -74,7 +75,7 @@ class Server:
         self.settings_loader: Callable[[], Settings] | None = None
         if self.settings.static:
             StaticFiles().install(self.router)
-        self.router.routes["/status"] = serve_status
+        self.router.routes["/status"] = json_resource(self.status)
         #: Parts started, reloaded, shut down and closed with the server (see add_component).
         self.components: list[Any] = []
         #: The worker pool for the application's task functions, when configured.
@@ -197,6 +198,32 @@ class Server:
             )
             raise HandshakeError(reason, 403)
 
+    def status(self) -> dict[str, Any]:
+        """``/status``: pid, port, uptime, open connections per protocol, workers, long-polling."""
+        by_protocol: dict[str, int] = {}
+        for conn in self.connections:
+            by_protocol[conn.protocol] = by_protocol.get(conn.protocol, 0) + 1
+        doc: dict[str, Any] = {
+            "pid": os.getpid(),
+            "port": self.port,
+            "uptime": round(time.monotonic() - self.started_at, 3),
+            "connections": len(self.connections),
+            "by_protocol": by_protocol,
+        }
+        if self.workers is not None:
+            doc["workers"] = self.workers.stats()
+        if self.longpoll is not None:
+            doc["long_polling"] = self.longpoll.stats()
+        return doc
+
+    # -- the transports' host ----------------------------------------------------
+
+    def connection_opened(self, conn: AppConnection) -> None:
+        self.connections.add(conn)
+
+    def connection_closed(self, conn: AppConnection) -> None:
+        self.connections.discard(conn)
+
     # -- deadlines ---------------------------------------------------------------
 
     def watch(self, conn: Expiring) -> None:
@@ -210,23 +237,16 @@ class Server:
         now = time.monotonic()
         interval, timeout = self.settings.ping_interval, self.settings.ping_timeout
         for conn in list(self.connections):
-            check = getattr(conn, "check_keepalive", None)
-            if check is not None:
-                check(now, interval, timeout)
+            conn.check_keepalive(now, interval, timeout)
 
     def _close_idle(self) -> None:
-        """Let each connection close itself when idle for ``idle_timeout`` (its ``check_idle``).
-
-        Transports that keep their own idle deadline (hixie) have no ``check_idle``.
-        """
+        """Let each connection close itself when idle for ``idle_timeout`` (its ``check_idle``)."""
         limit = self.settings.idle_timeout
         if limit <= 0:
             return
         now = time.monotonic()
         for conn in list(self.connections):
-            check = getattr(conn, "check_idle", None)
-            if check is not None:
-                check(now, limit)
+            conn.check_idle(now, limit)
 
     # -- the application's API ---------------------------------------------------
 

@@ -17,6 +17,11 @@ from ..proto.codes import CLOSED, CONNECTING, OPEN, CloseCode
 log = logging.getLogger("wsdaemon.app")
 
 
+#: The application-facing state every transport keeps, declared as slots by each concrete class
+#: (a mixin cannot hold slots beside a slotted stream connection).
+APP_STATE_SLOTS = ("request", "subprotocol", "state", "close_code", "close_reason", "data")
+
+
 class AppConnection:
     """Public API: ``send``, ``close``, ``request``, ``protocol``, ``subprotocol``, ``buffered_amount``."""
 
@@ -81,7 +86,7 @@ class AppConnection:
     def _deliver_open(self) -> None:
         self.state = OPEN
         server = self.host
-        server.connections.add(self)
+        server.connection_opened(self)
         log.info(
             "open %s %s %s%s",
             self.protocol,
@@ -108,7 +113,7 @@ class AppConnection:
         self.state = CLOSED
         self.close_code = code
         self.close_reason = reason
-        self.host.connections.discard(self)
+        self.host.connection_closed(self)
         if not was_open:
             return
         log.info(
@@ -130,3 +135,11 @@ class AppConnection:
     def fail(self, code: int, reason: str) -> None:
         """Close because of an error on our side or the peer's (overridden per transport)."""
         self.close(code, reason)
+
+    # -- the server's periodic checks (transports that need them override) -------
+
+    def check_keepalive(self, now: float, interval: float, timeout: float) -> None:
+        """Ping an idle peer, drop one that stopped answering (RFC 6455 only)."""
+
+    def check_idle(self, now: float, limit: float) -> None:
+        """Close a peer silent for ``limit`` seconds; transports with their own idle deadline do nothing."""

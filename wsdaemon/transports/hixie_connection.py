@@ -21,6 +21,7 @@ from ..proto.errors import ConnectionClosedError
 from ..proto.hixie import CLOSE_FRAME, KEY3_SIZE, FrameParser, encode_text
 from ..proto.http11 import Request, error_response
 from ..proto.rfc6455 import EV_ERROR, OP_CLOSE, OP_TEXT
+from .host import TransportHost
 from .websocket import WebSocketConnection
 
 log = logging.getLogger("wsdaemon.hixie")
@@ -34,7 +35,7 @@ class HixieConnection(WebSocketConnection):
     #: Whether the draft has the ``0xFF 0x00`` closing handshake (-76) or closes by TCP (-75).
     closing_handshake = False
 
-    def __init__(self, server: Any, sock: Any, request: Request, subprotocol: str | None) -> None:
+    def __init__(self, server: TransportHost, sock: Any, request: Request, subprotocol: str | None) -> None:
         super().__init__(server, sock, request, subprotocol)
         self.parser = FrameParser(server.settings.max_message_size, self.closing_handshake)
 
@@ -195,7 +196,7 @@ class Hixie76Connection(HixieConnection):
     protocol = "hixie-76"
     closing_handshake = True
 
-    def __init__(self, server: Any, sock: Any, request: Request, subprotocol: str | None) -> None:
+    def __init__(self, server: TransportHost, sock: Any, request: Request, subprotocol: str | None) -> None:
         super().__init__(server, sock, request, subprotocol)
         self._head = b""
         self._numbers = (0, 0)

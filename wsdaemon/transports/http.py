@@ -18,6 +18,7 @@ from ..net.sockets import format_address
 from ..net.stream import StreamConnection
 from ..proto.errors import HandshakeError, ProtocolError
 from ..proto.http11 import HttpRequestParser, Request, error_response
+from .host import TransportHost
 
 log = logging.getLogger("wsdaemon.http")
 
@@ -48,7 +49,7 @@ class HttpConnection(StreamConnection):
         "_pipeline_waiting",
     )
 
-    def __init__(self, server: Any, sock: Any, remote_address: Any, secure: bool = False) -> None:
+    def __init__(self, server: TransportHost, sock: Any, remote_address: Any, secure: bool = False) -> None:
         super().__init__(server, sock, remote_address)
         settings = server.settings
         self.parser = HttpRequestParser(settings.max_header_bytes, settings.max_headers)

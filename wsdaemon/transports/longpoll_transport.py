@@ -24,7 +24,8 @@ from ..proto.errors import ConnectionClosedError, HandshakeError, ProtocolError
 from ..proto.http11 import Request, build_response, is_token
 from ..proto.longpoll import EV_CLOSE, QueueFull, SessionProtocol
 from ..proto.origin import parse_origin, request_origin
-from .appconnection import AppConnection
+from .appconnection import APP_STATE_SLOTS, AppConnection
+from .host import TransportHost
 from .upgrade import select_subprotocol
 
 log = logging.getLogger("wsdaemon.longpoll")
@@ -40,12 +41,7 @@ class LongPollSession(AppConnection):
 
     __slots__ = (
         "host",
-        "request",
-        "subprotocol",
-        "state",
-        "close_code",
-        "close_reason",
-        "data",
+        *APP_STATE_SLOTS,
         "id",
         "manager",
         "proto",
@@ -287,7 +283,7 @@ class HeldPoll:
 class LongPolling:
     """The ``/lp/`` request handler and the table of sessions."""
 
-    def __init__(self, server: Any) -> None:
+    def __init__(self, server: TransportHost) -> None:
         self.server = server
         #: Every session by id, the closed ones kept for ``close_timeout`` included.
         self.sessions: dict[str, LongPollSession] = {}

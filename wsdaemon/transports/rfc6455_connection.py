@@ -21,6 +21,7 @@ from ..proto.rfc6455 import (
     encode_close,
     encode_frame,
 )
+from .host import TransportHost
 from .websocket import WebSocketConnection
 
 log = logging.getLogger("wsdaemon.rfc6455")
@@ -37,7 +38,7 @@ class Rfc6455Connection(WebSocketConnection):
 
     protocol = "rfc6455"
 
-    def __init__(self, server: Any, sock: Any, request: Request, subprotocol: str | None) -> None:
+    def __init__(self, server: TransportHost, sock: Any, request: Request, subprotocol: str | None) -> None:
         super().__init__(server, sock, request, subprotocol)
         self.parser = FrameParser(
             server.settings.max_message_size,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import time
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -50,25 +50,16 @@ class StaticFiles:
         )
 
 
-def serve_status(conn: Any, request: Request) -> None:
-    """``/status``: pid, port, uptime and open connections per protocol, as JSON."""
-    server = conn.host
-    by_protocol: dict[str, int] = {}
-    for c in server.connections:
-        by_protocol[c.protocol] = by_protocol.get(c.protocol, 0) + 1
-    doc = {
-        "pid": os.getpid(),
-        "port": server.port,
-        "uptime": round(time.monotonic() - server.started_at, 3),
-        "connections": len(server.connections),
-        "by_protocol": by_protocol,
-    }
-    workers = getattr(server, "workers", None)
-    if workers is not None:
-        doc["workers"] = workers.stats()
-    longpoll = getattr(server, "longpoll", None)
-    if longpoll is not None:
-        doc["long_polling"] = longpoll.stats()
+def json_resource(document: Callable[[], dict]) -> Callable[[Any, Request], None]:
+    """A GET/HEAD route answering ``document()`` as JSON, built fresh for each request (``/status``)."""
+
+    def serve(conn: Any, request: Request) -> None:
+        respond_json(conn, request, document())
+
+    return serve
+
+
+def respond_json(conn: Any, request: Request, doc: dict) -> None:
     body = json.dumps(doc).encode()
     respond_http(
         conn,

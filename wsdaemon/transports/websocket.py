@@ -6,14 +6,15 @@ from typing import Any
 
 from ..net.stream import StreamConnection
 from ..proto.http11 import Request
-from .appconnection import AppConnection
+from .appconnection import APP_STATE_SLOTS, AppConnection
+from .host import TransportHost
 
 
 class WebSocketConnection(StreamConnection, AppConnection):
     """A socket that speaks one WebSocket dialect; subclasses add its parser and framing."""
 
-    __slots__ = ("request", "subprotocol", "state", "close_code", "close_reason", "data")
+    __slots__ = APP_STATE_SLOTS
 
-    def __init__(self, server: Any, sock: Any, request: Request, subprotocol: str | None) -> None:
+    def __init__(self, server: TransportHost, sock: Any, request: Request, subprotocol: str | None) -> None:
         StreamConnection.__init__(self, server, sock, request.remote_address)
         self._init_app_state(request, subprotocol)

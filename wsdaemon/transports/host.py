@@ -1,0 +1,30 @@
+"""What the transports need of the server that owns them (the Server satisfies it; tests may stub it)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ..net.stream import StreamHost
+from ..proto.http11 import Request
+
+
+class TransportHost(StreamHost, Protocol):
+    """The application's callbacks, the Origin check, the open-connection registry and the router."""
+
+    #: The Application: ``handle_open``, ``handle_message``, ``handle_close``, ``select_subprotocol``.
+    app: Any
+    #: True once a shutdown began: keep-alive ends, new sessions are refused.
+    stopping: bool
+    #: The Origin policy (long-polling answers CORS with it).
+    origin_policy: Any
+    #: The Router the HTTP connections hand complete request heads to.
+    router: Any
+
+    def check_origin(self, request: Request) -> None:
+        """Raise a 403 HandshakeError when the request's Origin is not allowed."""
+
+    def connection_opened(self, conn: Any) -> None:
+        """``conn`` is open (``on_open`` follows): it counts among the open connections."""
+
+    def connection_closed(self, conn: Any) -> None:
+        """``conn`` is closed (``on_close`` follows if it was open)."""
