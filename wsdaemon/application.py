@@ -80,6 +80,7 @@ class Application:
         return fn
 
     def on_stop(self, fn: Callable[[Server], None]) -> Callable:
+        """``fn(server)`` when the server stops, after the clients were closed."""
         self._on_stop.append(fn)
         return fn
 

@@ -251,9 +251,11 @@ class Server:
     # -- the application's API ---------------------------------------------------
 
     def call_later(self, delay: float, callback: Callable, *args: Any) -> TimerHandle:
+        """Run ``callback(*args)`` once, ``delay`` seconds from now, in the loop; ``.cancel()`` the handle to drop it."""
         return self.loop.call_later(delay, callback, *args)
 
     def call_every(self, interval: float, callback: Callable, *args: Any) -> TimerHandle:
+        """Run ``callback(*args)`` every ``interval`` seconds in the loop until the handle is cancelled."""
         return self.loop.call_every(interval, callback, *args)
 
     def broadcast(

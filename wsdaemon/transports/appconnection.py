@@ -55,10 +55,12 @@ class AppConnection:
 
     @property
     def open(self) -> bool:
+        """True between ``on_open`` and the start of the close: ``send`` works."""
         return self.state == OPEN
 
     @property
     def closed(self) -> bool:
+        """True once ``on_close`` ran (or the connection ended before it opened)."""
         return self.state == CLOSED
 
     @property
@@ -68,6 +70,7 @@ class AppConnection:
 
     @property
     def remote_address(self) -> Any:
+        """The client's address, ``(host, port)``, as ``request.remote_address``."""
         return self.request.remote_address
 
     # -- broadcast support: encode once per transport ----------------------------
