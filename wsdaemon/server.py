@@ -28,7 +28,7 @@ from .settings import Settings
 from .transports.appconnection import AppConnection
 from .transports.http import HttpConnection, Router
 from .transports.longpoll_transport import LongPolling
-from .transports.static import StaticFiles, serve_status
+from .transports.static import StaticFiles, install_app_pages, serve_status
 
 log = logging.getLogger("wsdaemon.server")
 
@@ -75,6 +75,7 @@ class Server:
         self.settings_loader: Callable[[], Settings] | None = None
         if self.settings.static:
             StaticFiles().install(self.router)
+        install_app_pages(self.router, app.routes, app.static_directories)
         self.router.routes["/status"] = serve_status
         #: Parts started, reloaded, shut down and closed with the server (see add_component).
         self.components: list[Any] = []
