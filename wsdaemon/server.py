@@ -29,7 +29,7 @@ from .settings import Settings
 from .transports.appconnection import AppConnection
 from .transports.http import HttpConnection
 from .transports.longpoll_transport import LongPolling
-from .transports.static import StaticFiles, json_resource
+from .transports.static import StaticFiles, install_app_pages, json_resource
 from .transports.upgrade import Router
 
 log = logging.getLogger("wsdaemon.server")
@@ -75,6 +75,7 @@ class Server:
         self.settings_loader: Callable[[], Settings] | None = None
         if self.settings.static:
             StaticFiles().install(self.router)
+        install_app_pages(self.router, app.routes, app.static_directories)
         self.router.routes["/status"] = json_resource(self.status)
         #: Parts started, reloaded, shut down and closed with the server (see add_component).
         self.components: list[Any] = []
