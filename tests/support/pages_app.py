@@ -13,7 +13,7 @@ app.static("/game", os.environ["WSDAEMON_TEST_STATIC"])
 
 @app.route("/hello")
 def hello(request):
-    return f"<p>hello {request.query.get('name', ['world'])[0]}</p>"
+    return f"<p>hello {request.query.get('name', 'world')}</p>"
 
 
 @app.route("/api/state")
