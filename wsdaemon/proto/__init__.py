@@ -1,0 +1,1 @@
+"""Pure protocol codecs: bytes in, events out; no sockets, no I/O."""
