@@ -355,7 +355,7 @@ class PerMessageDeflate:
     only this object. ``max_message_size`` caps the inflated size of one message (``None``: no cap).
     """
 
-    __slots__ = ("params", "policy", "max_message_size", "_compressor", "_decompressor", "_received")
+    __slots__ = ("params", "policy", "max_message_size", "_compressor", "_decompressor", "_fed", "_received")
 
     def __init__(
         self,
@@ -369,7 +369,8 @@ class PerMessageDeflate:
         self.max_message_size = max_message_size
         self._compressor: zlib._Compress | None = None
         self._decompressor: zlib._Decompress | None = None
-        #: Inflated bytes of the message being received.
+        #: Whether the message being received has had a compressed byte, and its inflated size.
+        self._fed = False
         self._received = 0
 
     # --- sending ---
@@ -413,13 +414,15 @@ class PerMessageDeflate:
         one byte more of output) and :class:`DecompressionError` on bad data; either way the
         decompressor is gone and the connection should close with the exception's ``code``.
         """
-        decompressor = self._decompressor
-        if decompressor is None:
-            decompressor = self._decompressor = zlib.decompressobj(wbits=-self.params.decompress_window_bits)
         try:
-            chunks = self._inflate(decompressor, data)
-            if fin:
-                chunks += self._inflate(decompressor, _TRAILER)
+            chunks = []
+            if data:
+                self._fed = True
+                chunks = self._inflate(data)
+            # An empty message (no compressed byte at all) leaves zlib alone: 00 00 ff ff on its
+            # own would start a stored block and garble the next message.
+            if fin and self._fed:
+                chunks += self._inflate(_TRAILER)
         except zlib.error as exc:
             self._end_message(release=True)
             raise DecompressionError(f"invalid compressed data: {exc}") from None
@@ -429,10 +432,17 @@ class PerMessageDeflate:
         if fin:
             # A stream ended by a BFINAL block (§7.2.3.4) cannot go on: the next message starts a
             # new one. It will fail as 1007 if it refers to the old window, which we no longer have.
-            self._end_message(release=self.params.client_no_context_takeover or decompressor.eof)
+            decompressor = self._decompressor
+            self._end_message(
+                release=self.params.client_no_context_takeover
+                or (decompressor is not None and decompressor.eof)
+            )
         return b"".join(chunks)
 
-    def _inflate(self, decompressor: zlib._Decompress, data: bytes) -> list[bytes]:
+    def _inflate(self, data: bytes) -> list[bytes]:
+        decompressor = self._decompressor
+        if decompressor is None:
+            decompressor = self._decompressor = zlib.decompressobj(wbits=-self.params.decompress_window_bits)
         limit = self.max_message_size
         chunks: list[bytes] = []
         view = memoryview(data)
@@ -460,6 +470,7 @@ class PerMessageDeflate:
         return chunks
 
     def _end_message(self, release: bool) -> None:
+        self._fed = False
         self._received = 0
         if release:
             self._decompressor = None
