@@ -412,13 +412,12 @@ class PerMessageDeflate:
 
         Raises :class:`MessageTooBig` once the message passes ``max_message_size`` (after at most
         one byte more of output) and :class:`DecompressionError` on bad data; either way the
-        decompressor is gone and the connection should close with the exception's ``code``.
+        decompressor is gone and the connection must close with the exception's ``code``.
         """
+        if data:
+            self._fed = True
         try:
-            chunks = []
-            if data:
-                self._fed = True
-                chunks = self._inflate(data)
+            chunks = self._inflate(data) if data else []
             # An empty message (no compressed byte at all) leaves zlib alone: 00 00 ff ff on its
             # own would start a stored block and garble the next message.
             if fin and self._fed:
