@@ -17,9 +17,8 @@ from websockets.frames import Frame, Opcode
 from websockets.headers import build_extension, parse_extension
 
 from wsdaemon.proto import permessage_deflate as pmd
+from wsdaemon.proto.codes import CloseCode
 from wsdaemon.proto.permessage_deflate import (
-    CLOSE_INVALID_DATA,
-    CLOSE_TOO_BIG,
     DecompressionError,
     DeflateParams,
     DeflatePolicy,
@@ -498,7 +497,7 @@ def test_bomb_of_1_gib_stops_at_the_limit_quickly_and_small(monkeypatch):
     elapsed = time.perf_counter() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert caught.value.code == CLOSE_TOO_BIG == 1009
+    assert caught.value.code == CloseCode.MESSAGE_TOO_BIG == 1009
     assert elapsed < 1.0
     assert limit < inflaters[0].produced <= limit + 1
     # The output so far, zlib's 40 KiB and 64 KiB input slices: nowhere near 1 GiB.
@@ -572,7 +571,7 @@ def test_invalid_data_is_1007(data):
     codec = PerMessageDeflate(DeflateParams())
     with pytest.raises(DecompressionError) as caught:
         codec.decompress(data, fin=True)
-    assert caught.value.code == CLOSE_INVALID_DATA == 1007
+    assert caught.value.code == CloseCode.INVALID_DATA == 1007
     assert "invalid compressed data" in caught.value.reason
     assert codec.zlib_memory == 0
 
@@ -754,7 +753,7 @@ def test_interop_broadcast_with_websockets_client():
 # --- the module does no I/O ------------------------------------------------
 
 
-def test_module_imports_only_pure_stdlib():
+def test_module_imports_only_pure_stdlib_and_the_proto_vocabulary():
     tree = ast.parse(Path(pmd.__file__).read_text())
     imported = set()
     for node in ast.walk(tree):
@@ -762,4 +761,4 @@ def test_module_imports_only_pure_stdlib():
             imported |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
             imported.add(node.module if node.level == 0 else "." * node.level + (node.module or ""))
-    assert imported <= {"__future__", "zlib", "re", "dataclasses", "enum", "typing"}
+    assert imported <= {"__future__", "zlib", "re", "dataclasses", "enum", "typing", ".codes", ".errors"}

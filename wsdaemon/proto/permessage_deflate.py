@@ -17,12 +17,11 @@ import re
 import zlib
 from dataclasses import dataclass
 
+from .codes import CloseCode
+from .errors import ProtocolError
+
 EXTENSION_NAME = "permessage-deflate"
 
-#: Close code for a message that inflates past the size limit (RFC 6455 §7.4.1).
-CLOSE_TOO_BIG = 1009
-#: Close code for compressed data zlib rejects (RFC 7692 §8.1 says fail the connection).
-CLOSE_INVALID_DATA = 1007
 
 #: The end of an empty stored block: a sync flush ends with it, the sender strips it and the
 #: receiver puts it back (RFC 7692 §7.2.1, §7.2.2).
@@ -304,26 +303,25 @@ def negotiate(header: str | list[str] | None, policy: DeflatePolicy = DEFAULT_PO
 # --- per-message compression (RFC 7692 §7.2) -------------------------------
 
 
-class DeflateError(Exception):
+class DeflateError(ProtocolError):
     """A compressed message we cannot accept: close the connection with ``code`` and ``reason``."""
 
-    code = CLOSE_INVALID_DATA
+    code = CloseCode.INVALID_DATA
 
     def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+        super().__init__(reason, code=type(self).code)
 
 
 class MessageTooBig(DeflateError):
     """The message inflates past ``max_message_size`` (close 1009); inflating stopped there."""
 
-    code = CLOSE_TOO_BIG
+    code = CloseCode.MESSAGE_TOO_BIG
 
 
 class DecompressionError(DeflateError):
     """zlib rejected the compressed data (close 1007)."""
 
-    code = CLOSE_INVALID_DATA
+    code = CloseCode.INVALID_DATA
 
 
 def _new_compressor(window_bits: int, mem_level: int, level: int) -> zlib._Compress:
