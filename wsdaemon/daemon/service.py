@@ -29,12 +29,13 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import __version__
-from ..application import Application, load_app
+from ..application import Application
 from ..net.sockets import bind_socket
 from ..server import Server
 from ..settings import Settings
 from .logs import LogSetup
 from .pidfile import ABSENT, RUNNING, AlreadyRunning, PidFile, process_exists
+from .preflight import StartupError, check_tls, import_application
 from .settings_loader import SettingsSource
 
 log = logging.getLogger("wsdaemon.service")
@@ -70,9 +71,10 @@ def pidfile_path(settings: Settings) -> str:
 def prepare(settings: Settings) -> tuple[Application, socket.socket]:
     """Import the application and bind the port: what can fail before a daemon exists."""
     try:
-        app = load_app(settings.app)
-    except Exception as exc:
-        raise ServiceError(f"cannot load application {settings.app!r}: {exc}") from exc
+        check_tls(settings)
+        app = import_application(settings)
+    except StartupError as exc:
+        raise ServiceError(str(exc)) from exc
     try:
         sock = bind_socket(settings.host, settings.port, settings.backlog)
     except OSError as exc:
