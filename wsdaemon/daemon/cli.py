@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from .. import __version__
 from ..settings import Settings, setting_fields
@@ -28,6 +29,7 @@ from .service import (
 )
 from .settings_loader import (
     CONFIG_ENV,
+    Number,
     SettingsError,
     SettingsSource,
     env_var,
@@ -40,13 +42,30 @@ from .settings_loader import (
 )
 
 
+class SettingOption(click.Option):
+    """An option whose errors say where the bad value came from: the command line or its variable."""
+
+    def consume_value(self, ctx: click.Context, opts: Any) -> Any:
+        value, source = super().consume_value(ctx, opts)
+        ctx.meta[f"wsdaemon.source.{self.name}"] = source  # click records it only after converting
+        return value, source
+
+    def get_error_hint(self, ctx: click.Context | None) -> str:
+        source = ctx.meta.get(f"wsdaemon.source.{self.name}") if ctx is not None else None
+        if source == ParameterSource.ENVIRONMENT:
+            return f"environment variable {self.envvar} (for {self.opts[0]})"
+        hint = " / ".join(f"'{opt}'" for opt in self.opts)
+        return hint + (" on the command line" if source == ParameterSource.COMMANDLINE else "")
+
+
 def server_options(fn):
     """One click option per :class:`Settings` field (with its ``WSDAEMON_*`` variable), and ``--config``."""
     for f in reversed(setting_fields()):
         name = option_name(f)
         common = dict(
+            cls=SettingOption,
             default=f.default,
-            show_default=True,
+            show_default=format_value(f.default, f),
             help=f.metadata.get("help"),
             envvar=env_var(f),
             show_envvar=True,
@@ -222,8 +241,8 @@ def show_config(ctx: click.Context, sample: bool, **options: Any) -> None:
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo("[wsdaemon]")
-    for name, value, origin in rows:
-        click.echo(f"{name} = {format_value(value)}".ljust(40) + f" # {origin}")
+    for f, value, origin in rows:
+        click.echo(f"{f.name} = {format_value(value, f)}".ljust(40) + f" # {origin}")
 
 
 @main.command()
@@ -236,7 +255,11 @@ def show_config(ctx: click.Context, sample: bool, **options: Any) -> None:
     "--token-file", type=click.Path(dir_okay=False), help="File with the shared secret (for --connect)."
 )
 @click.option(
-    "--max-frame", type=int, default=16 * 1024 * 1024, show_default=True, help="Largest message in bytes."
+    "--max-frame",
+    type=Number("bytes", 1),
+    default=16 * 1024 * 1024,
+    show_default="16M",
+    help="Largest message in bytes (256k, 8M, 1G: k=1024).",
 )
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 @click.option(
