@@ -54,6 +54,13 @@ class Settings:
         8081, "TCP port for browsers: WebSocket, long-polling and HTTP.", maximum=65535, restart=True
     )
     app: str = option("wsdaemon.apps.demo:app", "Application to serve, as module:attribute.", restart=True)
+    app_dir: str = option(
+        "",
+        "Directory put first on the import path for --app and the workers (empty: the directory "
+        "the command runs in), like gunicorn's --chdir and uvicorn's --app-dir.",
+        restart=True,
+        path=True,
+    )
     static: bool = option(True, "Serve the test page at / and the client at /wsdaemon.js.", restart=True)
     backlog: int = option(1024, "Listen backlog.", restart=True)
     log_level: str = option("info", "Log level.", ("debug", "info", "warning", "error"))

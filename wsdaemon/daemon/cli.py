@@ -249,6 +249,13 @@ def show_config(ctx: click.Context, sample: bool, **options: Any) -> None:
 @click.option(
     "--app", "app_spec", default=Settings.app, show_default=True, help="Application, as module:attribute."
 )
+@click.option(
+    "--app-dir",
+    type=click.Path(file_okay=False),
+    default=".",
+    show_default=True,
+    help="Directory put first on the import path for --app.",
+)
 @click.option("--socket", "socket_path", metavar="PATH", help="The daemon's Unix worker socket.")
 @click.option("--connect", metavar="HOST:PORT", help="The daemon's TCP worker listener (--worker-listen).")
 @click.option(
@@ -265,8 +272,10 @@ def show_config(ctx: click.Context, sample: bool, **options: Any) -> None:
 @click.option(
     "--supervised", is_flag=True, hidden=True, help="Started by the daemon: exit when disconnected."
 )
-def worker(app_spec, socket_path, connect, token_file, max_frame, log_level, supervised) -> None:
+def worker(app_spec, app_dir, socket_path, connect, token_file, max_frame, log_level, supervised) -> None:
     """Run the application's task functions for a daemon (see docs/workers.md)."""
+    app_dir = os.path.abspath(app_dir)
+    sys.path[:] = [app_dir] + [entry for entry in sys.path if entry != app_dir]
     from ..workers.pool import parse_host_port
     from ..workers.worker import EXIT_REFUSED, run_worker
 

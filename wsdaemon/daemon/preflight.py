@@ -8,15 +8,33 @@ from __future__ import annotations
 
 import os
 import ssl
+import sys
 import traceback
 
 from ..application import Application, load_app
 from ..net.tls import make_server_context
 from ..settings import Settings
+from .settings_loader import SettingsSource
 
 
 class StartupError(Exception):
     """A setting that cannot work; the message names the option."""
+
+
+def use_app_dir(source: SettingsSource, settings: Settings) -> str:
+    """Make ``app_dir`` absolute (empty: this directory), first on sys.path, and fixed for reloads.
+
+    ``start`` works in ``/`` and the worker processes get the directory by
+    argument, so it must be absolute before anything changes directory.
+    """
+    path = os.path.abspath(settings.app_dir or os.getcwd())
+    if not os.path.isdir(path):
+        raise StartupError(f"--app-dir {path}: no such directory")
+    settings.app_dir = path
+    source.overrides["app_dir"] = path  # SIGHUP: the same directory (it needs a restart anyway)
+    source.origins.setdefault("app_dir", "the directory wsdaemon ran in")
+    sys.path[:] = [path] + [entry for entry in sys.path if entry != path]
+    return path
 
 
 def check_tls(settings: Settings) -> None:
@@ -74,7 +92,10 @@ def import_application(settings: Settings) -> Application:
     except Exception as exc:
         module = settings.app.partition(":")[0]
         if isinstance(exc, ModuleNotFoundError) and exc.name == module:
-            raise StartupError(f"cannot load application {settings.app!r}: {exc}") from exc
+            raise StartupError(
+                f"cannot load application {settings.app!r}: {exc} (imported from --app-dir {settings.app_dir}"
+                " and the Python path)"
+            ) from exc
         lines = traceback.format_exception(exc)
         # the first frame is load_app's import statement: the rest is the application's
         frames = "".join(lines[:1] + lines[2:]).rstrip()

@@ -35,7 +35,7 @@ from ..server import Server
 from ..settings import Settings
 from .logs import LogSetup
 from .pidfile import ABSENT, RUNNING, AlreadyRunning, PidFile, process_exists
-from .preflight import StartupError, check_tls, import_application
+from .preflight import StartupError, check_tls, import_application, use_app_dir
 from .settings_loader import SettingsSource
 
 log = logging.getLogger("wsdaemon.service")
@@ -68,9 +68,10 @@ def pidfile_path(settings: Settings) -> str:
     return settings.pidfile or default_pidfile(settings.port)
 
 
-def prepare(settings: Settings) -> tuple[Application, socket.socket]:
+def prepare(source: SettingsSource, settings: Settings) -> tuple[Application, socket.socket]:
     """Import the application and bind the port: what can fail before a daemon exists."""
     try:
+        use_app_dir(source, settings)
         check_tls(settings)
         app = import_application(settings)
     except StartupError as exc:
@@ -146,7 +147,7 @@ def run_foreground(source: SettingsSource, settings: Settings) -> None:
     try:
         if pidfile is not None:
             _acquire(pidfile)
-        app, sock = prepare(settings)
+        app, sock = prepare(source, settings)
         serve(source, settings, app, sock, logs)
     finally:
         if pidfile is not None:
@@ -185,7 +186,7 @@ def start_daemon(source: SettingsSource, settings: Settings, say: Callable[[str]
         except OSError as exc:
             raise ServiceError(f"cannot open log file {settings.logfile}: {exc.strerror}") from exc
     _keep_import_path()
-    app, sock = prepare(settings)
+    app, sock = prepare(source, settings)
     read_end, write_end = os.pipe()
     child = os.fork()
     if child:
