@@ -142,8 +142,10 @@ class Settings:
     # -- daemon operations (start/stop/status, signals, logging) --
     pidfile: str = option(
         "",
-        "Pid file. run: none when empty. start/stop/restart/status: /run/wsdaemon-PORT.pid "
-        "as root, else wsdaemon-PORT.pid in the temporary directory, when empty.",
+        "Pid file. run: none when empty. start/stop/restart/reload/status, when empty: one per "
+        "config file (wsdaemon-NAME-HASH.pid, from the file's path, so editing the port in it "
+        "keeps the daemon found), else per port (wsdaemon-PORT.pid); in /run as root, else in "
+        "the temporary directory.",
         restart=True,
         path=True,
     )

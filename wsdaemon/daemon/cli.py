@@ -147,7 +147,9 @@ def _start(source: SettingsSource, settings: Settings) -> None:
     except ServiceError as exc:
         raise fail(exc) from exc
     where = f", log {settings.logfile}" if settings.logfile else " (no --logfile: log discarded)"
-    click.echo(f"wsdaemon started: pid {pid}, port {settings.port}, pid file {pidfile_path(settings)}{where}")
+    click.echo(
+        f"wsdaemon started: pid {pid}, port {settings.port}, pid file {pidfile_path(settings, source.config_path)}{where}"
+    )
 
 
 _timeout_option = click.option(
@@ -164,9 +166,9 @@ _timeout_option = click.option(
 @click.pass_context
 def stop(ctx: click.Context, timeout: float | None, **options: Any) -> None:
     """Stop the daemon gracefully (SIGTERM) and wait until it has exited."""
-    _, settings = load_settings(ctx, options, tolerant=True)
+    source, settings = load_settings(ctx, options, tolerant=True)
     try:
-        stop_daemon(settings, timeout, say=click.echo)
+        stop_daemon(settings, timeout, say=click.echo, config_path=source.config_path)
     except ServiceError as exc:
         raise fail(exc) from exc
 
@@ -179,7 +181,7 @@ def restart(ctx: click.Context, timeout: float | None, **options: Any) -> None:
     """Stop the daemon (if it runs), then start it with these options."""
     source, settings = load_settings(ctx, options)
     try:
-        stop_daemon(settings, timeout, say=click.echo)
+        stop_daemon(settings, timeout, say=click.echo, config_path=source.config_path)
     except ServiceError as exc:
         raise fail(exc) from exc
     _start(source, settings)
@@ -207,9 +209,9 @@ def reopen_logs(ctx: click.Context, **options: Any) -> None:
 def _signal(
     ctx: click.Context, options: dict[str, Any], signum: int, what: str, tolerant: bool = False
 ) -> None:
-    _, settings = load_settings(ctx, options, tolerant)
+    source, settings = load_settings(ctx, options, tolerant)
     try:
-        pid = signal_daemon(settings, signum)
+        pid = signal_daemon(settings, signum, source.config_path)
     except ServiceError as exc:
         raise fail(exc) from exc
     click.echo(f"wsdaemon: {what} requested ({signal.Signals(signum).name} to pid {pid})")
@@ -220,8 +222,8 @@ def _signal(
 @click.pass_context
 def status(ctx: click.Context, **options: Any) -> None:
     """Print pid, port, uptime and connections; exit 0 running, 1 dead (stale pid file), 3 stopped."""
-    _, settings = load_settings(ctx, options, tolerant=True)
-    code, line = daemon_status(settings)
+    source, settings = load_settings(ctx, options, tolerant=True)
+    code, line = daemon_status(settings, source.config_path)
     click.echo(line)
     ctx.exit(code)
 

@@ -15,6 +15,7 @@ SIGHUP reloads the config file, SIGUSR1 reopens the log file.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import logging
@@ -59,13 +60,23 @@ class ServiceError(Exception):
         self.code = code
 
 
-def default_pidfile(port: int) -> str:
+def default_pidfile(port: int, config_path: str | None = None) -> str:
+    """``/run`` (root) or the temporary directory: one pid file per config file, else per port.
+
+    With a config file the name comes from the file's path, never from a
+    setting inside it, so editing ``port`` and reloading still finds the daemon.
+    """
     directory = "/run" if os.geteuid() == 0 else tempfile.gettempdir()
+    if config_path:
+        path = os.path.abspath(config_path)
+        stem = os.path.splitext(os.path.basename(path))[0] or "config"
+        digest = hashlib.sha256(path.encode()).hexdigest()[:8]
+        return os.path.join(directory, f"wsdaemon-{stem}-{digest}.pid")
     return os.path.join(directory, f"wsdaemon-{port}.pid")
 
 
-def pidfile_path(settings: Settings) -> str:
-    return settings.pidfile or default_pidfile(settings.port)
+def pidfile_path(settings: Settings, config_path: str | None = None) -> str:
+    return settings.pidfile or default_pidfile(settings.port, config_path)
 
 
 def prepare(source: SettingsSource, settings: Settings) -> tuple[Application, socket.socket]:
@@ -170,7 +181,7 @@ def _acquire(pidfile: PidFile) -> None:
 
 def start_daemon(source: SettingsSource, settings: Settings, say: Callable[[str], Any]) -> int:
     """Daemonize after the early checks; return the daemon's pid once it serves."""
-    path = pidfile_path(settings)
+    path = pidfile_path(settings, source.config_path)
     pidfile = PidFile(path)
     state, pid = pidfile.check()
     if state == RUNNING:
@@ -299,9 +310,11 @@ def _wait_ready(fd: int, logfile: str) -> int:
 # -- stop, reload, status ------------------------------------------------------------
 
 
-def stop_daemon(settings: Settings, timeout: float | None, say: Callable[[str], Any]) -> None:
+def stop_daemon(
+    settings: Settings, timeout: float | None, say: Callable[[str], Any], config_path: str | None = None
+) -> None:
     """SIGTERM the daemon of the pid file and wait until it has exited."""
-    pidfile = PidFile(pidfile_path(settings))
+    pidfile = PidFile(pidfile_path(settings, config_path))
     state, pid = pidfile.check()
     if state == ABSENT:
         say("wsdaemon is not running")
@@ -324,9 +337,9 @@ def stop_daemon(settings: Settings, timeout: float | None, say: Callable[[str], 
     say(f"wsdaemon stopped (pid {pid})")
 
 
-def signal_daemon(settings: Settings, signum: int) -> int:
+def signal_daemon(settings: Settings, signum: int, config_path: str | None = None) -> int:
     """Send ``signum`` to the running daemon; its pid."""
-    pidfile = PidFile(pidfile_path(settings))
+    pidfile = PidFile(pidfile_path(settings, config_path))
     state, pid = pidfile.check()
     if state != RUNNING or pid is None:
         raise ServiceError(f"wsdaemon is not running (pid file {pidfile.path})", NOT_RUNNING)
@@ -356,9 +369,9 @@ def fetch_status(settings: Settings, timeout: float = 3.0) -> dict:
         conn.close()
 
 
-def daemon_status(settings: Settings) -> tuple[int, str]:
+def daemon_status(settings: Settings, config_path: str | None = None) -> tuple[int, str]:
     """LSB status code and the line to print."""
-    path = pidfile_path(settings)
+    path = pidfile_path(settings, config_path)
     try:
         state, pid = PidFile(path).check()
     except OSError as exc:
