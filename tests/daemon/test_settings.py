@@ -68,7 +68,10 @@ def test_values_are_converted_like_the_command_line(tmp_path):
         ("[wsdaemon]\nport = 70000\n", "70000 is not in the range 0<=x<=65535"),
         ("[wsdaemon]\nclose_timeout = -1\n", "-1s is not in the range x>=0"),
         ("[wsdaemon]\nclose_timeout = soon\n", "'soon' is not a valid duration (seconds, or with ms, s, m"),
-        ("[wsdaemon]\nmax_write_buffer = lots\n", "'lots' is not a valid size (bytes, or with k, M, G (k=1024)"),
+        (
+            "[wsdaemon]\nmax_write_buffer = lots\n",
+            "'lots' is not a valid size (bytes, or with k, M, G (k=1024)",
+        ),
         ("[wsdaemon]\nstatic = maybe\n", "'maybe' is not a valid boolean"),
         ("[wsdaemon]\nlog_level = loud\n", "'loud' is not one of 'debug', 'info', 'warning', 'error'"),
         ("[wsdaemon]\nport = 1\nport = 2\n", "option 'port' in section 'wsdaemon' already exists"),
