@@ -11,6 +11,7 @@ import ssl
 import sys
 import traceback
 
+from .. import application
 from ..application import Application, load_app
 from ..net.tls import make_server_context
 from ..settings import Settings
@@ -96,9 +97,23 @@ def import_application(settings: Settings) -> Application:
                 f"cannot load application {settings.app!r}: {exc} (imported from --app-dir {settings.app_dir}"
                 " and the Python path)"
             ) from exc
-        lines = traceback.format_exception(exc)
-        # the first frame is load_app's import statement: the rest is the application's
-        frames = "".join(lines[:1] + lines[2:]).rstrip()
+        frames = "".join(_application_traceback(exc).format()).rstrip()
         raise StartupError(
             f"cannot load application {settings.app!r}: {type(exc).__name__}: {exc}\n{frames}"
         ) from exc
+
+
+def _application_traceback(exc: BaseException) -> traceback.TracebackException:
+    """The traceback from the application's own frames on (not load_app's and importlib's)."""
+    report = traceback.TracebackException.from_exception(exc)
+    machinery = (__file__, application.__file__)
+    own = [
+        frame
+        for frame in report.stack
+        if frame.filename not in machinery
+        and not frame.filename.startswith("<frozen importlib")
+        and not frame.filename.endswith(os.path.join("importlib", "__init__.py"))
+    ]
+    if own:
+        report.stack = traceback.StackSummary.from_list(own)
+    return report
