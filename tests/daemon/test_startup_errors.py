@@ -102,3 +102,4 @@ def test_an_application_import_error_shows_its_type_and_traceback(service, tmp_p
         )
         assert "Traceback (most recent call last)" in err
         assert 'wsdaemon_db_app.py", line 4' in err and "in connect" in err
+        assert "importlib" not in err and "load_app" not in err  # the application's frames only
