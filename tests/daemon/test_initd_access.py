@@ -7,6 +7,7 @@ import pwd
 import shutil
 import stat
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,31 @@ def test_a_daemon_under_a_private_directory_names_the_unreadable_path(tmp_path):
         assert not init.pidfile.exists()
     finally:
         init.kill()
+
+
+def test_a_readable_script_whose_python_is_in_a_private_directory_names_the_python(tmp_path):
+    private = tmp_path / "root-home" / "venv" / "bin"
+    private.mkdir(parents=True)
+    python = private / "python"
+    python.symlink_to(sys.executable)
+    base = Path(tempfile.mkdtemp(prefix="wsdaemon-initd-"))  # readable by everyone, unlike tmp_path
+    try:
+        base.chmod(0o755)
+        init = InitScript(base, sys.executable, str(REPO), user=USER)
+        script = base / "wsdaemon"
+        script.write_text(f"#!{python}\nimport sys\nfrom wsdaemon.daemon.cli import main\nsys.exit(main())\n")
+        script.chmod(0o755)
+        blocked = first_closed_directory(python)
+        result = init("start")
+        assert result.returncode == 1, (result.stdout, result.stderr)
+        assert f"DAEMON_USER {USER} cannot read {python}: {blocked} is not accessible to it" in result.stderr
+        assert not init.pidfile.exists()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_an_unknown_daemon_user_is_named(tmp_path):
+    init = InitScript(tmp_path, sys.executable, str(REPO), user="no-such-user-xyz")
+    result = init("start")
+    assert result.returncode == 1
+    assert "DAEMON_USER no-such-user-xyz does not exist" in result.stderr
