@@ -12,7 +12,6 @@ import re
 import shlex
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -126,7 +125,7 @@ def test_the_readme_app_runs_started_as_a_daemon_with_workers(game, tmp_path):
     args += ["--logfile", str(tmp_path / "w.log")]
     started = subprocess.run(args, cwd=here, env=env(), capture_output=True, text=True, timeout=60)
     assert started.returncode == 0, started.stderr
-    pid = int((tmp_path / "w.pid").read_text())
+    pid = int((tmp_path / "w.pid").read_text().split()[0])
     try:
         wait_until(lambda: workers_connected(port) == 2, 30, "two workers importing mygame")
         expect_welcome(port)
@@ -182,6 +181,5 @@ def test_the_readme_app_runs_under_the_init_script(game, tmp_path):
         expect_welcome(port)
         assert init("stop").returncode == 0
     finally:
-        if pidfile.exists() and process_exists(pid := int(pidfile.read_text())):
+        if pidfile.exists() and process_exists(pid := int(pidfile.read_text().split()[0])):
             subprocess.run(["kill", "-9", str(pid)])
-        time.sleep(0)

@@ -60,6 +60,10 @@ def test_changing_the_port_in_the_config_file_then_reload_restart_start(live):
     live.wait_log("restart")  # the port needs a restart: the daemon says so and keeps serving
     assert serving(live.port) == first
 
+    status = live.cli("status")  # asks the port the daemon serves, not the file's new one
+    assert status.returncode == 0 and f"pid {first}, port {live.port}," in status.stdout
+    assert f"the settings say port {new_port} now: restart to apply" in status.stdout
+
     again = live.cli("start")
     assert again.returncode == 1 and f"already running (pid {first}" in again.stderr
     assert serving(new_port) is None

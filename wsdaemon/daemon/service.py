@@ -15,6 +15,7 @@ SIGHUP reloads the config file, SIGUSR1 reopens the log file.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.client
 import json
@@ -77,6 +78,11 @@ def default_pidfile(port: int, config_path: str | None = None) -> str:
 
 def pidfile_path(settings: Settings, config_path: str | None = None) -> str:
     return settings.pidfile or default_pidfile(settings.port, config_path)
+
+
+def port_note(settings: Settings) -> str:
+    """The pid file's second line: the port the daemon serves, which a reload cannot change."""
+    return f"port {settings.port}"
 
 
 def prepare(source: SettingsSource, settings: Settings) -> tuple[Application, socket.socket]:
@@ -154,7 +160,7 @@ def run_foreground(source: SettingsSource, settings: Settings) -> None:
         logs = LogSetup(settings.logfile, settings.log_level)
     except OSError as exc:
         raise ServiceError(f"cannot open log file {settings.logfile}: {exc.strerror}") from exc
-    pidfile = PidFile(settings.pidfile) if settings.pidfile else None
+    pidfile = PidFile(settings.pidfile, port_note(settings)) if settings.pidfile else None
     try:
         if pidfile is not None:
             _acquire(pidfile)
@@ -182,7 +188,7 @@ def _acquire(pidfile: PidFile) -> None:
 def start_daemon(source: SettingsSource, settings: Settings, say: Callable[[str], Any]) -> int:
     """Daemonize after the early checks; return the daemon's pid once it serves."""
     path = pidfile_path(settings, source.config_path)
-    pidfile = PidFile(path)
+    pidfile = PidFile(path, port_note(settings))
     state, pid = pidfile.check()
     if state == RUNNING:
         raise ServiceError(f"already running (pid {pid or '?'}, pid file {path})")
@@ -374,12 +380,17 @@ def daemon_status(settings: Settings, config_path: str | None = None) -> tuple[i
     path = pidfile_path(settings, config_path)
     try:
         state, pid = PidFile(path).check()
+        note = PidFile(path).read_note()
     except OSError as exc:
         return STATUS_UNKNOWN, f"wsdaemon status unknown: cannot read pid file {path}: {exc.strerror}"
     if state == ABSENT:
         return STATUS_NOT_RUNNING, "wsdaemon is not running"
     if state != RUNNING:
         return STATUS_DEAD, f"wsdaemon is dead: pid file {path} remains, pid {pid} is not running"
+    configured = settings.port
+    served = note.split()[1] if note.startswith("port ") and note[5:].strip().isdigit() else ""
+    if served and int(served) != configured:
+        settings = dataclasses.replace(settings, port=int(served))
     try:
         doc = fetch_status(settings)
     except (OSError, ValueError) as exc:
@@ -394,6 +405,8 @@ def daemon_status(settings: Settings, config_path: str | None = None) -> tuple[i
     )
     if doc.get("pid") != pid:
         line += f"; note: port {settings.port} is served by pid {doc.get('pid')}"
+    if settings.port != configured:
+        line += f"; the settings say port {configured} now: restart to apply"
     return STATUS_RUNNING, line
 
 
