@@ -54,7 +54,7 @@ has_candidate() {
 
 # ---------------------------------------------------------------- Debian ----
 apt_deps() {
-  local wanted=(chromium fonts-liberation nodejs node-faye-websocket shellcheck)
+  local wanted=(chromium fonts-liberation nodejs node-faye-websocket shellcheck logrotate)
   local missing=() p
   for p in "${wanted[@]}"; do
     is_installed "$p" || missing+=("$p")

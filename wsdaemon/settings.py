@@ -21,13 +21,16 @@ def option(
     maximum: float | None = None,
     restart: bool = False,
     path: bool = False,
+    unit: str | None = None,
 ) -> Any:
     """Declare one setting.
 
     Numbers are checked against ``minimum`` (0 unless given) and ``maximum``.
     ``restart``: SIGHUP cannot apply a new value (the server keeps the old one
     and logs that a restart is needed). ``path``: a file name, made absolute
-    (relative to the config file when it comes from one).
+    (relative to the config file when it comes from one). ``unit``: ``"bytes"``
+    (written ``256k``, ``8M``, ``1G``; k=1024) or ``"seconds"`` (``500ms``, ``30s``, ``2m``);
+    plain numbers keep meaning bytes and seconds.
     """
     if minimum is None and isinstance(default, (int, float)) and not isinstance(default, bool):
         minimum = 0
@@ -38,6 +41,7 @@ def option(
         "maximum": maximum,
         "restart": restart,
         "path": path,
+        "unit": unit,
     }
     return field(default=default, metadata=metadata)
 
@@ -50,30 +54,51 @@ class Settings:
         8081, "TCP port for browsers: WebSocket, long-polling and HTTP.", maximum=65535, restart=True
     )
     app: str = option("wsdaemon.apps.demo:app", "Application to serve, as module:attribute.", restart=True)
+    app_dir: str = option(
+        "",
+        "Directory put first on the import path for --app and the workers (empty: the directory "
+        "the command runs in), like gunicorn's --chdir and uvicorn's --app-dir.",
+        restart=True,
+        path=True,
+    )
     static: bool = option(True, "Serve the test page at / and the client at /wsdaemon.js.", restart=True)
     backlog: int = option(1024, "Listen backlog.", restart=True)
     log_level: str = option("info", "Log level.", ("debug", "info", "warning", "error"))
     # -- RFC 6455 --
-    max_message_size: int = option(16 * 1024 * 1024, "Largest message in bytes; bigger ones close with 1009.")
-    ping_interval: float = option(20.0, "Ping a client idle this many seconds (0: never).")
-    ping_timeout: float = option(20.0, "Drop a client that has not answered a ping within this many seconds.")
-    close_timeout: float = option(5.0, "Seconds to wait for the client's close frame after ours.")
+    max_message_size: int = option(
+        16 * 1024 * 1024, "Largest message in bytes; bigger ones close with 1009.", unit="bytes"
+    )
+    ping_interval: float = option(20.0, "Ping a client idle this many seconds (0: never).", unit="seconds")
+    ping_timeout: float = option(
+        20.0, "Drop a client that has not answered a ping within this many seconds.", unit="seconds"
+    )
+    close_timeout: float = option(
+        5.0, "Seconds to wait for the client's close frame after ours.", unit="seconds"
+    )
     # -- limits --
     max_write_buffer: int = option(
         8 * 1024 * 1024,
         "Outbound bytes one connection may have queued behind the message being sent; "
         "over it the client is a slow consumer and is closed with 1008 (0: no limit).",
+        unit="bytes",
     )
-    max_header_bytes: int = option(16384, "Largest request line plus headers, in bytes (431 above).")
+    max_header_bytes: int = option(
+        16384, "Largest request line plus headers, in bytes (431 above).", unit="bytes"
+    )
     max_headers: int = option(100, "Most request headers (431 above).")
-    handshake_timeout: float = option(10.0, "Seconds a new connection has to send its complete request head.")
+    handshake_timeout: float = option(
+        10.0, "Seconds a new connection has to send its complete request head.", unit="seconds"
+    )
     # -- shutdown --
-    shutdown_grace: float = option(5.0, "Seconds clients get to finish their closing handshake at shutdown.")
+    shutdown_grace: float = option(
+        5.0, "Seconds clients get to finish their closing handshake at shutdown.", unit="seconds"
+    )
     # -- hixie-76 / hixie-75 (no ping in these drafts) --
     idle_timeout: float = option(
         300.0,
         "Close a connection that has sent nothing for this many seconds (0: never). "
         "RFC 6455 connections are pinged instead while --ping-interval is set.",
+        unit="seconds",
     )
     # -- workers: task functions run in worker processes (docs/workers.md) --
     workers: int = option(
@@ -100,18 +125,27 @@ class Settings:
     task_timeout: float = option(
         60.0,
         "Seconds a task may run (unless it declares its own; 0: no limit); then its worker is replaced.",
+        unit="seconds",
     )
     task_queue_timeout: float = option(
-        60.0, "Seconds a task may wait in the queue for a free worker before it fails (0: no limit)."
+        60.0,
+        "Seconds a task may wait in the queue for a free worker before it fails (0: no limit).",
+        unit="seconds",
     )
     task_max_size: int = option(
-        16 * 1024 * 1024, "Largest task or result message in bytes (JSON).", minimum=1, restart=True
+        16 * 1024 * 1024,
+        "Largest task or result message in bytes (JSON).",
+        minimum=1,
+        restart=True,
+        unit="bytes",
     )
     # -- daemon operations (start/stop/status, signals, logging) --
     pidfile: str = option(
         "",
-        "Pid file. run: none when empty. start/stop/restart/status: /run/wsdaemon-PORT.pid "
-        "as root, else wsdaemon-PORT.pid in the temporary directory, when empty.",
+        "Pid file. run: none when empty. start/stop/restart/reload/status, when empty: one per "
+        "config file (wsdaemon-NAME-HASH.pid, from the file's path, so editing the port in it "
+        "keeps the daemon found), else per port (wsdaemon-PORT.pid); in /run as root, else in "
+        "the temporary directory.",
         restart=True,
         path=True,
     )
@@ -122,14 +156,21 @@ class Settings:
     )
     # -- long-polling (docs/long-polling.md) --
     longpoll: bool = option(True, "Serve the long-polling transport under /lp/.", restart=True)
-    longpoll_hold: float = option(25.0, "Seconds a poll is held open when nothing is queued for its session.")
-    longpoll_expire: float = option(
-        30.0, "Seconds a session may go without a poll before it expires (on_close 1006)."
+    longpoll_hold: float = option(
+        25.0, "Seconds a poll is held open when nothing is queued for its session.", unit="seconds"
     )
-    longpoll_max_body: int = option(1024 * 1024, "Largest long-polling request body in bytes (413 above).")
+    longpoll_expire: float = option(
+        30.0,
+        "Seconds a session may go without a poll before it expires (on_close 1006).",
+        unit="seconds",
+    )
+    longpoll_max_body: int = option(
+        1024 * 1024, "Largest long-polling request body in bytes (413 above).", unit="bytes"
+    )
     longpoll_max_queue: int = option(
         8 * 1024 * 1024,
         "Unacknowledged outbound bytes one session may have queued before it is closed with 1008.",
+        unit="bytes",
     )
     longpoll_max_sessions: int = option(10000, "Most long-polling sessions at once (503 above).")
     # -- hardening: connection limits, Origin policy, TLS (docs/security.md) --

@@ -66,7 +66,12 @@ def test_values_are_converted_like_the_command_line(tmp_path):
         ("[wsdaemon]\nzzz = 1\n", "unknown key 'zzz' in [wsdaemon]"),
         ("[wsdaemon]\nport = lots\n", "port = 'lots': 'lots' is not a valid integer"),
         ("[wsdaemon]\nport = 70000\n", "70000 is not in the range 0<=x<=65535"),
-        ("[wsdaemon]\nclose_timeout = -1\n", "-1.0 is not in the range x>=0"),
+        ("[wsdaemon]\nclose_timeout = -1\n", "-1s is not in the range x>=0"),
+        ("[wsdaemon]\nclose_timeout = soon\n", "'soon' is not a valid duration (seconds, or with ms, s, m"),
+        (
+            "[wsdaemon]\nmax_write_buffer = lots\n",
+            "'lots' is not a valid size (bytes, or with k, M, G (k=1024)",
+        ),
         ("[wsdaemon]\nstatic = maybe\n", "'maybe' is not a valid boolean"),
         ("[wsdaemon]\nlog_level = loud\n", "'loud' is not one of 'debug', 'info', 'warning', 'error'"),
         ("[wsdaemon]\nport = 1\nport = 2\n", "option 'port' in section 'wsdaemon' already exists"),
@@ -137,9 +142,9 @@ def test_precedence_command_line_then_environment_then_file_then_defaults(tmp_pa
     assert rows["port"] == ("9003", "command line")
     assert rows["max_headers"] == ("8", "environment WSDAEMON_MAX_HEADERS")
     assert rows["static"] == ("no", "environment WSDAEMON_STATIC")
-    assert rows["close_timeout"] == ("3.0", f"config file {path}")
+    assert rows["close_timeout"] == ("3s", f"config file {path}")
     assert rows["backlog"] == ("11", f"config file {path}")
-    assert rows["ping_interval"] == ("20.0", "default")
+    assert rows["ping_interval"] == ("20s", "default")
     assert set(rows) == {f.name for f in setting_fields()}
     # the output is itself a valid config file
     again = write(tmp_path, result.stdout)
@@ -183,7 +188,7 @@ def test_bad_settings_stop_the_daemon_at_start(tmp_path, command):
 
     result = wsdaemon(command, "--port", "0", env={"WSDAEMON_PING_TIMEOUT": "soon"})
     assert result.returncode == 2
-    assert "'soon' is not a valid float" in result.stderr and "WSDAEMON_PING_TIMEOUT" in result.stderr
+    assert "'soon' is not a valid duration" in result.stderr and "WSDAEMON_PING_TIMEOUT" in result.stderr
 
     result = wsdaemon(command, "--port", "-5")
     assert result.returncode == 2

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from .. import __version__
 from ..settings import Settings, setting_fields
@@ -28,6 +29,7 @@ from .service import (
 )
 from .settings_loader import (
     CONFIG_ENV,
+    Number,
     SettingsError,
     SettingsSource,
     env_var,
@@ -40,13 +42,30 @@ from .settings_loader import (
 )
 
 
+class SettingOption(click.Option):
+    """An option whose errors say where the bad value came from: the command line or its variable."""
+
+    def consume_value(self, ctx: click.Context, opts: Any) -> Any:
+        value, source = super().consume_value(ctx, opts)
+        ctx.meta[f"wsdaemon.source.{self.name}"] = source  # click records it only after converting
+        return value, source
+
+    def get_error_hint(self, ctx: click.Context | None) -> str:
+        source = ctx.meta.get(f"wsdaemon.source.{self.name}") if ctx is not None else None
+        if source == ParameterSource.ENVIRONMENT:
+            return f"environment variable {self.envvar} (for {self.opts[0]})"
+        hint = " / ".join(f"'{opt}'" for opt in self.opts)
+        return hint + (" on the command line" if source == ParameterSource.COMMANDLINE else "")
+
+
 def server_options(fn):
     """One click option per :class:`Settings` field (with its ``WSDAEMON_*`` variable), and ``--config``."""
     for f in reversed(setting_fields()):
         name = option_name(f)
         common = dict(
+            cls=SettingOption,
             default=f.default,
-            show_default=True,
+            show_default=format_value(f.default, f),
             help=f.metadata.get("help"),
             envvar=env_var(f),
             show_envvar=True,
@@ -128,7 +147,9 @@ def _start(source: SettingsSource, settings: Settings) -> None:
     except ServiceError as exc:
         raise fail(exc) from exc
     where = f", log {settings.logfile}" if settings.logfile else " (no --logfile: log discarded)"
-    click.echo(f"wsdaemon started: pid {pid}, port {settings.port}, pid file {pidfile_path(settings)}{where}")
+    click.echo(
+        f"wsdaemon started: pid {pid}, port {settings.port}, pid file {pidfile_path(settings, source.config_path)}{where}"
+    )
 
 
 _timeout_option = click.option(
@@ -145,9 +166,9 @@ _timeout_option = click.option(
 @click.pass_context
 def stop(ctx: click.Context, timeout: float | None, **options: Any) -> None:
     """Stop the daemon gracefully (SIGTERM) and wait until it has exited."""
-    _, settings = load_settings(ctx, options, tolerant=True)
+    source, settings = load_settings(ctx, options, tolerant=True)
     try:
-        stop_daemon(settings, timeout, say=click.echo)
+        stop_daemon(settings, timeout, say=click.echo, config_path=source.config_path)
     except ServiceError as exc:
         raise fail(exc) from exc
 
@@ -160,7 +181,7 @@ def restart(ctx: click.Context, timeout: float | None, **options: Any) -> None:
     """Stop the daemon (if it runs), then start it with these options."""
     source, settings = load_settings(ctx, options)
     try:
-        stop_daemon(settings, timeout, say=click.echo)
+        stop_daemon(settings, timeout, say=click.echo, config_path=source.config_path)
     except ServiceError as exc:
         raise fail(exc) from exc
     _start(source, settings)
@@ -188,9 +209,9 @@ def reopen_logs(ctx: click.Context, **options: Any) -> None:
 def _signal(
     ctx: click.Context, options: dict[str, Any], signum: int, what: str, tolerant: bool = False
 ) -> None:
-    _, settings = load_settings(ctx, options, tolerant)
+    source, settings = load_settings(ctx, options, tolerant)
     try:
-        pid = signal_daemon(settings, signum)
+        pid = signal_daemon(settings, signum, source.config_path)
     except ServiceError as exc:
         raise fail(exc) from exc
     click.echo(f"wsdaemon: {what} requested ({signal.Signals(signum).name} to pid {pid})")
@@ -201,8 +222,8 @@ def _signal(
 @click.pass_context
 def status(ctx: click.Context, **options: Any) -> None:
     """Print pid, port, uptime and connections; exit 0 running, 1 dead (stale pid file), 3 stopped."""
-    _, settings = load_settings(ctx, options, tolerant=True)
-    code, line = daemon_status(settings)
+    source, settings = load_settings(ctx, options, tolerant=True)
+    code, line = daemon_status(settings, source.config_path)
     click.echo(line)
     ctx.exit(code)
 
@@ -222,13 +243,20 @@ def show_config(ctx: click.Context, sample: bool, **options: Any) -> None:
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo("[wsdaemon]")
-    for name, value, origin in rows:
-        click.echo(f"{name} = {format_value(value)}".ljust(40) + f" # {origin}")
+    for f, value, origin in rows:
+        click.echo(f"{f.name} = {format_value(value, f)}".ljust(40) + f" # {origin}")
 
 
 @main.command()
 @click.option(
     "--app", "app_spec", default=Settings.app, show_default=True, help="Application, as module:attribute."
+)
+@click.option(
+    "--app-dir",
+    type=click.Path(file_okay=False),
+    default=".",
+    show_default=True,
+    help="Directory put first on the import path for --app.",
 )
 @click.option("--socket", "socket_path", metavar="PATH", help="The daemon's Unix worker socket.")
 @click.option("--connect", metavar="HOST:PORT", help="The daemon's TCP worker listener (--worker-listen).")
@@ -236,14 +264,20 @@ def show_config(ctx: click.Context, sample: bool, **options: Any) -> None:
     "--token-file", type=click.Path(dir_okay=False), help="File with the shared secret (for --connect)."
 )
 @click.option(
-    "--max-frame", type=int, default=16 * 1024 * 1024, show_default=True, help="Largest message in bytes."
+    "--max-frame",
+    type=Number("bytes", 1),
+    default=16 * 1024 * 1024,
+    show_default="16M",
+    help="Largest message in bytes (256k, 8M, 1G: k=1024).",
 )
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 @click.option(
     "--supervised", is_flag=True, hidden=True, help="Started by the daemon: exit when disconnected."
 )
-def worker(app_spec, socket_path, connect, token_file, max_frame, log_level, supervised) -> None:
+def worker(app_spec, app_dir, socket_path, connect, token_file, max_frame, log_level, supervised) -> None:
     """Run the application's task functions for a daemon (see docs/workers.md)."""
+    app_dir = os.path.abspath(app_dir)
+    sys.path[:] = [app_dir] + [entry for entry in sys.path if entry != app_dir]
     from ..workers.connection import parse_host_port
     from ..workers.worker import EXIT_REFUSED, run_worker
 

@@ -55,8 +55,10 @@ def process_exists(pid: int) -> bool:
 class PidFile:
     """``with PidFile(path):`` holds the lock and the pid for the life of the process."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, note: str = "") -> None:
         self.path = path
+        #: A second line after the pid (``port 8081``): what ``status`` must know of the running daemon.
+        self.note = note
         self._fd: int | None = None
         #: The pid of a stale file that :meth:`acquire` replaced, for the log.
         self.replaced_pid: int | None = None
@@ -82,6 +84,15 @@ class PidFile:
             return RUNNING, pid
         return STALE, pid
 
+    def read_note(self) -> str:
+        """The second line of the file (empty when there is none or no file)."""
+        try:
+            with open(self.path, encoding="utf-8", errors="replace") as fh:
+                lines = fh.read(4096).splitlines()
+        except OSError:
+            return ""
+        return lines[1].strip() if len(lines) > 1 else ""
+
     def acquire(self, pid: int | None = None) -> None:
         """Lock the file and write ``pid`` (ours by default); AlreadyRunning if a live process holds it."""
         for _ in range(5):
@@ -99,7 +110,8 @@ class PidFile:
             raise OSError(f"pid file {self.path} keeps changing under us")
         self.replaced_pid = _read_pid(fd)
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{pid or os.getpid()}\n".encode(), 0)
+        text = f"{pid or os.getpid()}\n" + (f"{self.note}\n" if self.note else "")
+        os.pwrite(fd, text.encode(), 0)
         self._fd = fd
 
     def release(self) -> None:

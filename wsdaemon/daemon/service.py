@@ -15,6 +15,8 @@ SIGHUP reloads the config file, SIGUSR1 reopens the log file.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import http.client
 import json
 import logging
@@ -29,13 +31,14 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import __version__
-from ..application import Application, load_app
+from ..application import Application
 from ..net.sockets import bind_socket
 from ..server import Server
 from ..settings import Settings
 from .logs import LogSetup
 from .malloc_tuning import keep_large_buffers_in_heap
 from .pidfile import ABSENT, RUNNING, AlreadyRunning, PidFile, process_exists
+from .preflight import StartupError, check_tls, import_application, use_app_dir
 from .settings_loader import SettingsSource
 
 log = logging.getLogger("wsdaemon.service")
@@ -59,21 +62,38 @@ class ServiceError(Exception):
         self.code = code
 
 
-def default_pidfile(port: int) -> str:
+def default_pidfile(port: int, config_path: str | None = None) -> str:
+    """``/run`` (root) or the temporary directory: one pid file per config file, else per port.
+
+    With a config file the name comes from the file's path, never from a
+    setting inside it, so editing ``port`` and reloading still finds the daemon.
+    """
     directory = "/run" if os.geteuid() == 0 else tempfile.gettempdir()
+    if config_path:
+        path = os.path.abspath(config_path)
+        stem = os.path.splitext(os.path.basename(path))[0] or "config"
+        digest = hashlib.sha256(path.encode()).hexdigest()[:8]
+        return os.path.join(directory, f"wsdaemon-{stem}-{digest}.pid")
     return os.path.join(directory, f"wsdaemon-{port}.pid")
 
 
-def pidfile_path(settings: Settings) -> str:
-    return settings.pidfile or default_pidfile(settings.port)
+def pidfile_path(settings: Settings, config_path: str | None = None) -> str:
+    return settings.pidfile or default_pidfile(settings.port, config_path)
 
 
-def prepare(settings: Settings) -> tuple[Application, socket.socket]:
+def port_note(settings: Settings) -> str:
+    """The pid file's second line: the port the daemon serves, which a reload cannot change."""
+    return f"port {settings.port}"
+
+
+def prepare(source: SettingsSource, settings: Settings) -> tuple[Application, socket.socket]:
     """Import the application and bind the port: what can fail before a daemon exists."""
     try:
-        app = load_app(settings.app)
-    except Exception as exc:
-        raise ServiceError(f"cannot load application {settings.app!r}: {exc}") from exc
+        use_app_dir(source, settings)
+        check_tls(settings)
+        app = import_application(settings)
+    except StartupError as exc:
+        raise ServiceError(str(exc)) from exc
     try:
         sock = bind_socket(settings.host, settings.port, settings.backlog)
     except OSError as exc:
@@ -143,11 +163,11 @@ def run_foreground(source: SettingsSource, settings: Settings) -> None:
         logs = LogSetup(settings.logfile, settings.log_level)
     except OSError as exc:
         raise ServiceError(f"cannot open log file {settings.logfile}: {exc.strerror}") from exc
-    pidfile = PidFile(settings.pidfile) if settings.pidfile else None
+    pidfile = PidFile(settings.pidfile, port_note(settings)) if settings.pidfile else None
     try:
         if pidfile is not None:
             _acquire(pidfile)
-        app, sock = prepare(settings)
+        app, sock = prepare(source, settings)
         serve(source, settings, app, sock, logs)
     finally:
         if pidfile is not None:
@@ -170,8 +190,8 @@ def _acquire(pidfile: PidFile) -> None:
 
 def start_daemon(source: SettingsSource, settings: Settings, say: Callable[[str], Any]) -> int:
     """Daemonize after the early checks; return the daemon's pid once it serves."""
-    path = pidfile_path(settings)
-    pidfile = PidFile(path)
+    path = pidfile_path(settings, source.config_path)
+    pidfile = PidFile(path, port_note(settings))
     state, pid = pidfile.check()
     if state == RUNNING:
         raise ServiceError(f"already running (pid {pid or '?'}, pid file {path})")
@@ -186,7 +206,7 @@ def start_daemon(source: SettingsSource, settings: Settings, say: Callable[[str]
         except OSError as exc:
             raise ServiceError(f"cannot open log file {settings.logfile}: {exc.strerror}") from exc
     _keep_import_path()
-    app, sock = prepare(settings)
+    app, sock = prepare(source, settings)
     read_end, write_end = os.pipe()
     child = os.fork()
     if child:
@@ -299,9 +319,11 @@ def _wait_ready(fd: int, logfile: str) -> int:
 # -- stop, reload, status ------------------------------------------------------------
 
 
-def stop_daemon(settings: Settings, timeout: float | None, say: Callable[[str], Any]) -> None:
+def stop_daemon(
+    settings: Settings, timeout: float | None, say: Callable[[str], Any], config_path: str | None = None
+) -> None:
     """SIGTERM the daemon of the pid file and wait until it has exited."""
-    pidfile = PidFile(pidfile_path(settings))
+    pidfile = PidFile(pidfile_path(settings, config_path))
     state, pid = pidfile.check()
     if state == ABSENT:
         say("wsdaemon is not running")
@@ -324,9 +346,9 @@ def stop_daemon(settings: Settings, timeout: float | None, say: Callable[[str], 
     say(f"wsdaemon stopped (pid {pid})")
 
 
-def signal_daemon(settings: Settings, signum: int) -> int:
+def signal_daemon(settings: Settings, signum: int, config_path: str | None = None) -> int:
     """Send ``signum`` to the running daemon; its pid."""
-    pidfile = PidFile(pidfile_path(settings))
+    pidfile = PidFile(pidfile_path(settings, config_path))
     state, pid = pidfile.check()
     if state != RUNNING or pid is None:
         raise ServiceError(f"wsdaemon is not running (pid file {pidfile.path})", NOT_RUNNING)
@@ -356,17 +378,22 @@ def fetch_status(settings: Settings, timeout: float = 3.0) -> dict:
         conn.close()
 
 
-def daemon_status(settings: Settings) -> tuple[int, str]:
+def daemon_status(settings: Settings, config_path: str | None = None) -> tuple[int, str]:
     """LSB status code and the line to print."""
-    path = pidfile_path(settings)
+    path = pidfile_path(settings, config_path)
     try:
         state, pid = PidFile(path).check()
+        note = PidFile(path).read_note()
     except OSError as exc:
         return STATUS_UNKNOWN, f"wsdaemon status unknown: cannot read pid file {path}: {exc.strerror}"
     if state == ABSENT:
         return STATUS_NOT_RUNNING, "wsdaemon is not running"
     if state != RUNNING:
         return STATUS_DEAD, f"wsdaemon is dead: pid file {path} remains, pid {pid} is not running"
+    configured = settings.port
+    served = note.split()[1] if note.startswith("port ") and note[5:].strip().isdigit() else ""
+    if served and int(served) != configured:
+        settings = dataclasses.replace(settings, port=int(served))
     try:
         doc = fetch_status(settings)
     except (OSError, ValueError) as exc:
@@ -381,6 +408,8 @@ def daemon_status(settings: Settings) -> tuple[int, str]:
     )
     if doc.get("pid") != pid:
         line += f"; note: port {settings.port} is served by pid {doc.get('pid')}"
+    if settings.port != configured:
+        line += f"; the settings say port {configured} now: restart to apply"
     return STATUS_RUNNING, line
 
 

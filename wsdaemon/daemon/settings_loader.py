@@ -23,6 +23,7 @@ import click
 from click.core import ParameterSource
 
 from ..settings import Settings, setting_fields
+from .units import DURATION_HELP, SIZE_HELP, format_duration, format_size, parse_duration, parse_size
 
 ENV_PREFIX = "WSDAEMON_"
 SECTION = "wsdaemon"
@@ -46,6 +47,48 @@ def is_flag(f: Field) -> bool:
     return f.type in ("bool", bool)
 
 
+class Number(click.ParamType):
+    """A number in ``[minimum, maximum]``; the one parser of each kind (integer, size, duration)."""
+
+    def __init__(self, kind: str, minimum: float | None = None, maximum: float | None = None) -> None:
+        self.kind = kind
+        self.name = kind
+        self.minimum, self.maximum = minimum, maximum
+
+    def parse(self, text: str) -> float:
+        if self.kind == "bytes":
+            return parse_size(text)
+        if self.kind == "seconds":
+            return parse_duration(text)
+        try:
+            return int(text.strip()) if self.kind == "integer" else float(text.strip())
+        except ValueError:
+            raise ValueError(f"{text!r} is not a valid {self.kind}") from None
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = self.parse(value)
+            except ValueError as exc:
+                self.fail(str(exc), param, ctx)
+        lo, hi = self.minimum, self.maximum
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            shown = self.format(value)
+            if lo is not None and hi is not None:
+                bounds = f"{self.format(lo)}<=x<={self.format(hi)}"
+            else:
+                bounds = f"x>={self.format(lo)}" if lo is not None else f"x<={self.format(hi)}"
+            self.fail(f"{shown} is not in the range {bounds}", param, ctx)
+        return value
+
+    def format(self, value: float) -> str:
+        if self.kind == "bytes":
+            return format_size(int(value))
+        if self.kind == "seconds":
+            return format_duration(value)
+        return str(value)
+
+
 def param_type(f: Field) -> click.ParamType:
     """The click type that converts and checks this setting, whatever its source."""
     meta = f.metadata
@@ -55,11 +98,25 @@ def param_type(f: Field) -> click.ParamType:
     lo, hi = meta.get("minimum"), meta.get("maximum")
     if kind == "bool":
         return click.BOOL
+    if meta.get("unit") in ("bytes", "seconds"):
+        return Number(meta["unit"], lo, hi)
     if kind == "int":
-        return click.IntRange(lo, hi) if lo is not None or hi is not None else click.INT
+        return Number("integer", lo, hi)
     if kind == "float":
-        return click.FloatRange(lo, hi) if lo is not None or hi is not None else click.FLOAT
+        return Number("float", lo, hi)
     return click.STRING
+
+
+def format_value(value: Any, f: Field | None = None) -> str:
+    """The setting as the config file and the command line accept it: ``yes``, ``8M``, ``30s``."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    unit = f.metadata.get("unit") if f is not None else None
+    if unit == "bytes":
+        return format_size(value)
+    if unit == "seconds":
+        return format_duration(value)
+    return str(value)
 
 
 def convert(f: Field, raw: str) -> Any:
@@ -131,8 +188,8 @@ class SettingsSource:
         values.update(self.overrides)
         return Settings(**values)
 
-    def explain(self) -> list[tuple[str, Any, str]]:
-        """``(name, value, origin)`` for every setting, origin being where its value comes from."""
+    def explain(self) -> list[tuple[Field, Any, str]]:
+        """``(field, value, origin)`` for every setting, origin being where its value comes from."""
         from_file = read_config_file(self.config_path) if self.config_path else {}
         settings = self.load()
         rows = []
@@ -143,7 +200,7 @@ class SettingsSource:
                 origin = f"config file {self.config_path}"
             else:
                 origin = "default"
-            rows.append((f.name, getattr(settings, f.name), origin))
+            rows.append((f, getattr(settings, f.name), origin))
         return rows
 
 
@@ -166,12 +223,6 @@ def source_from_click(ctx: click.Context, options: dict[str, Any]) -> SettingsSo
     return SettingsSource(_absolute(config, cwd) if config else None, overrides, origins)
 
 
-def format_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return str(value)
-
-
 def sample_config() -> str:
     """The documented sample config file (``etc/wsdaemon.conf``), generated from the declarations."""
     lines = [
@@ -183,6 +234,8 @@ def sample_config() -> str:
         "# SIGHUP (`wsdaemon reload`, `systemctl reload`) reads this file again; keys",
         "# marked 'restart' keep their running value until the next restart.",
         "# Booleans: yes/no, true/false, on/off, 1/0. Relative paths are relative to this file.",
+        f"# Sizes: {SIZE_HELP}.",
+        f"# Durations: {DURATION_HELP}.",
         "# Regenerate: wsdaemon show-config --sample > etc/wsdaemon.conf",
         "",
         f"[{SECTION}]",
@@ -201,5 +254,5 @@ def sample_config() -> str:
         lines.extend(
             textwrap.wrap(help_text, 76, initial_indent="# ", subsequent_indent="# ", break_on_hyphens=False)
         )
-        lines.append(f"#{f.name} = {format_value(f.default)}".rstrip())
+        lines.append(f"#{f.name} = {format_value(f.default, f)}".rstrip())
     return "\n".join(lines) + "\n"

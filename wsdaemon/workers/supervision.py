@@ -183,6 +183,8 @@ class Supervisor:
             self.socket_path,
             "--app",
             settings.app,
+            "--app-dir",
+            settings.app_dir or ".",
             "--log-level",
             settings.log_level,
             "--max-frame",
