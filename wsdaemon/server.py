@@ -22,6 +22,7 @@ from .net.sockets import bind_socket, check_descriptor_limit
 from .net.stream import StreamConnection
 from .net.tls import TlsHandshake, make_server_context
 from .proto import masking
+from .proto.codes import CloseCode
 from .proto.errors import HandshakeError
 from .proto.http11 import Request
 from .proto.origin import OriginPolicy, is_loopback_host, request_origin
@@ -385,7 +386,7 @@ class Server:
         finally:
             self.close()
 
-    def shutdown(self, code: int = 1001, reason: str = "server shutting down") -> None:
+    def shutdown(self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down") -> None:
         """Stop accepting, close every client with ``code``, wait for them up to the grace period."""
         if self.stopping:
             return

@@ -99,37 +99,37 @@ def websocket_protocol(request: Request) -> str | None:
 
 def upgrade_rfc6455(conn: HttpConnection, request: Request) -> None:
     """Validate an RFC 6455 handshake and swap in an :class:`Rfc6455Connection`."""
-    server = conn.host
+    host = conn.host
     key = rfc6455.validate_handshake(request)
-    server.check_origin(request)
-    subprotocol = select_subprotocol(server.app, rfc6455.offered_subprotocols(request), request)
-    ws = Rfc6455Connection(server, conn.sock, request, subprotocol)
+    host.check_origin(request)
+    subprotocol = select_subprotocol(host.app, rfc6455.offered_subprotocols(request), request)
+    ws = Rfc6455Connection(host, conn.sock, request, subprotocol)
     leftover = conn.hand_over(ws)
     ws.start(key, leftover)
 
 
-def upgrade_hixie76(conn: Any, request: Request) -> None:
+def upgrade_hixie76(conn: HttpConnection, request: Request) -> None:
     """Validate a -76 request and swap in a :class:`Hixie76Connection` (which then waits for key3)."""
-    server = conn.host
+    host = conn.host
     hixie.validate_request(request)
     numbers = hixie.key_numbers(request)
-    server.check_origin(request)
+    host.check_origin(request)
     offered = hixie.offered_subprotocols(request, "Sec-WebSocket-Protocol")
-    subprotocol = select_subprotocol(server.app, offered, request)
+    subprotocol = select_subprotocol(host.app, offered, request)
     head = hixie.response_76(request, subprotocol)
-    ws = Hixie76Connection(server, conn.sock, request, subprotocol)
+    ws = Hixie76Connection(host, conn.sock, request, subprotocol)
     leftover = conn.hand_over(ws)
     ws.start(head, numbers, leftover)
 
 
-def upgrade_hixie75(conn: Any, request: Request) -> None:
+def upgrade_hixie75(conn: HttpConnection, request: Request) -> None:
     """Validate a -75 request and swap in a :class:`Hixie75Connection`."""
-    server = conn.host
+    host = conn.host
     hixie.validate_request(request)
-    server.check_origin(request)
+    host.check_origin(request)
     offered = hixie.offered_subprotocols(request, "WebSocket-Protocol")
-    subprotocol = select_subprotocol(server.app, offered, request)
+    subprotocol = select_subprotocol(host.app, offered, request)
     response = hixie.response_75(request, subprotocol)
-    ws = Hixie75Connection(server, conn.sock, request, subprotocol)
+    ws = Hixie75Connection(host, conn.sock, request, subprotocol)
     leftover = conn.hand_over(ws)
     ws.start(response, leftover)
