@@ -80,6 +80,7 @@ class Application:
         return fn
 
     def on_stop(self, fn: Callable[[Server], None]) -> Callable:
+        """``fn(server)`` when the server closes, its client connections already dropped."""
         self._on_stop.append(fn)
         return fn
 

@@ -252,9 +252,11 @@ class Server:
     # -- the application's API ---------------------------------------------------
 
     def call_later(self, delay: float, callback: Callable, *args: Any) -> TimerHandle:
+        """Run ``callback(*args)`` in the loop once, ``delay`` seconds from now; ``.cancel()`` it."""
         return self.loop.call_later(delay, callback, *args)
 
     def call_every(self, interval: float, callback: Callable, *args: Any) -> TimerHandle:
+        """Run ``callback(*args)`` in the loop every ``interval`` seconds until ``.cancel()``."""
         return self.loop.call_every(interval, callback, *args)
 
     def broadcast(

@@ -106,9 +106,11 @@ class TaskFuture:
         self._on_cancel: Callable[[TaskFuture], Any] | None = None
 
     def done(self) -> bool:
+        """True once the task has a result, an error, or was cancelled."""
         return self._state != PENDING
 
     def cancelled(self) -> bool:
+        """True when the task was cancelled before it finished."""
         return self._state == CANCELLED
 
     def result(self) -> Any:
@@ -120,6 +122,7 @@ class TaskFuture:
         return self._result
 
     def exception(self) -> TaskError | None:
+        """The task's error, or None when it succeeded; InvalidStateError while pending."""
         if self._state == PENDING:
             raise InvalidStateError(f"task {self.name!r} is still pending")
         return self._exception

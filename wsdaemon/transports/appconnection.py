@@ -55,10 +55,12 @@ class AppConnection:
 
     @property
     def open(self) -> bool:
+        """True between ``on_open`` and the start of the closing handshake: ``send`` delivers."""
         return self.state == OPEN
 
     @property
     def closed(self) -> bool:
+        """True once the connection is closed (``on_close`` has run or is running)."""
         return self.state == CLOSED
 
     @property
@@ -68,6 +70,7 @@ class AppConnection:
 
     @property
     def remote_address(self) -> Any:
+        """The client's address as the socket reports it: ``(host, port)`` for TCP."""
         return self.request.remote_address
 
     # -- broadcast support: encode once per transport ----------------------------
