@@ -185,7 +185,7 @@ class Server:
         """Refuse a request whose Origin is not allowed, with 403 and a log line.
 
         Every transport calls it before it accepts a handshake or a long-polling
-        request; see :mod:`wsdaemon.origin` for the policy.
+        request; see :mod:`wsdaemon.proto.origin` for the policy.
         """
         origin = request_origin(request.headers)
         reason = self.origin_policy.check(origin)

@@ -2,7 +2,7 @@
 
 The I/O half of long-polling (the protocol itself is :mod:`wsdaemon.longpoll`).
 :class:`LongPolling` answers every request under ``/lp/`` on the ordinary
-:class:`~wsdaemon.handshake.HttpConnection` (keep-alive included); a
+:class:`~wsdaemon.transports.http.HttpConnection` (keep-alive included); a
 :class:`LongPollSession` is what the application sees, with the same API as a
 WebSocket connection and ``protocol == "long-polling"``. A poll with nothing to
 deliver is held on its HTTP connection until a message is queued or the hold
