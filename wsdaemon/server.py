@@ -344,10 +344,12 @@ class Server:
 
         Settings declared ``restart=True`` (address, port, application, workers...)
         keep their running value. Read live, so they apply at once: timeouts, the
-        ping interval, ``max_write_buffer`` (checked on every queued write), the
-        Origin list, the log level and file. Read when a connection is created, so
-        they apply to connections opened after the reload: the header, message
-        and frame-count limits. The worker pool restarts its workers one at a time.
+        ping interval, ``max_write_buffer`` (checked on every queued write),
+        ``max_connections``, the Origin list, the log level and file, and the
+        long-polling limits except its queue. Read when a connection is created, so
+        they apply to connections opened after the reload: the header limits, the
+        WebSocket message and frame-count limits, ``longpoll_max_queue``. The
+        worker pool restarts its workers one at a time.
         """
         old = self.settings
         applied: list[str] = []
