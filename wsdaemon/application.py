@@ -13,6 +13,8 @@ calls from the loop: no coroutine, future or queue per message.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -56,6 +58,10 @@ class Application:
         #: Task functions declared with :meth:`task`, by name.
         self.tasks: dict[str, TaskFunction] = {}
         self._task_runner: Callable[..., TaskFuture] | None = None
+        #: Pages declared with :meth:`route`: URL path -> ``fn(request)``.
+        self.routes: dict[str, Callable[[Request], Any]] = {}
+        #: Directories declared with :meth:`static`: (URL prefix, absolute directory).
+        self.static_directories: list[tuple[str, str]] = []
 
     # -- decorators --------------------------------------------------------------
 
@@ -80,9 +86,47 @@ class Application:
         return fn
 
     def on_stop(self, fn: Callable[[Server], None]) -> Callable:
-        """``fn(server)`` when the server closes, its client connections already dropped."""
+        """``fn(server)`` when the server stops, after the clients were closed."""
         self._on_stop.append(fn)
         return fn
+
+    # -- HTTP pages and files (recorded here, installed by the server) --------
+
+    def route(self, path: str) -> Callable[[Callable[[Request], Any]], Callable[[Request], Any]]:
+        """Serve what ``fn(request)`` returns at ``path`` (GET and HEAD): ``@app.route("/about")``.
+
+        As in Flask, ``fn`` returns a body (``str`` is HTML, ``bytes`` binary, a
+        ``dict`` or ``list`` JSON), ``(body, status)`` or ``(body, status, headers)``.
+        """
+        if not path.startswith("/"):
+            raise ValueError(f"route {path!r} must start with /")
+
+        def declare(fn: Callable[[Request], Any]) -> Callable[[Request], Any]:
+            if path in self.routes:
+                raise ValueError(f"route {path!r} is declared twice")
+            self.routes[path] = fn
+            return fn
+
+        return declare
+
+    def static(self, url_prefix: str, directory: str) -> None:
+        """Serve the files under ``directory`` at ``url_prefix`` (``app.static("/game", "static/")``).
+
+        A relative ``directory`` is taken from the folder of the module that calls
+        this, as Flask does; see :class:`wsdaemon.transports.static.StaticDirectory`.
+        """
+        prefix = "/" + url_prefix.strip("/")
+        if prefix == "/":
+            raise ValueError("serve a directory under a prefix such as /static, not at /")
+        if any(prefix == known for known, _ in self.static_directories):
+            raise ValueError(f"static prefix {prefix!r} is declared twice")
+        if not os.path.isabs(directory):
+            caller = sys._getframe(1).f_globals.get("__file__")
+            base = os.path.dirname(os.path.abspath(caller)) if caller else os.getcwd()
+            directory = os.path.join(base, directory)
+        if not os.path.isdir(directory):
+            raise ValueError(f"static directory {directory!r} does not exist")
+        self.static_directories.append((prefix, os.path.realpath(directory)))
 
     # -- task functions (run in worker processes, see docs/workers.md) ----------
 

@@ -30,7 +30,7 @@ from .settings import Settings
 from .transports.appconnection import AppConnection
 from .transports.http import HttpConnection
 from .transports.longpoll_transport import LongPolling
-from .transports.static import StaticFiles, json_resource
+from .transports.static import StaticFiles, install_app_pages, json_resource
 from .transports.upgrade import Router
 
 log = logging.getLogger("wsdaemon.server")
@@ -76,6 +76,7 @@ class Server:
         self.settings_loader: Callable[[], Settings] | None = None
         if self.settings.static:
             StaticFiles().install(self.router)
+        install_app_pages(self.router, app.routes, app.static_directories)
         self.router.routes["/status"] = json_resource(self.status)
         #: Parts started, reloaded, shut down and closed with the server (see add_component).
         self.components: list[Any] = []
@@ -252,11 +253,11 @@ class Server:
     # -- the application's API ---------------------------------------------------
 
     def call_later(self, delay: float, callback: Callable, *args: Any) -> TimerHandle:
-        """Run ``callback(*args)`` in the loop once, ``delay`` seconds from now; ``.cancel()`` it."""
+        """Run ``callback(*args)`` once, ``delay`` seconds from now, in the loop; ``.cancel()`` the handle to drop it."""
         return self.loop.call_later(delay, callback, *args)
 
     def call_every(self, interval: float, callback: Callable, *args: Any) -> TimerHandle:
-        """Run ``callback(*args)`` in the loop every ``interval`` seconds until ``.cancel()``."""
+        """Run ``callback(*args)`` every ``interval`` seconds in the loop until the handle is cancelled."""
         return self.loop.call_every(interval, callback, *args)
 
     def broadcast(

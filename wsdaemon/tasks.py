@@ -110,7 +110,7 @@ class TaskFuture:
         return self._state != PENDING
 
     def cancelled(self) -> bool:
-        """True when the task was cancelled before it finished."""
+        """True if :meth:`cancel` stopped the task before it ran."""
         return self._state == CANCELLED
 
     def result(self) -> Any:
@@ -122,7 +122,7 @@ class TaskFuture:
         return self._result
 
     def exception(self) -> TaskError | None:
-        """The task's error, or None when it succeeded; InvalidStateError while pending."""
+        """The task's error (a TaskError), or None when it succeeded."""
         if self._state == PENDING:
             raise InvalidStateError(f"task {self.name!r} is still pending")
         return self._exception

@@ -14,7 +14,9 @@ browser is part of the test environment (tests/install-deps.sh installs it).
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 
 import pytest
 from playwright.sync_api import sync_playwright
@@ -77,44 +79,47 @@ def send(page, text: str) -> None:
 def converse(page, base_url: str, query: str, transport: str, daemon, tag: str) -> None:
     """The whole exchange on the test page; ``transport`` is what the client must end up using."""
     server_protocol = "rfc6455" if transport == "websocket" else "long-polling"
+    name = "WebSocket" if transport == "websocket" else "long-polling"  # what the log lines say
     page.goto(f"{base_url}/?{query}")
-    wait_line(page, f"WebSocket opened (transport: {transport})")
+    wait_line(page, f"{name} opened")
     assert page.evaluate("ws.transport") == transport
     assert page.evaluate("ws.readyState") == 1
-    wait_line(page, f"WebSocket message: welcome {server_protocol}")
+    wait_line(page, f"{name} message: welcome {server_protocol}")
 
     send(page, "hello")
-    wait_line(page, "WebSocket message: hello")
+    wait_line(page, f"{name} message: hello")
     send(page, UNICODE)
-    wait_line(page, f"WebSocket message: {UNICODE}")
+    wait_line(page, f"{name} message: {UNICODE}")
     page.evaluate("ws.send(new Uint8Array([0, 1, 2, 127, 128, 255]).buffer)")
-    wait_line(page, "WebSocket message: binary 0,1,2,127,128,255")
+    wait_line(page, f"{name} message: binary 0,1,2,127,128,255")
 
     # Server pushes: messages the server sends from timers, not as answers.
     send(page, "push 3")
-    wait_line(page, "WebSocket message: push 3")
-    pushes = [line for line in log_lines(page) if line.startswith("WebSocket message: push ")]
-    assert pushes == [f"WebSocket message: push {i}" for i in (1, 2, 3)]
+    wait_line(page, f"{name} message: push 3")
+    pushes = [line for line in log_lines(page) if line.startswith(f"{name} message: push ")]
+    assert pushes == [f"{name} message: push {i}" for i in (1, 2, 3)]
 
     # The client closes with a code and a reason; the application sees both.
     reason = f"bye from {tag} ✓"
     page.fill("#code", "4001")
     page.fill("#reason", reason)
     page.click("#close")
-    wait_line(page, f"WebSocket closed: code=4001 reason={reason} clean=true")
+    wait_line(page, f"{name} closed: code=4001 reason={reason} clean=true")
     seen = wait_for(lambda: [c for c in closes(daemon) if c["reason"] == reason])
     assert seen == [{"protocol": server_protocol, "code": 4001, "reason": reason, "path": "/"}]
 
     # The server closes; the page sees its code and reason.
     page.click("#create")
-    wait_line(page, f"WebSocket opened (transport: {transport})", count=2)
+    wait_line(page, f"{name} opened", count=2)
     server_reason = f"server closes {tag}"
     send(page, f"close 4002 {server_reason}")
-    wait_line(page, f"WebSocket closed: code=4002 reason={server_reason} clean=true")
+    wait_line(page, f"{name} closed: code=4002 reason={server_reason} clean=true")
     seen = wait_for(lambda: [c for c in closes(daemon) if c["reason"] == server_reason])
     assert seen == [{"protocol": server_protocol, "code": 4002, "reason": server_reason, "path": "/"}]
     assert page.evaluate("ws.readyState") == 3
-    assert "WebSocket error" not in log_lines(page)
+    assert f"{name} error" not in log_lines(page)
+    if transport != "websocket":  # the page names the transport it uses, not "WebSocket"
+        assert not [line for line in log_lines(page) if "WebSocket" in line]
 
 
 def test_websocket(page, daemon):
@@ -153,21 +158,47 @@ def test_fallback_when_websocket_never_opens(page, daemon):
 def test_plain_websocket_on_the_test_page(page, daemon):
     """The article's page still works with the browser's own WebSocket."""
     page.goto(f"{daemon.http_url}/?transport=native")
-    wait_line(page, "WebSocket opened (transport: websocket (native))")
+    wait_line(page, "WebSocket (native) opened")
     send(page, UNICODE)
-    wait_line(page, f"WebSocket message: {UNICODE}")
+    wait_line(page, f"WebSocket (native) message: {UNICODE}")
     page.fill("#code", "4003")
     page.fill("#reason", "native bye")
     page.click("#close")
-    wait_line(page, "WebSocket closed: code=4003 reason=native bye clean=true")
+    wait_line(page, "WebSocket (native) closed: code=4003 reason=native bye clean=true")
     seen = wait_for(lambda: [c for c in closes(daemon) if c["reason"] == "native bye"])
     assert seen[0]["code"] == 4003 and seen[0]["protocol"] == "rfc6455"
+
+
+def status_connections(daemon) -> int:
+    with urllib.request.urlopen(f"{daemon.http_url}/status", timeout=5) as response:
+        return json.load(response)["connections"]
+
+
+@pytest.mark.parametrize("transport, name", [("websocket", "WebSocket"), ("long-polling", "long-polling")])
+def test_connect_replaces_the_open_connection(page, daemon_factory, transport, name):
+    """The page connects on load; Connect then closes that one first: one connection at a time."""
+    d = daemon_factory(app=APP)
+    page.goto(f"{d.http_url}/?transport={transport}")
+    wait_line(page, f"{name} opened")
+    assert wait_for(lambda: status_connections(d) == 1)
+    page.click("#create")
+    wait_line(page, f"{name} opened", count=2)
+    wait_line(page, f"{name} closed: code=1000 reason=replaced by a new connection clean=true")
+    seen = wait_for(lambda: [c for c in closes(d) if c["reason"] == "replaced by a new connection"])
+    assert seen[0]["code"] == 1000
+    assert wait_for(lambda: status_connections(d) == 1)
+    time.sleep(0.5)
+    assert status_connections(d) == 1
+    assert page.inner_text("#state") == f"open over {name}"
+    send(page, "still here")
+    wait_line(page, f"{name} message: still here")
+    assert len([line for line in log_lines(page) if line == f"{name} message: still here"]) == 1
 
 
 def test_client_api_details(page, daemon):
     """Surface details of wsdaemon.js: errors like WebSocket's, bufferedAmount, events, no transport."""
     page.goto(f"{daemon.http_url}/?transport=long-polling")
-    wait_line(page, "WebSocket opened (transport: long-polling)")
+    wait_line(page, "long-polling opened")
     result = page.evaluate(
         """() => {
           const out = {};
@@ -220,7 +251,7 @@ def test_long_polling_through_a_lossy_proxy_loses_nothing(page, daemon):
     proxy = UpgradeBlockingProxy(daemon.port, mode="reset")
     try:
         page.goto(f"{proxy.http_url}/?transport=long-polling")
-        wait_line(page, "WebSocket opened (transport: long-polling)")
+        wait_line(page, "long-polling opened")
         proxy.cut_responses(20, seed=7)
         commands = []
         expected = []
@@ -246,6 +277,6 @@ def test_long_polling_through_a_lossy_proxy_loses_nothing(page, daemon):
         assert proxy.cuts >= 10, proxy.cuts
         assert page.evaluate("ws.readyState") == 1
         page.click("#close")
-        wait_line(page, "WebSocket closed: code=1000 reason=bye clean=true")
+        wait_line(page, "long-polling closed: code=1000 reason=bye clean=true")
     finally:
         proxy.close()

@@ -111,3 +111,87 @@ def test_page_in_a_real_browser(daemon_factory, transport):
             assert page.inner_text("#log").endswith(f"over {transport}")
         finally:
             browser.close()
+
+
+def test_request_ids_are_echoed(daemon_factory):
+    d = daemon_factory("--workers", "1", app=APP)
+    ws = websocket.create_connection(d.url, timeout=30)
+    try:
+        cells = base64.b64encode(random_grid(300, seed=3)).decode()
+        ws.send(json.dumps({"type": "path", "id": 1, "width": 300, "height": 300, "cells": cells}))
+        ws.send(json.dumps({"type": "path", "id": "two", "width": 300, "height": 300, "cells": cells}))
+        busy = json.loads(ws.recv())
+        assert (busy["error"], busy["id"]) == ("Busy", "two")
+        answer = json.loads(ws.recv())
+        assert (answer["type"], answer["id"]) == ("path", 1)
+        ws.send(json.dumps({"type": "path", "id": 3, "width": 1, "height": 3, "cells": ""}))
+        assert json.loads(ws.recv())["id"] == 3
+        ws.send(json.dumps({"type": "path", "id": [4], "width": 2, "height": 2, "cells": "AQEBAQ=="}))
+        assert "id" not in json.loads(ws.recv())  # only integers and strings are echoed
+    finally:
+        ws.close()
+
+
+@pytest.fixture
+def browser_page():
+    from playwright.sync_api import sync_playwright
+
+    from tests.support.chromium import launch_chromium
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            yield page
+            assert not errors, errors
+        finally:
+            browser.close()
+
+
+def wait_answer(page, timeout_ms: int = 60_000) -> str:
+    page.wait_for_function(
+        "/path of|no path|error|closed/.test(document.getElementById('log').textContent)", timeout=timeout_ms
+    )
+    return page.inner_text("#log")
+
+
+def test_page_with_transport_auto(daemon_factory, browser_page):
+    d = daemon_factory("--workers", "1", app=APP)
+    browser_page.goto(f"{d.http_url}/pathfind?size=100&transport=auto")
+    log = wait_answer(browser_page)
+    assert log.startswith("100 x 100: path of") and log.endswith("over websocket"), log
+
+
+def test_page_with_an_unknown_transport_says_so(daemon_factory, browser_page):
+    d = daemon_factory("--workers", "1", app=APP)
+    browser_page.goto(f"{d.http_url}/pathfind?transport=carrier-pigeon")
+    browser_page.wait_for_function("document.getElementById('log').textContent !== ''", timeout=10_000)
+    log = browser_page.inner_text("#log")
+    assert log.startswith("unknown transport: carrier-pigeon") and "auto" in log, log
+    assert browser_page.is_disabled("#search")
+
+
+def red(page, x: int, y: int) -> bool:
+    return page.evaluate(
+        """([x, y]) => { const d = document.getElementById('grid').getContext('2d').getImageData(x, y, 1, 1).data;
+                        return d[0] === 0xe0 && d[1] === 0x20 && d[2] === 0x1c; }""",
+        [x, y],
+    )
+
+
+@pytest.mark.parametrize("transport", ["websocket", "long-polling"])
+def test_new_terrain_during_a_search_shows_the_new_grids_answer(daemon_factory, browser_page, transport):
+    d = daemon_factory("--workers", "1", app=APP)
+    page = browser_page
+    page.goto(f"{d.http_url}/pathfind?size=800&transport={transport}")  # seconds of A* in the worker
+    page.wait_for_function("/searching 800/.test(document.getElementById('log').textContent)", timeout=15_000)
+    page.select_option("#size", "100")
+    page.click("#search")
+    log = wait_answer(page)
+    assert log.startswith("100 x 100: path of"), log
+    assert page.evaluate("document.getElementById('grid').width") == 100
+    assert red(page, 0, 0) and red(page, 99, 99)  # the path runs corner to corner of the new grid
+    page.wait_for_timeout(500)
+    assert page.inner_text("#log") == log  # no later answer replaces it

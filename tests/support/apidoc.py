@@ -44,8 +44,8 @@ ATTRIBUTES = {
     "close_code": "The close code once the connection is closing or closed, else `None`.",
     "close_reason": 'The close reason (`""` when none was given).',
     "buffered_amount": "Bytes accepted by `send` and not yet taken by the network (or, long-polling, not yet acknowledged).",
+    "name": "The task's name, as declared with `@app.task`.",
     "connections": "The open connections of every transport (a set; do not modify it).",
-    "name": "The task's registered name.",
 }
 #: Called by the server, not by applications.
 INTERNAL = {

@@ -14,8 +14,11 @@ Messages (JSON text):
 - ``{"type": "path", "width": W, "height": H, "cells": BASE64}`` where ``cells``
   holds W*H bytes, row by row: 0 is a wall, 1..9 the cost of entering the cell.
   The path goes from the top-left to the bottom-right corner.
+  An optional ``"id"`` (integer or string) is echoed in the answer: the page
+  drops answers to requests it has replaced ("New terrain" during a search).
 - answer ``{"type": "path", "path": [cell indices] | null, "cost": C, "expanded": N,
-  "ms": T, "worker": PID}`` or ``{"type": "error", "error": TYPE, "message": TEXT}``.
+  "ms": T, "worker": PID, "id": ID}`` or ``{"type": "error", "error": TYPE, "message": TEXT, "id": ID}``.
+  One search runs per connection; a request during it is answered ``Busy``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ import time
 
 from wsdaemon.application import Application
 from wsdaemon.tasks import TaskError
-from wsdaemon.transports.static import respond_http
 
 app = Application("pathfind")
 
@@ -107,26 +109,35 @@ def message(conn, text) -> None:
     if not isinstance(request, dict) or request.get("type") != "path":
         conn.send(text)  # everything else is an echo, answered at once
         return
+    echo = _request_id(request)
     try:
         width, height, cells = _validate(request)
     except ValueError as exc:
-        return _send(conn, {"type": "error", "error": "BadRequest", "message": str(exc)})
+        return _send(conn, {"type": "error", "error": "BadRequest", "message": str(exc), **echo})
     if conn.data["searching"]:
-        return _send(conn, {"type": "error", "error": "Busy", "message": "one search at a time"})
+        return _send(conn, {"type": "error", "error": "Busy", "message": "one search at a time", **echo})
 
     def done(future) -> None:
         conn.data["searching"] = False
         try:
-            answer = {"type": "path", **future.result()}
+            answer = {"type": "path", **future.result(), **echo}
         except TaskError as exc:
-            answer = {"type": "error", "error": exc.type, "message": exc.message}
+            answer = {"type": "error", "error": exc.type, "message": exc.message, **echo}
         _send(conn, answer)
 
     try:
         find_path.submit(width, height, cells, callback=done)
     except TaskError as exc:  # no worker pool, or the queue is full: say so now
-        return _send(conn, {"type": "error", "error": exc.type, "message": exc.message})
+        return _send(conn, {"type": "error", "error": exc.type, "message": exc.message, **echo})
     conn.data["searching"] = True
+
+
+def _request_id(request: dict) -> dict:
+    """``{"id": ID}`` to echo in the answer, so the page can match answers to requests."""
+    rid = request.get("id")
+    if isinstance(rid, bool) or not isinstance(rid, (int, str)):
+        return {}
+    return {"id": rid}
 
 
 def _validate(request: dict) -> tuple[int, int, str]:
@@ -149,19 +160,10 @@ def _send(conn, answer: dict) -> None:
         conn.send(json.dumps(answer, separators=(",", ":")))
 
 
-@app.on_start
-def install_page(server) -> None:
-    server.router.routes["/pathfind"] = serve_page
-
-
-def serve_page(conn, request) -> None:
-    respond_http(
-        conn,
-        request,
-        200,
-        [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-cache")],
-        PAGE.encode("utf-8"),
-    )
+@app.route("/pathfind")
+def page(request) -> str:
+    """The demo's page (wsdaemon.js is the daemon's own, at /wsdaemon.js)."""
+    return PAGE
 
 
 PAGE = r"""<!DOCTYPE html>
@@ -193,11 +195,16 @@ PAGE = r"""<!DOCTYPE html>
 <div id="log"></div>
 <script src="/wsdaemon.js"></script>
 <script>
-  // wsdaemon.js falls back to long-polling; ?transport=long-polling forces it
+  // ?transport=auto (the default: WebSocket, then long-polling), websocket or long-polling;
+  // ?size=N picks the first grid.
+  var TRANSPORTS = {auto: ['websocket', 'long-polling'], websocket: ['websocket'], 'long-polling': ['long-polling']};
   var url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/';
-  var forced = /[?&]transport=([a-z-]+)/.exec(location.search);
-  var ws = window.WsDaemon ? new WsDaemon(url, forced ? {transports: [forced[1]]} : {}) : new WebSocket(url);
-  var pings = {}, worst = 0, size = 0, sent = 0;
+  var asked = /[?&]transport=([^&#]*)/.exec(location.search);
+  var transport = asked ? decodeURIComponent(asked[1]) : 'auto';
+  var pings = {}, worst = 0, ws = null;
+  // One search runs at a time; "New terrain" during it waits as `current` and is
+  // sent when the running one's (now stale) answer arrives. Answers carry their request's id.
+  var current = null, running = null, lastId = 0;
   function log(text) { document.getElementById('log').textContent = text; }
   function terrain(n) {
     var cells = new Uint8Array(n * n);
@@ -227,48 +234,76 @@ PAGE = r"""<!DOCTYPE html>
     path.forEach(function (c) { ctx.fillRect(c % n, Math.floor(c / n), w, w); });
   }
   function search() {
-    size = parseInt(document.getElementById('size').value, 10);
+    if (!ws) { return; }
+    var size = parseInt(document.getElementById('size').value, 10);
     var cells = terrain(size), bin = '';
     for (var i = 0; i < cells.length; i += 8192) {
       bin += String.fromCharCode.apply(null, cells.subarray(i, i + 8192));
     }
     draw(cells, size);
-    worst = 0;
-    sent = performance.now();
-    ws.send(JSON.stringify({type: 'path', width: size, height: size, cells: btoa(bin)}));
-    log('searching ' + size + ' x ' + size + ' in a worker...');
+    current = {id: ++lastId, size: size, sent: 0,
+               text: JSON.stringify({type: 'path', id: lastId, width: size, height: size, cells: btoa(bin)})};
+    if (running === null) {
+      sendCurrent();
+    } else {
+      log('new terrain ' + size + ' x ' + size + ': waiting for the running search to finish...');
+    }
   }
-  ws.onmessage = function (e) {
-    if (e.data.indexOf('ping ') === 0) {
-      var rtt = performance.now() - pings[e.data];
-      delete pings[e.data];
-      worst = Math.max(worst, rtt);
-      document.getElementById('ping').textContent =
-        'ping: ' + rtt.toFixed(1) + ' ms (worst since search: ' + worst.toFixed(1) + ' ms)';
+  function sendCurrent() {
+    running = current.id;
+    current.sent = performance.now();
+    worst = 0;
+    ws.send(current.text);
+    log('searching ' + current.size + ' x ' + current.size + ' in a worker...');
+  }
+  function answered(m) {
+    if (m.id === running) { running = null; }
+    if (!current || m.id !== current.id) {  // the answer to a replaced terrain: drop it
+      if (running === null && current && !current.sent) { sendCurrent(); }
       return;
     }
-    var m = JSON.parse(e.data);
+    var size = current.size;
     if (m.type === 'path') {
       if (m.path) { drawPath(m.path, size); }
-      log((m.path ? 'path of ' + m.path.length + ' cells, cost ' + m.cost : 'no path') +
+      log(size + ' x ' + size + ': ' + (m.path ? 'path of ' + m.path.length + ' cells, cost ' + m.cost : 'no path') +
           '; ' + m.expanded + ' cells expanded in ' + m.ms + ' ms by worker ' + m.worker +
-          '; answer after ' + (performance.now() - sent).toFixed(0) + ' ms over ' +
+          '; answer after ' + (performance.now() - current.sent).toFixed(0) + ' ms over ' +
           (ws.transport || 'websocket'));
     } else {
       log('error: ' + m.error + ': ' + m.message);
     }
-  };
-  var asked = /[?&]size=(\d+)/.exec(location.search);  // e.g. /pathfind?size=200
-  if (asked) { document.getElementById('size').value = asked[1]; }
-  ws.onopen = function () {
-    setInterval(function () {
-      var id = 'ping ' + Math.random();
-      pings[id] = performance.now();
-      ws.send(id);
-    }, 250);
-    search();
-  };
-  ws.onclose = function (e) { log('closed: ' + e.code + ' ' + e.reason); };
+  }
+  function connect() {
+    if (!TRANSPORTS.hasOwnProperty(transport)) {
+      document.getElementById('search').disabled = true;
+      log('unknown transport: ' + transport + ' (use ?transport=auto, websocket or long-polling)');
+      return;
+    }
+    ws = window.WsDaemon ? new WsDaemon(url, {transports: TRANSPORTS[transport]}) : new WebSocket(url);
+    ws.onmessage = function (e) {
+      if (e.data.indexOf('ping ') === 0) {
+        var rtt = performance.now() - pings[e.data];
+        delete pings[e.data];
+        worst = Math.max(worst, rtt);
+        document.getElementById('ping').textContent =
+          'ping: ' + rtt.toFixed(1) + ' ms (worst since search: ' + worst.toFixed(1) + ' ms)';
+        return;
+      }
+      answered(JSON.parse(e.data));
+    };
+    ws.onopen = function () {
+      setInterval(function () {
+        var id = 'ping ' + Math.random();
+        pings[id] = performance.now();
+        ws.send(id);
+      }, 250);
+      search();
+    };
+    ws.onclose = function (e) { log('closed: ' + e.code + ' ' + e.reason); };
+  }
+  var sized = /[?&]size=(\d+)/.exec(location.search);  // e.g. /pathfind?size=200
+  if (sized) { document.getElementById('size').value = sized[1]; }
+  connect();
 </script>
 </body>
 </html>

@@ -54,12 +54,12 @@ class AppConnection:
 
     @property
     def open(self) -> bool:
-        """True between ``on_open`` and the start of the closing handshake: ``send`` delivers."""
+        """True between ``on_open`` and the start of the close: ``send`` works."""
         return self.state == OPEN
 
     @property
     def closed(self) -> bool:
-        """True once the connection is closed (``on_close`` has run or is running)."""
+        """True once ``on_close`` ran (or the connection ended before it opened)."""
         return self.state == CLOSED
 
     @property
@@ -69,7 +69,7 @@ class AppConnection:
 
     @property
     def remote_address(self) -> Any:
-        """The client's address as the socket reports it: ``(host, port)`` for TCP."""
+        """The client's address, ``(host, port)``, as ``request.remote_address``."""
         return self.request.remote_address
 
     # -- broadcast support: encode once per transport ----------------------------
