@@ -22,6 +22,7 @@ from .net.sockets import bind_socket, check_descriptor_limit
 from .net.stream import StreamConnection
 from .net.tls import TlsHandshake, make_server_context
 from .proto import masking
+from .proto.codes import CloseCode
 from .proto.errors import HandshakeError
 from .proto.http11 import Request
 from .proto.origin import OriginPolicy, is_loopback_host, request_origin
@@ -185,7 +186,7 @@ class Server:
         """Refuse a request whose Origin is not allowed, with 403 and a log line.
 
         Every transport calls it before it accepts a handshake or a long-polling
-        request; see :mod:`wsdaemon.origin` for the policy.
+        request; see :mod:`wsdaemon.proto.origin` for the policy.
         """
         origin = request_origin(request.headers)
         reason = self.origin_policy.check(origin)
@@ -344,10 +345,12 @@ class Server:
 
         Settings declared ``restart=True`` (address, port, application, workers...)
         keep their running value. Read live, so they apply at once: timeouts, the
-        ping interval, ``max_write_buffer`` (checked on every queued write), the
-        Origin list, the log level and file. Read when a connection is created, so
-        they apply to connections opened after the reload: the header, message
-        and frame-count limits. The worker pool restarts its workers one at a time.
+        ping interval, ``max_write_buffer`` (checked on every queued write),
+        ``max_connections``, the Origin list, the log level and file, and the
+        long-polling limits except its queue. Read when a connection is created, so
+        they apply to connections opened after the reload: the header limits, the
+        WebSocket message and frame-count limits, ``longpoll_max_queue``. The
+        worker pool restarts its workers one at a time.
         """
         old = self.settings
         applied: list[str] = []
@@ -388,7 +391,7 @@ class Server:
         finally:
             self.close()
 
-    def shutdown(self, code: int = 1001, reason: str = "server shutting down") -> None:
+    def shutdown(self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down") -> None:
         """Stop accepting, close every client with ``code``, wait for them up to the grace period."""
         if self.stopping:
             return

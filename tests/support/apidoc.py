@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import sys
 
 import wsdaemon
@@ -82,9 +83,10 @@ def first_paragraph(obj: object) -> str:
 
 def signature(obj: object) -> str:
     try:
-        return str(inspect.signature(obj))  # type: ignore[arg-type]
+        text = str(inspect.signature(obj))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return ""
+    return re.sub(r"<(\w+\.\w+): [^>]*>", r"\1", text)  # an enum default as it is written
 
 
 def member_line(owner: type, name: str) -> tuple[str, str]:

@@ -208,7 +208,7 @@ _SKIP_BYTES = 3  # inside a length frame: discard ``_skip`` more bytes
 class FrameParser:
     """Incremental parser of hixie client frames into ``(kind, value)`` events.
 
-    Kinds, as in :class:`wsdaemon.rfc6455.FrameParser`: ``OP_TEXT`` (str),
+    Kinds, as in :class:`wsdaemon.proto.rfc6455.FrameParser`: ``OP_TEXT`` (str),
     ``OP_CLOSE`` (``(1000, "")``, -76 only, when ``closing_handshake``) and,
     last, ``EV_ERROR`` with a :class:`ProtocolError` (1007 for invalid UTF-8,
     1009 for a frame over ``max_message_size``, 1002 otherwise). A frame over the

@@ -30,8 +30,7 @@ class AppConnection:
     #: Transport name shown to the application: "rfc6455", "hixie-76", "hixie-75", "long-polling".
     protocol = "unknown"
 
-    # Concrete classes declare these slots: host, request, subprotocol, state,
-    # close_code, close_reason, data (a free attribute for the application).
+    # Concrete classes declare ``host`` (a StreamConnection has it) and APP_STATE_SLOTS.
 
     def _init_app_state(self, request: Any, subprotocol: str | None) -> None:
         """Set the attributes every transport shows the application, before ``on_open``."""

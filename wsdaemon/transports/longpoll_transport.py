@@ -2,7 +2,7 @@
 
 The I/O half of long-polling (the protocol itself is :mod:`wsdaemon.longpoll`).
 :class:`LongPolling` answers every request under ``/lp/`` on the ordinary
-:class:`~wsdaemon.handshake.HttpConnection` (keep-alive included); a
+:class:`~wsdaemon.transports.http.HttpConnection` (keep-alive included); a
 :class:`LongPollSession` is what the application sees, with the same API as a
 WebSocket connection and ``protocol == "long-polling"``. A poll with nothing to
 deliver is held on its HTTP connection until a message is queued or the hold
@@ -55,7 +55,7 @@ class LongPollSession(AppConnection):
 
     def __init__(self, manager: LongPolling, session_id: str, request: Request, subprotocol: str | None):
         self.manager = manager
-        self.host = manager.server
+        self.host = manager.host
         self._init_app_state(request, subprotocol)
         self.id = session_id
         self.proto = SessionProtocol(self.host.settings.longpoll_max_queue)
@@ -283,17 +283,17 @@ class HeldPoll:
 class LongPolling:
     """The ``/lp/`` request handler and the table of sessions."""
 
-    def __init__(self, server: TransportHost) -> None:
-        self.server = server
+    def __init__(self, host: TransportHost) -> None:
+        self.host = host
         #: Every session by id, the closed ones kept for ``close_timeout`` included.
         self.sessions: dict[str, LongPollSession] = {}
         #: Sessions not closed yet: what --longpoll-max-sessions counts.
         self.live = 0
-        self._timer = server.loop.call_every(SWEEP_INTERVAL, self._sweep)
+        self._timer = host.loop.call_every(SWEEP_INTERVAL, self._sweep)
 
     @property
     def settings(self) -> Any:
-        return self.server.settings  # replaced by a reload
+        return self.host.settings  # replaced by a reload
 
     def install(self, router: Any) -> None:
         router.prefixes[PREFIX] = self.handle
@@ -313,7 +313,7 @@ class LongPolling:
                 # The Origin policy (403), for every request that names an origin. Polls and
                 # posts without one are let through: their session id was obtained by an open
                 # that passed the policy, and browsers omit Origin on same-origin GETs.
-                self.server.check_origin(request)
+                self.host.check_origin(request)
             if parts[0] == OPEN_PATH:
                 self._require(request, "POST")
                 app_path = "/" + parts[1] if len(parts) > 1 else "/"
@@ -365,7 +365,7 @@ class LongPolling:
             log.warning("refusing a long-polling session: %d sessions open", self.live)
             raise HandshakeError("too many sessions", 503, [("Retry-After", "5")])
         app_request = dataclasses.replace(request, path=app_path)
-        subprotocol = select_subprotocol(self.server.app, offered, app_request)
+        subprotocol = select_subprotocol(self.host.app, offered, app_request)
         session_id = secrets.token_urlsafe(18)
         session = LongPollSession(self, session_id, app_request, subprotocol)
         self.sessions[session_id] = session
@@ -377,7 +377,7 @@ class LongPolling:
             hold=self.settings.longpoll_hold,
             expire=self.settings.longpoll_expire,
         )
-        self.respond_json(conn, 200, body_out, cors, request.keep_alive and not self.server.stopping)
+        self.respond_json(conn, 200, body_out, cors, request.keep_alive and not self.host.stopping)
 
     # -- CORS --------------------------------------------------------------------
 
@@ -391,7 +391,7 @@ class LongPolling:
         origin = request.headers.get("Origin")
         if origin is None or _same_origin(origin, request):
             return []
-        policy = self.server.origin_policy
+        policy = self.host.origin_policy
         if policy.check(request_origin(request.headers)) is not None:
             return None
         headers = [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
@@ -412,7 +412,7 @@ class LongPolling:
         ]
         if cors:
             headers.append(("Vary", "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"))
-        self.respond(conn, 204, b"", headers, request.keep_alive and not self.server.stopping)
+        self.respond(conn, 204, b"", headers, request.keep_alive and not self.host.stopping)
 
     def _refuse_origin(self, conn: Any, request: Request) -> None:
         log.info(
@@ -449,7 +449,7 @@ class LongPolling:
         headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store"), *cors]
         headers.extend(getattr(exc, "headers", ()))
         body = json.dumps({"error": exc.reason, "status": status}).encode()
-        keep_alive = keep_alive and request.keep_alive and not self.server.stopping
+        keep_alive = keep_alive and request.keep_alive and not self.host.stopping
         self.respond(conn, status, body, headers, keep_alive)
 
     def stats(self) -> dict[str, int]:
@@ -460,7 +460,7 @@ class LongPolling:
     # -- time --------------------------------------------------------------------
 
     def _sweep(self) -> None:
-        now = self.server.loop.now
+        now = self.host.loop.now
         expire = self.settings.longpoll_expire
         for session in list(self.sessions.values()):
             session.check_timers(now, expire)

@@ -99,37 +99,36 @@ def websocket_protocol(request: Request) -> str | None:
 
 def upgrade_rfc6455(conn: HttpConnection, request: Request) -> None:
     """Validate an RFC 6455 handshake and swap in an :class:`Rfc6455Connection`."""
-    server = conn.host
     key = rfc6455.validate_handshake(request)
-    server.check_origin(request)
-    subprotocol = select_subprotocol(server.app, rfc6455.offered_subprotocols(request), request)
-    ws = Rfc6455Connection(server, conn.sock, request, subprotocol)
-    leftover = conn.hand_over(ws)
-    ws.start(key, leftover)
+    subprotocol = _accept(conn, request, rfc6455.offered_subprotocols(request))
+    _swap(conn, Rfc6455Connection(conn.host, conn.sock, request, subprotocol), key)
 
 
-def upgrade_hixie76(conn: Any, request: Request) -> None:
+def upgrade_hixie76(conn: HttpConnection, request: Request) -> None:
     """Validate a -76 request and swap in a :class:`Hixie76Connection` (which then waits for key3)."""
-    server = conn.host
     hixie.validate_request(request)
     numbers = hixie.key_numbers(request)
-    server.check_origin(request)
-    offered = hixie.offered_subprotocols(request, "Sec-WebSocket-Protocol")
-    subprotocol = select_subprotocol(server.app, offered, request)
+    subprotocol = _accept(conn, request, hixie.offered_subprotocols(request, "Sec-WebSocket-Protocol"))
     head = hixie.response_76(request, subprotocol)
-    ws = Hixie76Connection(server, conn.sock, request, subprotocol)
-    leftover = conn.hand_over(ws)
-    ws.start(head, numbers, leftover)
+    _swap(conn, Hixie76Connection(conn.host, conn.sock, request, subprotocol), head, numbers)
 
 
-def upgrade_hixie75(conn: Any, request: Request) -> None:
+def upgrade_hixie75(conn: HttpConnection, request: Request) -> None:
     """Validate a -75 request and swap in a :class:`Hixie75Connection`."""
-    server = conn.host
     hixie.validate_request(request)
-    server.check_origin(request)
-    offered = hixie.offered_subprotocols(request, "WebSocket-Protocol")
-    subprotocol = select_subprotocol(server.app, offered, request)
+    subprotocol = _accept(conn, request, hixie.offered_subprotocols(request, "WebSocket-Protocol"))
     response = hixie.response_75(request, subprotocol)
-    ws = Hixie75Connection(server, conn.sock, request, subprotocol)
+    _swap(conn, Hixie75Connection(conn.host, conn.sock, request, subprotocol), response)
+
+
+def _accept(conn: HttpConnection, request: Request, offered: list[str]) -> str | None:
+    """A valid handshake passes the Origin check, then gets the application's subprotocol."""
+    host = conn.host
+    host.check_origin(request)
+    return select_subprotocol(host.app, offered, request)
+
+
+def _swap(conn: HttpConnection, ws: Any, *handshake: Any) -> None:
+    """Hand the socket over to ``ws`` and start it with the handshake and the bytes already read."""
     leftover = conn.hand_over(ws)
-    ws.start(response, leftover)
+    ws.start(*handshake, leftover)
