@@ -54,6 +54,8 @@ class Server:
         self.loop = loop or EventLoop()
         #: Open connections of every transport, as the application sees them.
         self.connections: set[AppConnection] = set()
+        self._opened_since_summary = 0
+        self._closed_since_summary = 0
         #: Handshake, close and drain timeouts of the stream connections.
         self.deadlines = Deadlines(self.loop)
         #: ``max_connections``: the client sockets served, the refusals past the limit.
@@ -222,9 +224,31 @@ class Server:
 
     def connection_opened(self, conn: AppConnection) -> None:
         self.connections.add(conn)
+        self._opened_since_summary += 1
 
     def connection_closed(self, conn: AppConnection) -> None:
-        self.connections.discard(conn)
+        if conn in self.connections:
+            self.connections.discard(conn)
+            self._closed_since_summary += 1
+
+    def _log_summary(self) -> None:
+        """One INFO line per interval instead of two per connection: a reconnect storm stays one line."""
+        opened, closed = self._opened_since_summary, self._closed_since_summary
+        if not opened and not closed:
+            return
+        self._opened_since_summary = self._closed_since_summary = 0
+        by_protocol: dict[str, int] = {}
+        for conn in self.connections:
+            by_protocol[conn.protocol] = by_protocol.get(conn.protocol, 0) + 1
+        per = ", ".join(f"{name} {count}" for name, count in sorted(by_protocol.items()))
+        log.info(
+            "connections: %d opened, %d closed in the last %s; %s open%s",
+            opened,
+            closed,
+            f"{self.settings.log_summary_interval:g} s",
+            plural(len(self.connections), "connection"),
+            f" ({per})" if per else "",
+        )
 
     # -- deadlines ---------------------------------------------------------------
 
@@ -299,6 +323,8 @@ class Server:
             if start is not None:
                 start()
         self._timers.append(self.loop.call_every(IDLE_SWEEP_INTERVAL, self._close_idle))
+        if self.settings.log_summary_interval > 0:
+            self._timers.append(self.loop.call_every(self.settings.log_summary_interval, self._log_summary))
         if self.tls_port is not None:
             log.info("TLS (wss://, https://) on port %d", self.tls_port)
         check_descriptor_limit(self.settings.max_connections + self.settings.workers + SPARE_DESCRIPTORS)
@@ -396,7 +422,7 @@ class Server:
         if self.stopping:
             return
         self.stopping = True
-        log.info("shutting down: closing %d connections", len(self.connections))
+        log.info("shutting down: closing %s", plural(len(self.connections), "connection"))
         for listener in self.listeners:
             listener.close()
         self._call_components("shutdown")
@@ -435,3 +461,8 @@ class Server:
             self.app.stopped(self)
         finally:
             self.loop.close()
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 connection``, ``2 connections``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

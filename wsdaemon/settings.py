@@ -64,6 +64,12 @@ class Settings:
     static: bool = option(True, "Serve the test page at / and the client at /wsdaemon.js.", restart=True)
     backlog: int = option(1024, "Listen backlog.", restart=True)
     log_level: str = option("info", "Log level.", ("debug", "info", "warning", "error"))
+    log_summary_interval: float = option(
+        60.0,
+        "Log one INFO line of connections opened, closed and open every this many seconds, when any "
+        "changed (0: never); each connection's own open and close lines are at DEBUG.",
+        unit="seconds",
+    )
     # -- RFC 6455 --
     max_message_size: int = option(
         16 * 1024 * 1024, "Largest message in bytes; bigger ones close with 1009.", unit="bytes"

@@ -33,7 +33,7 @@ from typing import Any
 from .. import __version__
 from ..application import Application
 from ..net.sockets import bind_socket
-from ..server import Server
+from ..server import Server, plural
 from ..settings import Settings
 from .logs import LogSetup
 from .malloc_tuning import keep_large_buffers_in_heap
@@ -404,7 +404,7 @@ def daemon_status(settings: Settings, config_path: str | None = None) -> tuple[i
     line = (
         f"wsdaemon is running: pid {pid}, port {doc.get('port')}, "
         f"uptime {format_uptime(doc.get('uptime', 0))}, "
-        f"{doc.get('connections', 0)} connections" + (f" ({per})" if per else "")
+        f"{plural(doc.get('connections', 0), 'connection')}" + (f" ({per})" if per else "")
     )
     if doc.get("pid") != pid:
         line += f"; note: port {settings.port} is served by pid {doc.get('pid')}"

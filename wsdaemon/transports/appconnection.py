@@ -89,7 +89,7 @@ class AppConnection:
         self.state = OPEN
         server = self.host
         server.connection_opened(self)
-        log.info(
+        log.debug(
             "open %s %s %s%s",
             self.protocol,
             format_address(self.request.remote_address),
@@ -118,7 +118,7 @@ class AppConnection:
         self.host.connection_closed(self)
         if not was_open:
             return
-        log.info(
+        log.debug(
             "close %s %s code=%s reason=%r",
             self.protocol,
             format_address(self.request.remote_address),

@@ -95,7 +95,10 @@ class HttpConnection(StreamConnection):
                     return
             self._serve(data)
         except HandshakeError as exc:
-            log.info("%s: handshake refused: %d %s", self, exc.status, exc.reason)
+            if exc.status == 404:
+                log.debug("%s: not found: %s", self, exc.reason)
+            else:
+                log.info("%s: handshake refused: %d %s", self, exc.status, exc.reason)
             self._reset_body()
             self.respond_error(exc.status, exc.reason, exc.headers)
         except ProtocolError as exc:
