@@ -21,20 +21,6 @@ from wsdaemon.daemon.pidfile import process_exists
 from wsdaemon.daemon.service import default_pidfile
 
 
-@pytest.fixture
-def service_factory(tmp_path):
-    services = []
-
-    def make(*args, **kwargs):
-        s = Service(tmp_path, *args, **kwargs)
-        services.append(s)
-        return s
-
-    yield make
-    for s in services:
-        s.kill_all()
-
-
 def client(url: str):
     return connect(url, proxy=None, open_timeout=10, close_timeout=10, max_size=None)
 

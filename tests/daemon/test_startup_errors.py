@@ -11,20 +11,6 @@ import trustme
 from tests.support.wsctl import Service, clean_env
 
 
-@pytest.fixture
-def service(tmp_path):
-    services = []
-
-    def make(*args, **kwargs):
-        s = Service(tmp_path, *args, **kwargs)
-        services.append(s)
-        return s
-
-    yield make
-    for s in services:
-        s.kill_all()
-
-
 @pytest.fixture(scope="module")
 def pems(tmp_path_factory):
     d = tmp_path_factory.mktemp("pems")
@@ -56,37 +42,37 @@ def both_fail(svc: Service, *args: str, env: dict | None = None) -> list[str]:
     return [run_fails(svc, *args, env=env), started.stderr]
 
 
-def test_a_certificate_without_its_key_names_keyfile(service, pems):
-    for err in both_fail(service(), "--certfile", str(pems / "cert.pem")):
+def test_a_certificate_without_its_key_names_keyfile(service_factory, pems):
+    for err in both_fail(service_factory(), "--certfile", str(pems / "cert.pem")):
         assert "PEM lib" not in err
         assert f"--certfile {pems / 'cert.pem'} holds no private key: give its key with --keyfile" in err
 
 
-def test_a_key_of_another_certificate_is_named(service, pems):
+def test_a_key_of_another_certificate_is_named(service_factory, pems):
     args = ("--certfile", str(pems / "cert.pem"), "--keyfile", str(pems / "other-key.pem"))
-    for err in both_fail(service(), *args):
+    for err in both_fail(service_factory(), *args):
         assert f"--keyfile {pems / 'other-key.pem'} does not belong to the certificate" in err
 
 
-def test_a_missing_certificate_file_is_named(service, tmp_path):
-    for err in both_fail(service(), "--certfile", str(tmp_path / "nope.pem")):
+def test_a_missing_certificate_file_is_named(service_factory, tmp_path):
+    for err in both_fail(service_factory(), "--certfile", str(tmp_path / "nope.pem")):
         assert f"--certfile {tmp_path / 'nope.pem'}: no such file" in err
 
 
-def test_keyfile_or_tls_port_without_certfile_is_an_error_not_plain_text(service, pems):
-    for err in both_fail(service(), "--keyfile", str(pems / "key.pem")):
+def test_keyfile_or_tls_port_without_certfile_is_an_error_not_plain_text(service_factory, pems):
+    for err in both_fail(service_factory(), "--keyfile", str(pems / "key.pem")):
         assert "--keyfile" in err and "without --certfile" in err
-    for err in both_fail(service(), "--tls-port", "8443"):
+    for err in both_fail(service_factory(), "--tls-port", "8443"):
         assert "--tls-port 8443 is set without --certfile" in err
 
 
-def test_a_good_certificate_still_starts(service, pems):
-    svc = service("--certfile", str(pems / "both.pem"))
+def test_a_good_certificate_still_starts(service_factory, pems):
+    svc = service_factory("--certfile", str(pems / "both.pem"))
     svc.start()
     assert svc.cli("stop").returncode == 0
 
 
-def test_an_application_import_error_shows_its_type_and_traceback(service, tmp_path):
+def test_an_application_import_error_shows_its_type_and_traceback(service_factory, tmp_path):
     (tmp_path / "wsdaemon_db_app.py").write_text(
         "from wsdaemon import Application\n"
         "def connect():\n"
@@ -94,7 +80,7 @@ def test_an_application_import_error_shows_its_type_and_traceback(service, tmp_p
         "connect()\n"
         "app = Application()\n"
     )
-    svc = service(app="wsdaemon_db_app:app")
+    svc = service_factory(app="wsdaemon_db_app:app")
     env = {"PYTHONPATH": f"{tmp_path}:{clean_env()['PYTHONPATH']}"}
     for err in both_fail(svc, env=env):
         assert (
