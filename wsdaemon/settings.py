@@ -88,6 +88,14 @@ class Settings:
         "never compress).",
         ("on", "off"),
     )
+    compression_context_takeover: str = option(
+        "off",
+        "on: keep zlib history between messages both ways (smaller small messages, a compressor and "
+        "a decompressor held per connection). off: answer server_no_context_takeover and "
+        "client_no_context_takeover, so no zlib state outlives a message and a broadcast is "
+        "compressed once for all (docs/compression.md).",
+        ("on", "off"),
+    )
     compression_min_size: int = option(
         64,
         "Send messages shorter than this uncompressed: below it deflate saves nothing (measured).",

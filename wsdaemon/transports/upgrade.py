@@ -138,6 +138,8 @@ def deflate_policy(settings: Any) -> DeflatePolicy | None:
             client_max_window_bits=bits,
             mem_level=settings.compression_mem_level,
             compression_min_size=settings.compression_min_size,
+            server_no_context_takeover=settings.compression_context_takeover == "off",
+            client_no_context_takeover=settings.compression_context_takeover == "off",
         )
     _policy_of = (settings, policy)
     return policy
