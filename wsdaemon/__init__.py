@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 
 from .application import Application  # noqa: E402
 from .proto.codes import CloseCode, ConnState  # noqa: E402
-from .proto.errors import ConnectionClosedError  # noqa: E402
+from .proto.errors import ConnectionClosedError, Reject  # noqa: E402
 from .proto.http11 import QueryParams, Request  # noqa: E402
 from .proto.permessage_deflate import DeflateParams  # noqa: E402
 from .tasks import (  # noqa: E402
@@ -29,6 +29,7 @@ __all__ = [
     "DeflateParams",
     "NoWorkers",
     "QueryParams",
+    "Reject",
     "Request",
     "TaskCancelled",
     "TaskError",

@@ -9,6 +9,7 @@ when it closes.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any
 
 from ..proto.codes import OPEN, ConnState
@@ -43,6 +44,9 @@ class Rfc6455DeflateConnection(Rfc6455Connection):
 
     __slots__ = ("deflate",)
 
+    #: A broadcast's encoding for these connections is a :class:`SharedMessage`, not a frame.
+    wire_format = "rfc6455+deflate"
+
     def __init__(
         self,
         server: TransportHost,
@@ -71,7 +75,14 @@ class Rfc6455DeflateConnection(Rfc6455Connection):
 
     # -- the application's API ---------------------------------------------------
 
-    def send(self, message: str | bytes, *, compress: bool | None = None) -> None:
+    def send(
+        self,
+        message: str | bytes,
+        *,
+        key: Hashable | None = None,
+        volatile: bool = False,
+        compress: bool | None = None,
+    ) -> None:
         if self.state != OPEN:
             raise ConnectionClosedError(f"connection is {ConnState(self.state).label}")
         if type(message) is str:
@@ -80,11 +91,18 @@ class Rfc6455DeflateConnection(Rfc6455Connection):
             opcode, payload = OP_BINARY, bytes(message)
         else:
             raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
+        if volatile and self.backlogged:
+            self.dropped += 1
+            return
         deflate = self.deflate
         if compress is False or (compress is None and len(payload) < deflate.min_size):
-            self.write(encode_frame(opcode, payload))
+            frame = encode_frame(opcode, payload)
         else:
-            self.write(encode_compressed_frame(opcode, deflate.compress(payload)))
+            frame = encode_compressed_frame(opcode, deflate.compress(payload))
+        if key is None:
+            self.write(frame)
+        else:
+            self.write_keyed(frame, key)
 
     @classmethod
     def encode_message(cls, message: str | bytes) -> SharedMessage:  # type: ignore[override]
@@ -93,20 +111,25 @@ class Rfc6455DeflateConnection(Rfc6455Connection):
         return SharedMessage(OP_BINARY, bytes(message))
 
     def send_encoded(self, encoded: SharedMessage) -> None:  # type: ignore[override]
-        """A broadcast: the shared compressed frame, unless our compressor has history to keep."""
-        if self.state != OPEN:
-            return
+        if self.state == OPEN:
+            self.write(self._frame_of(encoded))
+
+    def send_encoded_keyed(self, encoded: SharedMessage, key: Hashable) -> None:  # type: ignore[override]
+        if self.state == OPEN:
+            self.write_keyed(self._frame_of(encoded), key)
+
+    def _frame_of(self, encoded: SharedMessage) -> bytes:
+        """A broadcast's frame: the shared compressed one, unless our compressor has history to keep."""
         deflate = self.deflate
         if encoded.size < deflate.min_size:
-            self.write(encoded.plain)
-        elif deflate.holds_context:
-            self.write(encode_compressed_frame(encoded.opcode, deflate.compress(encoded.payload)))
-        else:
-            frame = encoded.frames.get(deflate.window_bits)
-            if frame is None:
-                data = deflate.compress_broadcast(encoded.payload, encoded.compressed)
-                frame = encoded.frames[deflate.window_bits] = encode_compressed_frame(encoded.opcode, data)
-            self.write(frame)
+            return encoded.plain
+        if deflate.holds_context:
+            return encode_compressed_frame(encoded.opcode, deflate.compress(encoded.payload))
+        frame = encoded.frames.get(deflate.window_bits)
+        if frame is None:
+            data = deflate.compress_broadcast(encoded.payload, encoded.compressed)
+            frame = encoded.frames[deflate.window_bits] = encode_compressed_frame(encoded.opcode, data)
+        return frame
 
     # -- lifetime ----------------------------------------------------------------
 
