@@ -151,3 +151,31 @@ def test_fan_out_compresses_once_for_all_that_can_share(server):
     assert server.broadcast("short") == 4  # below --compression-min-size: the plain frame for all
     turn(server.loop)
     assert [read_frame(client) for _, client, _ in shared] == [(0x81, b"short")] * 3
+
+
+def test_keyed_and_volatile_sends_on_a_compressing_connection(server):
+    """``key=`` and ``volatile=`` work on a connection that negotiated permessage-deflate: the keyed
+    message goes out compressed (RSV1), a publish to the room shares the path, and a volatile send
+    is dropped while the connection is backlogged."""
+    conn, client, _ = open_ws(server)
+    assert isinstance(conn, Rfc6455DeflateConnection)
+    conn.send(MESSAGE.decode(), key="state")
+    turn(server.loop)
+    first, payload = read_frame(client)
+    assert first == 0xC1  # FIN + RSV1 + text
+    assert zlib.decompressobj(-12).decompress(payload + b"\x00\x00\xff\xff") == MESSAGE
+    conn.join("arena")
+    assert server.publish("arena", MESSAGE, key="state") == 1
+    turn(server.loop)
+    first, payload = read_frame(client)
+    assert first == 0xC2  # FIN + RSV1 + binary
+    assert zlib.decompressobj(-12).decompress(payload + b"\x00\x00\xff\xff") == MESSAGE
+    dropped = conn.dropped
+    for _ in range(32):  # the client does not read: the kernel's buffers fill, then ours
+        if conn.backlogged:
+            break
+        conn.write(b"x" * (128 << 10))
+        turn(server.loop)
+    assert conn.backlogged
+    conn.send(MESSAGE, volatile=True)
+    assert conn.dropped == dropped + 1
