@@ -19,6 +19,8 @@ class TransportHost(StreamHost, Protocol):
     origin_policy: Any
     #: The Router the HTTP connections hand complete request heads to.
     router: Any
+    #: The resumable sessions (a SessionManager): created, found for a resume, forgotten.
+    sessions: Any
 
     def check_origin(self, request: Request) -> None:
         """Raise a 403 HandshakeError when the request's Origin is not allowed."""
