@@ -67,13 +67,20 @@ class Session(AppConnection):
         "_acked_to_client",
     )
 
-    def __init__(self, manager: SessionManager, request: Request, subprotocol: str | None, resumable: bool):
+    def __init__(
+        self,
+        manager: SessionManager,
+        request: Request,
+        subprotocol: str | None,
+        resumable: bool,
+        max_bytes: int | None = None,
+    ):
         self.manager = manager
         self.host = manager.host
         self._init_app_state(request, subprotocol)
         self.id = secrets.token_urlsafe(18)
         self.token = secrets.token_urlsafe(18)
-        self.proto = SessionState(self.host.settings.resume_buffer)
+        self.proto = SessionState(self.host.settings.resume_buffer if max_bytes is None else max_bytes)
         self.carrier: Any = None
         #: False for a raw long-polling client that did not ask for a session: a lost carrier ends it.
         self.resumable = resumable
@@ -156,10 +163,9 @@ class Session(AppConnection):
             carrier.carry(entry)  # the close goes out; the carrier ends itself
 
     def _overflow(self) -> None:
-        log.warning(
-            "%s: resume buffer full (%d bytes unacknowledged); closing with 1008", self, self.proto.bytes
-        )
-        self.fail(CloseCode.POLICY_VIOLATION, "resume buffer full")
+        what = "resume buffer full" if self.resumable else "slow consumer"
+        log.warning("%s: %s, %d bytes unacknowledged; closing with 1008", self, what, self.proto.bytes)
+        self.fail(CloseCode.POLICY_VIOLATION, what)
 
     # -- the carrier's side --------------------------------------------------------
 
@@ -275,8 +281,11 @@ class SessionManager:
         self.host = host
         self.sessions: dict[str, Session] = {}
 
-    def create(self, request: Request, subprotocol: str | None, resumable: bool = True) -> Session:
-        session = Session(self, request, subprotocol, resumable)
+    def create(
+        self, request: Request, subprotocol: str | None, resumable: bool = True, max_bytes: int | None = None
+    ) -> Session:
+        """A new session (``on_open`` is the caller's to run); ``max_bytes`` overrides ``--resume-buffer``."""
+        session = Session(self, request, subprotocol, resumable, max_bytes)
         self.sessions[session.id] = session
         return session
 
