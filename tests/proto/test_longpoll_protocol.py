@@ -265,3 +265,36 @@ def test_close_without_code():
     p = SessionState()
     p.push_close(None)
     assert messages(p) == [{"seq": 1, "close": None, "reason": ""}]
+
+
+def test_keyed_items_are_replaced_in_place_while_no_response_carried_them():
+    p = SessionState()
+    p.push("chat 1")
+    assert p.push("pos 1", key="pos").seq == 2
+    assert p.push("other", key="other").seq == 3
+    assert p.push("pos 2", key="pos").seq == 2  # same number, new content
+    assert p.replaced == 1
+    assert messages(p) == [
+        {"seq": 1, "text": "chat 1"},
+        {"seq": 2, "text": "pos 2"},
+        {"seq": 3, "text": "other"},
+    ]
+    assert p.bytes == len("chat 1") + len("pos 2") + len("other")
+    # The response above carried them: no longer replaceable (the client may have them).
+    assert p.push("pos 3", key="pos").seq == 4
+    assert not p.entries[-1].sent
+
+
+def test_an_unkeyed_item_fixes_the_keyed_ones_before_it():
+    p = SessionState()
+    p.push("pos 1", key="pos")
+    p.push("chat")
+    assert p.push("pos 2", key="pos").seq == 3
+    assert p.replaced == 0 and len(p.entries) == 3
+
+
+def test_a_replacement_that_would_overflow_the_queue_is_refused():
+    p = SessionState(max_bytes=40)
+    p.push("a", key="k")
+    with pytest.raises(BufferFull):
+        p.push("b" * 100, key="k")

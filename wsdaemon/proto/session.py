@@ -194,6 +194,7 @@ class SessionState:
         "close_seq",
         "close_entry",
         "keyed",
+        "replaced",
     )
 
     def __init__(self, max_bytes: int = 0) -> None:
@@ -205,23 +206,33 @@ class SessionState:
         self.received_seq = 0
         self.close_seq = 0
         self.close_entry: Entry | None = None
-        #: key -> the unsent entry carrying it.
+        #: key -> the unsent entry carrying it, for the keyed entries pushed since the last unkeyed one.
         self.keyed: dict[Any, Entry] = {}
+        #: Keyed messages replaced in place by a newer one.
+        self.replaced = 0
 
     # -- outbound ----------------------------------------------------------------
 
     def push(self, message: str | bytes, key: Any = None) -> Entry:
-        """Number and keep ``message``; with ``key``, replace an unsent one of that key instead."""
+        """Number and keep ``message``; with ``key``, replace an unsent one of that key instead.
+
+        A keyed entry followed by an unkeyed one keeps its place and content (as the
+        transports' keyed writes do): order around unkeyed messages is kept.
+        """
         if self.close_seq:
             raise ProtocolError("session is closing")
         size = len(message)
-        if key is not None:
+        if key is None:
+            if self.keyed:
+                self.keyed.clear()
+        else:
             old = self.keyed.get(key)
             if old is not None and not old.sent:
                 if self.max_bytes and self.bytes - old.size + size > self.max_bytes:
                     raise BufferFull(f"more than {self.max_bytes} bytes unacknowledged")
                 self.bytes += size - old.size
                 old.message, old.size, old.wire = message, size, None
+                self.replaced += 1
                 return old
         if self.max_bytes and self.bytes + size > self.max_bytes:
             raise BufferFull(f"more than {self.max_bytes} bytes unacknowledged")

@@ -13,6 +13,7 @@ failing callback.
 from __future__ import annotations
 
 import logging
+from collections.abc import Hashable
 from typing import Any
 
 from ..proto import hixie
@@ -31,6 +32,9 @@ class HixieConnection(WebSocketConnection):
     """What the two drafts share: text frames, idle timeout, close reporting."""
 
     __slots__ = ("parser",)
+
+    #: -76 and -75 frame text the same way: one encoding for both.
+    wire_format = "hixie"
 
     #: Whether the draft has the ``0xFF 0x00`` closing handshake (-76) or closes by TCP (-75).
     closing_handshake = False
@@ -52,7 +56,13 @@ class HixieConnection(WebSocketConnection):
         if encoded is not None and self.state == OPEN:
             self.write(encoded)
 
-    def send(self, message: str | bytes) -> None:
+    def send_encoded_keyed(self, encoded: bytes | None, key: Hashable) -> None:
+        if encoded is not None and self.state == OPEN:
+            self.write_keyed(encoded, key)
+
+    def send(self, message: str | bytes, *, key: Hashable | None = None, volatile: bool = False) -> None:
+        if key is not None or volatile:
+            return self._send_flagged(message, key, volatile)
         if type(message) is not str:
             if isinstance(message, (bytes, bytearray, memoryview)):
                 raise TypeError(

@@ -33,8 +33,6 @@ log = logging.getLogger("wsdaemon.longpoll")
 PREFIX = "/lp/"
 OPEN_PATH = "open"
 SWEEP_INTERVAL = 0.5
-#: Unacknowledged bytes past which a volatile message is dropped while no poll is held.
-VOLATILE_BACKLOG = 64 * 1024
 _PREFLIGHT_MAX_AGE = "600"
 
 
@@ -101,8 +99,11 @@ class LongPollSession:
         self._live_end()
         self._drop()
 
+    @property
     def backlogged(self) -> bool:
-        return self.poll is None and self.proto.bytes > VOLATILE_BACKLOG
+        """True while messages wait that no poll response has carried yet (a volatile send is dropped)."""
+        proto = self.proto
+        return bool(proto.entries) and not proto.entries[-1].sent
 
     def check_keepalive(self, now: float, interval: float, timeout: float) -> None:
         """Polls are the keepalive: see :meth:`check_timers`."""
@@ -360,6 +361,7 @@ class LongPolling:
         app_request, session_param = without_session_param(dataclasses.replace(request, path=app_path))
         resume = None if session_param is None else parse_session_param(session_param)
         sessions = self.host.sessions
+        user = self.host.authenticate(app_request)  # on_connect: a Reject is an HTTP error here
         extra: dict[str, Any] = {}
         if resume is not None:
             session = sessions.find(resume)
@@ -377,6 +379,7 @@ class LongPolling:
             resumable = session_param is not None
             max_bytes = None if resumable else self.settings.longpoll_max_queue
             session = sessions.create(app_request, subprotocol, resumable=resumable, max_bytes=max_bytes)
+            session.user = user
             carrier = LongPollSession(self, session)
             session.carrier = carrier
             session.last_protocol = carrier.protocol
@@ -443,9 +446,11 @@ class LongPolling:
         self.respond(conn, status, body, headers, keep_alive)
 
     @staticmethod
-    def respond(conn: Any, status: int, body: bytes, headers: list, keep_alive: bool) -> None:
+    def respond(
+        conn: Any, status: int, body: bytes, headers: list, keep_alive: bool, phrase: str | None = None
+    ) -> None:
         headers = [*headers, ("Connection", "keep-alive" if keep_alive else "close")]
-        conn.respond(build_response(status, headers, body), keep_alive=keep_alive)
+        conn.respond(build_response(status, headers, body, reason=phrase), keep_alive=keep_alive)
 
     def error(
         self, conn: Any, request: Request, exc: ProtocolError, cors: list, keep_alive: bool = True
@@ -464,7 +469,7 @@ class LongPolling:
         headers.extend(getattr(exc, "headers", ()))
         body = json.dumps({"error": exc.reason, "status": status}).encode()
         keep_alive = keep_alive and request.keep_alive and not self.host.stopping
-        self.respond(conn, status, body, headers, keep_alive)
+        self.respond(conn, status, body, headers, keep_alive, getattr(exc, "phrase", None))
 
     def stats(self) -> dict[str, int]:
         """Sessions and held polls, for ``/status``."""

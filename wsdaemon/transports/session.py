@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import secrets
 import urllib.parse
+from collections.abc import Hashable
 from typing import Any, Protocol
 
 from ..proto.codes import CLOSED, CLOSING, CONNECTING, OPEN, CloseCode, ConnState
@@ -45,6 +46,7 @@ class Carrier(Protocol):
     def detach(self) -> None:
         """The session moved to another carrier: end this transport without a word to the session."""
 
+    @property
     def backlogged(self) -> bool:
         """True when a volatile message should be dropped rather than queued."""
 
@@ -65,7 +67,11 @@ class Session(AppConnection):
         "_expiry",
         "_ack_timer",
         "_acked_to_client",
+        "dropped",
     )
+
+    #: The application's message, numbered per session: a publish encodes nothing for sessions.
+    wire_format = "session"
 
     def __init__(
         self,
@@ -88,6 +94,8 @@ class Session(AppConnection):
         self._expiry: Any = None
         self._ack_timer: Any = None
         self._acked_to_client = 0
+        #: Volatile messages dropped because the session was backlogged or suspended.
+        self.dropped = 0
 
     @property
     def protocol(self) -> str:  # type: ignore[override]
@@ -102,7 +110,7 @@ class Session(AppConnection):
 
     # -- the application's API ---------------------------------------------------
 
-    def send(self, message: str | bytes, key: Any = None, volatile: bool = False) -> None:
+    def send(self, message: str | bytes, *, key: Hashable | None = None, volatile: bool = False) -> None:
         """Number ``message`` and send it, or keep it for the resume while suspended.
 
         ``key``: an unsent message of the same key is replaced in place.
@@ -115,7 +123,8 @@ class Session(AppConnection):
                 raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
             message = bytes(message)
         carrier = self.carrier
-        if volatile and (carrier is None or carrier.backlogged()):
+        if volatile and (carrier is None or carrier.backlogged):
+            self.dropped += 1
             return
         try:
             entry = self.proto.push(message, key)
@@ -128,6 +137,21 @@ class Session(AppConnection):
     def send_encoded(self, encoded: Any) -> None:
         if self.state == OPEN:
             self.send(encoded)
+
+    def send_encoded_keyed(self, encoded: Any, key: Hashable) -> None:
+        if self.state == OPEN:
+            self.send(encoded, key=key)
+
+    @property
+    def backlogged(self) -> bool:
+        """True while suspended or while the carrier has not sent what it was given."""
+        carrier = self.carrier
+        return carrier is None or carrier.backlogged
+
+    @property
+    def replaced(self) -> int:
+        """Keyed messages replaced in place by a newer one before any transport carried them."""
+        return self.proto.replaced
 
     @property
     def buffered_amount(self) -> int:

@@ -36,9 +36,6 @@ from .rfc6455_connection import Rfc6455Connection
 
 log = logging.getLogger("wsdaemon.session")
 
-#: Outbound bytes past which a volatile message is dropped rather than queued.
-VOLATILE_BACKLOG = 64 * 1024
-
 
 class SessionRfc6455Connection(Rfc6455Connection):
     """The WebSocket carrier of a :class:`~wsdaemon.transports.session.Session`."""
@@ -65,6 +62,7 @@ class SessionRfc6455Connection(Rfc6455Connection):
         window = self.host.settings.resume_window
         if self.resume is None:
             session = manager.create(self.request, self.subprotocol)
+            session.user = self.user  # what on_connect returned
             session.carrier = self
             session.last_protocol = self.protocol
             self.session = session
@@ -130,9 +128,6 @@ class SessionRfc6455Connection(Rfc6455Connection):
             self.write(encode_close(4001, "session resumed elsewhere"))
         self.state = CLOSED
         self.close_after_flush()
-
-    def backlogged(self) -> bool:
-        return self.buffered_amount > VOLATILE_BACKLOG
 
     # -- inbound: the envelope ------------------------------------------------------
 
