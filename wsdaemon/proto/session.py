@@ -29,6 +29,9 @@ HELLO = "!h"
 ACK = "!a"
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 _MAX_SEQ_DIGITS = 12  # base 36: up to 4.7e18, more than any session sends
+#: Two base-36 digits for every number below 36**2: with and without a leading zero.
+_PAIRS = [a + b for a in _DIGITS for b in _DIGITS]
+_SHORT = [pair.lstrip("0") or "0" for pair in _PAIRS]
 
 
 class BufferFull(Exception):
@@ -55,13 +58,10 @@ class Close(NamedTuple):
 
 def base36(n: int) -> str:
     """``n`` in base 36, lower case: 7 digits reach 78 billion."""
-    if n < 36:
-        return _DIGITS[n]
-    out = []
-    while n:
-        n, r = divmod(n, 36)
-        out.append(_DIGITS[r])
-    return "".join(reversed(out))
+    if n < 1296:
+        return _SHORT[n]
+    head, low = divmod(n, 1296)
+    return (base36(head) if head >= 1296 else _SHORT[head]) + _PAIRS[low]
 
 
 def parse_base36(text: str) -> int:
@@ -234,9 +234,13 @@ class SessionState:
                 old.message, old.size, old.wire = message, size, None
                 self.replaced += 1
                 return old
-        if self.max_bytes and self.bytes + size > self.max_bytes:
+        total = self.bytes + size
+        if total > self.max_bytes and self.max_bytes:
             raise BufferFull(f"more than {self.max_bytes} bytes unacknowledged")
-        entry = self._append(message, key, size)
+        seq = self.sent_seq = self.sent_seq + 1
+        entry = Entry(seq, message, key, size)
+        self.entries.append(entry)
+        self.bytes = total
         if key is not None:
             self.keyed[key] = entry
         return entry

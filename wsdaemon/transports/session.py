@@ -132,7 +132,9 @@ class Session(AppConnection):
             self._overflow()
             return
         if carrier is not None and not entry.sent and carrier.carry(entry):
-            self.proto.mark_sent(entry)
+            entry.sent = True
+            if key is not None:
+                self.proto.mark_sent(entry)
 
     def send_encoded(self, encoded: Any) -> None:
         if self.state == OPEN:
@@ -224,14 +226,19 @@ class Session(AppConnection):
 
     def message_received(self, seq: int, message: str | bytes) -> None:
         """A numbered message of the client: delivered once, in order; the ack follows batched."""
-        if not self.proto.receive(seq):
-            return
+        proto = self.proto
+        if seq != proto.received_seq + 1 and not proto.receive(seq):
+            return  # a resend of what was delivered (a gap raised SequenceGap)
+        proto.received_seq = seq
         if self.state == OPEN:
-            self._deliver_message(message)
-        if self.proto.received_seq - self._acked_to_client >= ACK_EVERY:
-            self._send_ack()
-        elif self._ack_timer is None:
+            try:
+                self.host.app.handle_message(self, message)
+            except Exception:
+                self._callback_failed("on_message")
+        if self._ack_timer is None:
             self._ack_timer = self.host.loop.call_later(ACK_DELAY, self._send_ack)
+        elif seq - self._acked_to_client >= ACK_EVERY:
+            self._send_ack()
 
     def ack_received(self, ack: int) -> bool:
         """The client acknowledged up to ``ack``; True when that confirms our close."""
