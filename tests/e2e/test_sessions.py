@@ -273,3 +273,56 @@ def test_a_raw_long_polling_client_gets_no_token(daemon):
     conn = http.client.HTTPConnection(daemon.host, daemon.port, timeout=10)
     status, _, doc = request(conn, "POST", "/lp/open/chat", b"")
     assert status == 200 and "token" not in doc and "window" not in doc
+
+
+def test_a_ping_timeout_suspends_the_session(daemon_factory):
+    from tests.support.rawclient import RawWebSocket
+
+    d = daemon_factory("--ping-interval", "0.3", "--ping-timeout", "0.5")
+    raw = RawWebSocket(d.host, d.port, "/chat?wsdaemon_session=new")
+    assert raw.status == 101
+    opcode, payload = raw.recv_frame()
+    hello = json.loads(payload[2:])
+    assert raw.recv_frame() == (0x1, b"1:welcome")
+    # The client answers no ping (a dead network that keeps the TCP connection).
+    wait_for(
+        lambda: (
+            json.loads(urllib.request.urlopen(d.http_url + "/status").read())["resumable_sessions"][
+                "suspended"
+            ]
+            == 1
+        )
+    )
+    assert events(d, hello["session"]) == ["open"]  # suspended, not closed
+    stale = SessionClient.__new__(SessionClient)
+    stale.session_id, stale.token, stale.received_seq, stale.sent_seq, stale.outbox = (
+        hello["session"],
+        hello["token"],
+        1,
+        0,
+        [],
+    )
+    r = SessionClient(url(d), resume_from=stale)
+    assert r.hello["resumed"] is True
+    assert events(d, hello["session"]) == ["open", "resume"]
+    r.close()
+    raw.close()
+
+
+def test_a_shutdown_closes_suspended_sessions_with_1001(daemon_factory):
+    d = daemon_factory()
+    c = SessionClient(url(d))
+    c.recv()
+    c.drop()
+    wait_for(
+        lambda: (
+            json.loads(urllib.request.urlopen(d.http_url + "/status").read())["resumable_sessions"][
+                "suspended"
+            ]
+            == 1
+        )
+    )
+    d.stop()
+    with open(d.log_file.name) as f:
+        log = f.read()
+    assert "close rfc6455" in log and "code=1001 reason='server shutting down'" in log, log[-2000:]

@@ -36,7 +36,7 @@ class SessionClient:
             self.outbox = list(resume_from.outbox)
         param = "new" if resume_from is None else f"{self.session_id}.{self.token}.{self.received_seq}"
         sep = "&" if "?" in url else "?"
-        self.ws = connect(f"{url}{sep}{SESSION_PARAM}={param}", open_timeout=timeout)
+        self.ws = connect(f"{url}{sep}{SESSION_PARAM}={param}", open_timeout=timeout).__enter__()
         self.acks_received: list[int] = []
         self.hello = self._read_hello()
 
