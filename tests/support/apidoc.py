@@ -73,6 +73,7 @@ INTERNAL = {
     "handle_open",
     "handle_message",
     "handle_close",
+    "handle_resume",
     "started",
     "stopped",
     "set_result",

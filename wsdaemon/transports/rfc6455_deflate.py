@@ -39,7 +39,48 @@ class SharedMessage:
         self.compressed: dict[int, bytes] = {}
 
 
-class Rfc6455DeflateConnection(Rfc6455Connection):
+class CompressingFrames:
+    """What every RFC 6455 connection that agreed permessage-deflate does alike, plain or carrying a
+    session: the inflating parser, the ``Sec-WebSocket-Extensions`` answer, compressed data frames,
+    and zlib state dropped at the close. The concrete class holds the ``deflate`` slot."""
+
+    __slots__ = ()
+
+    deflate: PerMessageDeflate
+
+    def _new_parser(self, settings: Any) -> FrameParser:
+        return DeflateFrameParser(
+            self.deflate, settings.max_message_size, max_frames_per_message=settings.max_frames_per_message
+        )
+
+    @property
+    def extensions_header(self) -> str:
+        return self.deflate.params.response_header
+
+    @property
+    def compression(self) -> DeflateParams:
+        """The agreed parameters: windows, context takeover both ways."""
+        return self.deflate.params
+
+    def _text(self, payload: bytes) -> bytes:
+        """One text message's frame: compressed from ``--compression-min-size`` bytes on."""
+        deflate = self.deflate
+        if len(payload) < deflate.min_size:
+            return encode_frame(OP_TEXT, payload)
+        return encode_compressed_frame(OP_TEXT, deflate.compress(payload))
+
+    def _binary(self, payload: bytes) -> bytes:
+        deflate = self.deflate
+        if len(payload) < deflate.min_size:
+            return encode_frame(OP_BINARY, payload)
+        return encode_compressed_frame(OP_BINARY, deflate.compress(payload))
+
+    def _deliver_close(self, code: int, reason: str) -> None:
+        super()._deliver_close(code, reason)  # type: ignore[misc]
+        self.deflate.release()
+
+
+class Rfc6455DeflateConnection(CompressingFrames, Rfc6455Connection):
     """A client that agreed permessage-deflate: ``compression`` holds the agreed parameters."""
 
     __slots__ = ("deflate",)
@@ -58,20 +99,6 @@ class Rfc6455DeflateConnection(Rfc6455Connection):
     ) -> None:
         self.deflate = PerMessageDeflate(params, policy, max_message_size=server.settings.max_message_size)
         super().__init__(server, sock, request, subprotocol)
-
-    def _new_parser(self, settings: Any) -> FrameParser:
-        return DeflateFrameParser(
-            self.deflate, settings.max_message_size, max_frames_per_message=settings.max_frames_per_message
-        )
-
-    @property
-    def extensions_header(self) -> str:  # type: ignore[override]
-        return self.deflate.params.response_header
-
-    @property
-    def compression(self) -> DeflateParams:  # type: ignore[override]
-        """The agreed parameters: windows, context takeover both ways."""
-        return self.deflate.params
 
     # -- the application's API ---------------------------------------------------
 
@@ -130,9 +157,3 @@ class Rfc6455DeflateConnection(Rfc6455Connection):
             data = deflate.compress_broadcast(encoded.payload, encoded.compressed)
             frame = encoded.frames[deflate.window_bits] = encode_compressed_frame(encoded.opcode, data)
         return frame
-
-    # -- lifetime ----------------------------------------------------------------
-
-    def _deliver_close(self, code: int, reason: str) -> None:
-        super()._deliver_close(code, reason)
-        self.deflate.release()

@@ -14,10 +14,13 @@ from ..proto import hixie, rfc6455
 from ..proto.errors import HandshakeError
 from ..proto.http11 import Request
 from ..proto.permessage_deflate import DeflateParams, DeflatePolicy, negotiate
+from ..proto.session import parse_session_param
 from .hixie_connection import Hixie75Connection, Hixie76Connection
 from .http import HttpConnection
 from .rfc6455_connection import Rfc6455Connection
 from .rfc6455_deflate import Rfc6455DeflateConnection
+from .session import without_session_param
+from .session_ws import SessionRfc6455Connection, SessionRfc6455DeflateConnection
 
 
 class SubprotocolChooser(Protocol):
@@ -103,18 +106,28 @@ def upgrade_rfc6455(conn: HttpConnection, request: Request) -> None:
     """Validate an RFC 6455 handshake and swap in an :class:`Rfc6455Connection`.
 
     A client whose permessage-deflate offer we accept gets an :class:`Rfc6455DeflateConnection`
-    instead, so connections without compression keep the plain parser and ``send``.
+    instead, so connections without compression keep the plain parser and ``send``. With the
+    ``wsdaemon_session`` query parameter (our JS client) the connection carries a resumable
+    session instead (compressed or not); the application never sees the parameter.
     """
     key = rfc6455.validate_handshake(request)
+    request, session_param = without_session_param(request)
+    resume = None if session_param is None else parse_session_param(session_param)
     host = conn.host
     subprotocol, user = _accept(conn, request, rfc6455.offered_subprotocols(request))
     offers = request.headers.get_all("Sec-WebSocket-Extensions")
     policy = deflate_policy(host.settings) if offers else None
     params = _negotiate_deflate(host.app, request, offers, policy) if policy is not None else None
-    if params is None:
-        ws: Rfc6455Connection = Rfc6455Connection(host, conn.sock, request, subprotocol)
+    ws: Rfc6455Connection
+    if session_param is None:
+        if params is None:
+            ws = Rfc6455Connection(host, conn.sock, request, subprotocol)
+        else:
+            ws = Rfc6455DeflateConnection(host, conn.sock, request, subprotocol, params, policy)
+    elif params is None:
+        ws = SessionRfc6455Connection(host, conn.sock, request, subprotocol, resume)
     else:
-        ws = Rfc6455DeflateConnection(host, conn.sock, request, subprotocol, params, policy)
+        ws = SessionRfc6455DeflateConnection(host, conn.sock, request, subprotocol, resume, params, policy)
     _swap(conn, ws, user, key)
 
 
