@@ -8,7 +8,8 @@
 #   - Debian packages: chromium, fonts-liberation (real-browser tests, driven by
 #     playwright with executable_path=/usr/bin/chromium), node-faye-websocket
 #     (reference hixie-75/76 server, NODE_PATH=/usr/share/nodejs) and nodejs
-#     (the package does not depend on it; tests/test_hixie_faye.py runs it), shellcheck;
+#     (the package does not depend on it; tests/test_hixie_faye.py runs it), npm when
+#     nodejs did not bring it, shellcheck;
 #     systemd (for systemd-analyze only; never booted) if systemd-analyze is missing
 #   - the package itself, editable, with its [test] extra, plus ruff
 #   - the Autobahn|Testsuite venv (wstest, ported to Python 3) into $AUTOBAHN_VENV
@@ -61,6 +62,8 @@ apt_deps() {
   done
   # systemd only for systemd-analyze; skip when the command is already there
   command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+  # npm (Node's ws for the compression tests) only when no nodejs package brought it
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
 
   if [ "${#missing[@]}" -eq 0 ]; then
     say "apt: all packages present"
@@ -153,9 +156,18 @@ speedups() {
   (cd "$REPO" && quiet "$PY" setup.py -q build_ext --inplace)
 }
 
+# ------------------------------------------------------------ Node ws ----
+# Node's ws client (permessage-deflate tests), pinned in tests/support/node_ws/package.json,
+# installed from npm into ${WSDAEMON_NODE_DIR:-~/.cache/wsdaemon-node}.
+node_deps() {
+  say "node: ws into ${WSDAEMON_NODE_DIR:-$HOME/.cache/wsdaemon-node}"
+  (cd "$REPO" && quiet "$PY" -m tests.support.node_ws) || warn "node: could not install ws from npm"
+}
+
 start=$SECONDS
 apt_deps
 py_deps
 speedups
 autobahn_deps
+node_deps
 say "done in $((SECONDS - start)) s"

@@ -46,9 +46,20 @@ def _ignore(*args: Any) -> None:
 class Application:
     """Callbacks for open, message and close, plus the subprotocols it speaks."""
 
-    def __init__(self, name: str = "app", subprotocols: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        name: str = "app",
+        subprotocols: Iterable[str] = (),
+        *,
+        compression: bool | Callable[[Request], bool] = True,
+    ) -> None:
         self.name = name
         self.subprotocols: list[str] = list(subprotocols)
+        #: Whether RFC 6455 clients may get permessage-deflate (when ``--compression on``):
+        #: ``False`` declines every offer, a callable ``fn(request) -> bool`` decides per connection
+        #: at the handshake. ``conn.compression`` then says what was agreed; ``conn.send(msg,
+        #: compress=False)`` sends one message uncompressed.
+        self.compression: bool | Callable[[Request], bool] = compression
         self.server: Server | None = None
         self._on_open: Callable = _ignore
         self._on_message: Callable = _ignore

@@ -294,9 +294,20 @@ class Server:
 
         Returns how many connections got it: a binary message skips hixie clients.
         """
+        return self.fan_out(message, self.connections if connections is None else connections, exclude)
+
+    def fan_out(
+        self, message: str | bytes, connections: Iterable[AppConnection], exclude: AppConnection | None = None
+    ) -> int:
+        """The encoding step of every broadcast (and room publish): encode once, write to many.
+
+        One encoding per transport class (``cls.encode_message``); compressing connections share
+        one compressed frame per window, except those whose compressor keeps context
+        (``Rfc6455DeflateConnection.send_encoded``). Returns how many connections got it.
+        """
         encoded: dict[type, Any] = {}
         count = 0
-        for conn in list(self.connections if connections is None else connections):
+        for conn in list(connections):
             if conn is exclude or not conn.open:
                 continue
             cls = type(conn)

@@ -81,6 +81,36 @@ class Settings:
     close_timeout: float = option(
         5.0, "Seconds to wait for the client's close frame after ours.", unit="seconds"
     )
+    # -- permessage-deflate (RFC 7692, docs/compression.md); read when a connection opens --
+    compression: str = option(
+        "on",
+        "Negotiate permessage-deflate with RFC 6455 clients that offer it (hixie and long-polling "
+        "never compress).",
+        ("on", "off"),
+    )
+    compression_context_takeover: str = option(
+        "off",
+        "on: keep zlib history between messages both ways (smaller small messages, a compressor and "
+        "a decompressor held per connection). off: answer server_no_context_takeover and "
+        "client_no_context_takeover, so no zlib state outlives a message and a broadcast is "
+        "compressed once for all (docs/compression.md).",
+        ("on", "off"),
+    )
+    compression_min_size: int = option(
+        64,
+        "Send messages shorter than this uncompressed: below it deflate saves nothing (measured).",
+        unit="bytes",
+    )
+    compression_window_bits: int = option(
+        12,
+        "Window of our compressor, 8..15 (server_max_window_bits); also the window asked of clients "
+        "that allow it. 12: 4 KiB of history, a 38 KiB compressor instead of 262 KiB at 15.",
+        minimum=8,
+        maximum=15,
+    )
+    compression_mem_level: int = option(
+        5, "zlib memLevel of our compressor, 1..9: its hash table is 2^(level+9) bytes.", minimum=1, maximum=9
+    )
     # -- limits --
     max_write_buffer: int = option(
         8 * 1024 * 1024,

@@ -115,6 +115,8 @@ class RawWebSocket:
         self.sock.settimeout(timeout)
         self._fill(2)
         b0, b1 = self.buf[0], self.buf[1]
+        #: The first byte of the last frame received (FIN, RSV1-3, opcode).
+        self.last_b0 = b0
         length, pos = b1 & 0x7F, 2
         if length == 126:
             self._fill(4)

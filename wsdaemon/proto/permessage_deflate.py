@@ -403,6 +403,11 @@ class PerMessageDeflate:
         self._compressor = None
         return data
 
+    @property
+    def holds_context(self) -> bool:
+        """True while our compressor keeps history: the next message needs this connection's own output."""
+        return self._compressor is not None
+
     # --- receiving ---
 
     def decompress(self, data: bytes, fin: bool) -> bytes:

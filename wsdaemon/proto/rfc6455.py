@@ -84,8 +84,11 @@ def offered_subprotocols(request: Request) -> list[str]:
     return [p for p in request.headers.tokens_raw("Sec-WebSocket-Protocol") if is_token(p)]
 
 
-def accept_response(key: str, subprotocol: str | None = None) -> bytes:
-    """The ``101 Switching Protocols`` response completing the handshake."""
+def accept_response(key: str, subprotocol: str | None = None, extensions: str | None = None) -> bytes:
+    """The ``101 Switching Protocols`` response completing the handshake.
+
+    ``extensions`` is the ``Sec-WebSocket-Extensions`` value agreed (only ever one the client offered).
+    """
     headers = [
         ("Upgrade", "websocket"),
         ("Connection", "Upgrade"),
@@ -93,6 +96,8 @@ def accept_response(key: str, subprotocol: str | None = None) -> bytes:
     ]
     if subprotocol:
         headers.append(("Sec-WebSocket-Protocol", subprotocol))
+    if extensions:
+        headers.append(("Sec-WebSocket-Extensions", extensions))
     return build_response(101, headers, content_length=False)
 
 
@@ -237,7 +242,7 @@ class FrameParser:
                     hdr = 10
                 opcode = b0 & 0x0F
                 if b0 & 0x70 or opcode & 0x08 or opcode > 2 or length > 65535:
-                    self._check_header(b0, opcode, length)
+                    opcode = self._check_header(b0, opcode, length)
                 if opcode == 0:
                     if not self._msg_opcode:
                         raise ProtocolError("continuation frame without a message to continue")
@@ -306,12 +311,13 @@ class FrameParser:
                         self._msg_parts.append(payload)
                     if fin:
                         parts = self._msg_parts
-                        append(
-                            (
-                                self._msg_opcode,
-                                "".join(parts) if self._msg_opcode == OP_TEXT else b"".join(parts),
-                            )
-                        )
+                        msg_opcode = self._msg_opcode
+                        if msg_opcode == OP_TEXT:
+                            append((OP_TEXT, "".join(parts)))
+                        elif msg_opcode == OP_BINARY:
+                            append((OP_BINARY, b"".join(parts)))
+                        else:
+                            append(self._message_end(msg_opcode, b"".join(parts)))
                         self._msg_opcode = 0
                         self._msg_parts = []
                         self._msg_size = 0
@@ -321,8 +327,13 @@ class FrameParser:
                     append((OP_CLOSE, parse_close_payload(payload)))
                     self.done = True
                     break
-                else:  # ping or pong
+                elif opcode & 0x08:  # ping or pong
                     append((opcode, payload))
+                elif fin:  # an opcode _check_header gave an extension's message (3..7)
+                    append(self._message_end(opcode, payload))
+                else:
+                    self._start_message(opcode, length)
+                    self._msg_parts.append(payload)
         except ProtocolError as exc:
             append((EV_ERROR, exc))
             self.done = True
@@ -341,8 +352,18 @@ class FrameParser:
             self._buf = bytes(data[pos:])
         return events
 
-    def _check_header(self, b0: int, opcode: int, length: int) -> None:
+    def _check_header(self, b0: int, opcode: int, length: int) -> int:
+        """Check a frame header off the fast path (RSV bits, control frames, long frames).
+
+        Returns the opcode to handle the frame with: an extension's parser (see
+        :mod:`wsdaemon.proto.deflate_frames`) maps its first frames to the unused data opcodes
+        3..7, whose payloads reach :meth:`_message_end` whole (continuation frames included).
+        """
         if b0 & 0x70:
+            if b0 & 0x40 and opcode == OP_CONT:
+                raise ProtocolError("RSV1 set on a continuation frame")
+            if b0 & 0x40 and opcode & 0x08:
+                raise ProtocolError("RSV1 set on a control frame")
             raise ProtocolError("reserved bits set without a negotiated extension")
         if opcode & 0x08:
             if opcode > OP_PONG:
@@ -355,6 +376,11 @@ class FrameParser:
             raise ProtocolError(f"unknown data opcode {opcode:#x}")
         if length >> 63:
             raise ProtocolError("frame length has the most significant bit set")
+        return opcode
+
+    def _message_end(self, opcode: int, payload: bytes) -> tuple:
+        """The event of a whole extension message (opcodes 3..7 from :meth:`_check_header`)."""
+        raise ProtocolError(f"unknown data opcode {opcode:#x}")
 
     def _start_message(self, opcode: int, length: int) -> None:
         self._msg_opcode = opcode

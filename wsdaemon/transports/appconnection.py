@@ -44,8 +44,16 @@ class AppConnection:
 
     # -- the application's API ---------------------------------------------------
 
-    def send(self, message: str | bytes) -> None:
-        """Queue one message: ``str`` goes as text, ``bytes`` as binary."""
+    #: What permessage-deflate parameters were agreed (a DeflateParams), None without compression.
+    compression: Any = None
+
+    def send(self, message: str | bytes, *, compress: bool | None = None) -> None:
+        """Queue one message: ``str`` goes as text, ``bytes`` as binary.
+
+        ``compress`` (on a connection that negotiated permessage-deflate): ``False`` sends this
+        message uncompressed, ``True`` compresses it even below ``--compression-min-size``;
+        ``None`` decides by size. Other connections ignore it.
+        """
         raise NotImplementedError
 
     def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:

@@ -52,7 +52,7 @@ class HixieConnection(WebSocketConnection):
         if encoded is not None and self.state == OPEN:
             self.write(encoded)
 
-    def send(self, message: str | bytes) -> None:
+    def send(self, message: str | bytes, *, compress: bool | None = None) -> None:
         if type(message) is not str:
             if isinstance(message, (bytes, bytearray, memoryview)):
                 raise TypeError(

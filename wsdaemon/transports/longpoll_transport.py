@@ -76,7 +76,7 @@ class LongPollSession(AppConnection):
         if self.state == OPEN:
             self._push(encoded)
 
-    def send(self, message: str | bytes) -> None:
+    def send(self, message: str | bytes, *, compress: bool | None = None) -> None:
         if self.state != OPEN:
             raise ConnectionClosedError(f"session is {ConnState(self.state).label}")
         self._push(longpoll.encode_payload(message))

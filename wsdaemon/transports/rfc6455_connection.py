@@ -37,19 +37,21 @@ class Rfc6455Connection(WebSocketConnection):
     )
 
     protocol = "rfc6455"
+    #: The ``Sec-WebSocket-Extensions`` answer of the handshake (None: no extension).
+    extensions_header: str | None = None
 
     def __init__(self, server: TransportHost, sock: Any, request: Request, subprotocol: str | None) -> None:
         super().__init__(server, sock, request, subprotocol)
-        self.parser = FrameParser(
-            server.settings.max_message_size,
-            max_frames_per_message=server.settings.max_frames_per_message,
-        )
+        self.parser = self._new_parser(server.settings)
         self._ping_sent_at = 0.0
         self._close_sent = False
 
+    def _new_parser(self, settings: Any) -> FrameParser:
+        return FrameParser(settings.max_message_size, max_frames_per_message=settings.max_frames_per_message)
+
     def start(self, key: str, leftover: bytes) -> None:
         """Send the 101 response, open, then handle bytes that came with the request."""
-        self.write(rfc6455.accept_response(key, self.subprotocol))
+        self.write(rfc6455.accept_response(key, self.subprotocol, self.extensions_header))
         self._deliver_open()
         if leftover and self.state in (OPEN, CLOSING):
             self.feed(leftover)
@@ -66,7 +68,7 @@ class Rfc6455Connection(WebSocketConnection):
         if self.state == OPEN:
             self.write(encoded)
 
-    def send(self, message: str | bytes) -> None:
+    def send(self, message: str | bytes, *, compress: bool | None = None) -> None:
         if self.state != OPEN:
             raise ConnectionClosedError(f"connection is {ConnState(self.state).label}")
         if type(message) is str:

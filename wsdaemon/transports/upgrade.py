@@ -13,9 +13,11 @@ from typing import Any, Protocol
 from ..proto import hixie, rfc6455
 from ..proto.errors import HandshakeError
 from ..proto.http11 import Request
+from ..proto.permessage_deflate import DeflateParams, DeflatePolicy, negotiate
 from .hixie_connection import Hixie75Connection, Hixie76Connection
 from .http import HttpConnection
 from .rfc6455_connection import Rfc6455Connection
+from .rfc6455_deflate import Rfc6455DeflateConnection
 
 
 class SubprotocolChooser(Protocol):
@@ -98,10 +100,61 @@ def websocket_protocol(request: Request) -> str | None:
 
 
 def upgrade_rfc6455(conn: HttpConnection, request: Request) -> None:
-    """Validate an RFC 6455 handshake and swap in an :class:`Rfc6455Connection`."""
+    """Validate an RFC 6455 handshake and swap in an :class:`Rfc6455Connection`.
+
+    A client whose permessage-deflate offer we accept gets an :class:`Rfc6455DeflateConnection`
+    instead, so connections without compression keep the plain parser and ``send``.
+    """
     key = rfc6455.validate_handshake(request)
+    host = conn.host
     subprotocol = _accept(conn, request, rfc6455.offered_subprotocols(request))
-    _swap(conn, Rfc6455Connection(conn.host, conn.sock, request, subprotocol), key)
+    offers = request.headers.get_all("Sec-WebSocket-Extensions")
+    policy = deflate_policy(host.settings) if offers else None
+    params = _negotiate_deflate(host.app, request, offers, policy) if policy is not None else None
+    if params is None:
+        ws: Rfc6455Connection = Rfc6455Connection(host, conn.sock, request, subprotocol)
+    else:
+        ws = Rfc6455DeflateConnection(host, conn.sock, request, subprotocol, params, policy)
+    _swap(conn, ws, key)
+
+
+_policy_of: tuple[Any, DeflatePolicy | None] = (None, None)
+
+
+def deflate_policy(settings: Any) -> DeflatePolicy | None:
+    """The permessage-deflate policy of ``settings`` (None with ``--compression off``).
+
+    Made once per settings object: a reload's new settings apply to the connections opened after it.
+    """
+    global _policy_of
+    cached_settings, policy = _policy_of
+    if cached_settings is settings:
+        return policy
+    policy = None
+    if settings.compression == "on":
+        bits = settings.compression_window_bits
+        policy = DeflatePolicy(
+            server_max_window_bits=bits,
+            client_max_window_bits=bits,
+            mem_level=settings.compression_mem_level,
+            compression_min_size=settings.compression_min_size,
+            server_no_context_takeover=settings.compression_context_takeover == "off",
+            client_no_context_takeover=settings.compression_context_takeover == "off",
+        )
+    _policy_of = (settings, policy)
+    return policy
+
+
+def _negotiate_deflate(
+    app: Any, request: Request, offers: list[str], policy: DeflatePolicy
+) -> DeflateParams | None:
+    """The agreed parameters, unless the application refuses compression for this request."""
+    wanted = getattr(app, "compression", True)
+    if callable(wanted):
+        wanted = wanted(request)
+    if not wanted:
+        return None
+    return negotiate(offers, policy)
 
 
 def upgrade_hixie76(conn: HttpConnection, request: Request) -> None:
