@@ -210,7 +210,12 @@ static void build_stream(void)
 /* ---- permessage-deflate (--deflate) ----------------------------------------- */
 
 static const char *deflate_error;  /* why the first unacceptable answer was refused */
-static char deflate_answer[128];   /* the first accepted answer, for the report */
+static char deflate_answer[256];   /* the first accepted answer, for the report */
+
+/* Without client context takeover a message always compresses to the same bytes:
+ * each pool message is compressed once, for the window bits of the first such
+ * connection (others compress per message). */
+static struct { int bits; uint8_t *data[POOL]; uint16_t len[POOL]; } nct;
 
 /* Room for n more bytes at the end of the connection's queue of whole frames. */
 static uint8_t *z_reserve(struct zconn *z, size_t n)
@@ -235,14 +240,33 @@ static uint8_t *z_reserve(struct zconn *z, size_t n)
 static void z_queue_msg(struct conn *c)
 {
     struct zconn *z = c->z;
+    int bits = z->pm.client_max_window_bits ? z->pm.client_max_window_bits : 15;
+    uint32_t i = z->next++ % POOL;
+    if (z->pm.client_no_context_takeover && (!nct.bits || nct.bits == bits) && cfg.size <= 32768) {
+        if (!nct.data[i]) {
+            z_stream zs = {0};
+            if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -bits, cfg.mem_level,
+                             Z_DEFAULT_STRATEGY) != Z_OK)
+                die("deflateInit2");
+            long clen = pmd_compress(&zs, (const uint8_t *)pool + (size_t)i * cfg.size, cfg.size, zscratch);
+            deflateEnd(&zs);
+            if (clen < 0) die("deflate");
+            nct.bits = bits;
+            nct.data[i] = malloc(clen);
+            memcpy(nct.data[i], zscratch, clen);
+            nct.len[i] = clen;
+        }
+        uint8_t *out = z_reserve(z, nct.len[i] + 14);
+        z->out_len += build_frame(out, 0x40 | (cfg.binary ? 2 : 1), nct.data[i], nct.len[i], zmask);
+        return;
+    }
     if (!z->def_ready) {
-        int bits = z->pm.client_max_window_bits ? z->pm.client_max_window_bits : 15;
         if (deflateInit2(&z->def, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -bits, cfg.mem_level,
                          Z_DEFAULT_STRATEGY) != Z_OK)
             die("deflateInit2");
         z->def_ready = 1;
     }
-    const uint8_t *msg = (const uint8_t *)pool + (size_t)(z->next++ % POOL) * cfg.size;
+    const uint8_t *msg = (const uint8_t *)pool + (size_t)i * cfg.size;
     long clen = pmd_compress(&z->def, msg, cfg.size, zscratch);
     if (clen < 0) die("deflate");
     if (z->pm.client_no_context_takeover) deflateReset(&z->def);

@@ -36,6 +36,7 @@ class Server:
     extra: tuple = ()  # options found by preflight (wsdaemon: lift limits, quiet log)
     src: Path | None = None  # wsdaemon only: a tree of its own instead of --wsdaemon-src
     deflate_option: bool = False  # wsdaemon only: preflight found --compression
+    deflate_extra: tuple = ()  # wsdaemon only: compression options of a variant; compressed profiles only
 
     def command(
         self, mode: str, port: int, wsdaemon_src: Path, build: Path, deflate: bool = False
@@ -47,7 +48,9 @@ class Server:
             options = f"--host 127.0.0.1 --port {port} --app {app} --max-message-size 16777216"
             if deflate and not self.deflate_option:
                 raise Unavailable("this wsdaemon has no --compression option")
-            compression = ["--compression", "on"] if deflate else []
+            if self.deflate_extra and not deflate:
+                raise Unavailable("a compression variant: same as wsdaemon without compression")
+            compression = ["--compression", "on", *self.deflate_extra] if deflate else []
             return [*launcher, "run", *options.split(), *self.extra, *compression]
         if self.kind == "c":
             if mode != "echo" or deflate:
@@ -64,6 +67,7 @@ SERVERS = {
     s.name: s
     for s in (
         Server("wsdaemon", "wsdaemon"),
+        Server("wsdaemon+takeover", "wsdaemon", deflate_extra=("--compression-context-takeover", "on")),
         Server("websockets", "python", "websockets_server.py"),
         Server("websockets+uvloop", "python", "websockets_server.py", uvloop=True),
         Server("aiohttp", "python", "aiohttp_server.py"),
@@ -99,7 +103,8 @@ def preflight(server: Server, wsdaemon_src: Path) -> None:
         raise Unavailable(lines[-1])
     if server.kind == "wsdaemon":
         server.extra = tuple(wsdaemon_options(check.stdout))
-        server.deflate_option = "--compression" in check.stdout
+        wanted = ["--compression", *(x for x in server.deflate_extra if x.startswith("--"))]
+        server.deflate_option = all(opt in check.stdout for opt in wanted)
 
 
 # Options added to the benchmark command when this wsdaemon has them: no cap on
