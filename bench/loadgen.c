@@ -83,6 +83,9 @@ struct zconn {
     z_stream def, inf;
     uint8_t def_ready, inf_ready;
     uint8_t compressed;        /* the message being received has RSV1 */
+    uint8_t collect;           /* ... and is collected whole before inflating (see vcache) */
+    uint8_t *cmsg;             /* its compressed bytes, when collected */
+    uint32_t clen, ccap;
     uint8_t overflow;          /* it grew past --size */
     struct pmd_params pm;      /* what the server answered */
     uint32_t next;             /* pool index of the next message to send */
@@ -287,19 +290,23 @@ static void z_flush(struct conn *c)
     }
 }
 
-/* Feed payload bytes of the message being received: inflated, or copied as they
- * are when the server sent it uncompressed. Past --size, only overflow is noted. */
-static int z_payload(struct conn *c, const uint8_t *p, size_t n)
+/* Without server context takeover the same compressed bytes always inflate to the
+ * same message: compressed messages already inflated and found right are kept
+ * here, so a broadcast's 1000 identical frames are inflated once, not 1000 times. */
+#define VCACHE 4096
+static struct { uint32_t len; uint8_t *data; } vcache[VCACHE];
+
+static uint32_t fnv1a(const uint8_t *p, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
+    return h;
+}
+
+static int z_inflate(struct conn *c, const uint8_t *p, size_t n)
 {
     struct zconn *z = c->z;
     uint32_t cap = cfg.size + 1;
-    if (!z->compressed) {
-        size_t take = n < cap - z->mlen ? n : cap - z->mlen;
-        memcpy(z->msg + z->mlen, p, take);
-        z->mlen += take;
-        if (z->mlen == cap) z->overflow = 1;
-        return 0;
-    }
     if (!z->inf_ready) {
         if (inflateInit2(&z->inf, -15) != Z_OK) die("inflateInit2");
         z->inf_ready = 1;
@@ -318,18 +325,66 @@ static int z_payload(struct conn *c, const uint8_t *p, size_t n)
     return 0;
 }
 
+/* Feed payload bytes of the message being received: inflated (or collected, see
+ * vcache), or copied as they are when the server sent it uncompressed. Past
+ * --size, only overflow is noted. */
+static int z_payload(struct conn *c, const uint8_t *p, size_t n)
+{
+    struct zconn *z = c->z;
+    uint32_t cap = cfg.size + 1;
+    if (!z->compressed) {
+        size_t take = n < cap - z->mlen ? n : cap - z->mlen;
+        memcpy(z->msg + z->mlen, p, take);
+        z->mlen += take;
+        if (z->mlen == cap) z->overflow = 1;
+        return 0;
+    }
+    if (z->collect) {
+        if (!z->cmsg) {
+            z->ccap = pmd_room(cfg.size) + 64;
+            z->cmsg = malloc(z->ccap);
+        }
+        if (z->clen + n <= z->ccap) {
+            memcpy(z->cmsg + z->clen, p, n);
+            z->clen += n;
+            return 0;
+        }
+        z->collect = 0; /* larger than any right message could be: inflate from here on */
+        if (z_inflate(c, z->cmsg, z->clen) < 0) return -1;
+    }
+    return z_inflate(c, p, n);
+}
+
 /* A message ended: finish inflating, reset as negotiated, check it against the pool. */
 static int z_message_end(struct conn *c)
 {
     struct zconn *z = c->z;
+    int known = 0;
+    uint32_t slot = 0;
     if (z->compressed) {
-        if (z_payload(c, (const uint8_t *)"\x00\x00\xff\xff", 4) < 0) return -1;
-        if (z->pm.server_no_context_takeover) inflateReset(&z->inf);
+        if (z->collect) {
+            slot = fnv1a(z->cmsg, z->clen) % VCACHE;
+            known = vcache[slot].data && vcache[slot].len == z->clen &&
+                    !memcmp(vcache[slot].data, z->cmsg, z->clen);
+            if (!known && z_inflate(c, z->cmsg, z->clen) < 0) return -1;
+        }
+        if (!known && z_inflate(c, (const uint8_t *)"\x00\x00\xff\xff", 4) < 0) return -1;
+        if (z->pm.server_no_context_takeover && z->inf_ready) inflateReset(&z->inf);
         if (phase == P_MEASURE) st.compressed_in++;
     }
+    if (known) {
+        c->msg_len = cfg.size;
+        return 0;
+    }
     c->msg_len = z->overflow ? (uint64_t)cfg.size + 1 : z->mlen;
-    if (!z->overflow && (int)z->mlen == cfg.size && !pool_check(pool, cfg.size, z->msg, z->mlen))
-        st.content_errors++;
+    if (z->overflow || (int)z->mlen != cfg.size) return 0; /* on_message counts a size error */
+    if (!pool_check(pool, cfg.size, z->msg, z->mlen)) st.content_errors++;
+    else if (z->collect) { /* right: remember these compressed bytes */
+        free(vcache[slot].data);
+        vcache[slot].data = malloc(z->clen);
+        memcpy(vcache[slot].data, z->cmsg, z->clen);
+        vcache[slot].len = z->clen;
+    }
     return 0;
 }
 
@@ -373,6 +428,7 @@ static void z_free(struct conn *c)
     if (c->z->inf_ready) inflateEnd(&c->z->inf);
     free(c->z->out);
     free(c->z->msg);
+    free(c->z->cmsg);
     free(c->z);
     c->z = NULL;
 }
@@ -625,6 +681,8 @@ static int header_done(struct conn *c)
         c->msg_len += len;
         if (c->z && op != 0) {
             c->z->compressed = rsv != 0;
+            c->z->collect = rsv && c->z->pm.server_no_context_takeover;
+            c->z->clen = 0;
             c->z->mlen = 0;
             c->z->overflow = 0;
         }

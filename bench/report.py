@@ -156,7 +156,8 @@ def goals(results: dict) -> list[str]:
         if ours is None or not theirs:
             return
         r = ours / theirs
-        text = f"- {label}: wsdaemon {ours:.4g} / {peer} {theirs:.4g} = x{r:.2f}"
+        show = (lambda v: human(v, "")) if higher else (lambda v: f"{v:.1f} KiB")
+        text = f"- {label}: wsdaemon {show(ours)} / {peer} {show(theirs)} = x{r:.2f}"
         if peer == "websockets":  # the goals are stated against websockets
             met = r >= goal if higher else r <= goal
             text += f" (goal {'>=' if higher else '<='} {goal}x) {'MET' if met else 'MISSED'}"
