@@ -8,6 +8,7 @@ PUBLIC = {
     "CloseCode",
     "ConnState",
     "ConnectionClosedError",
+    "DeflateParams",
     "NoWorkers",
     "QueryParams",
     "Request",

@@ -10,6 +10,7 @@ from .application import Application  # noqa: E402
 from .proto.codes import CloseCode, ConnState  # noqa: E402
 from .proto.errors import ConnectionClosedError  # noqa: E402
 from .proto.http11 import QueryParams, Request  # noqa: E402
+from .proto.permessage_deflate import DeflateParams  # noqa: E402
 from .tasks import (  # noqa: E402
     NoWorkers,
     TaskCancelled,
@@ -25,6 +26,7 @@ __all__ = [
     "CloseCode",
     "ConnState",
     "ConnectionClosedError",
+    "DeflateParams",
     "NoWorkers",
     "QueryParams",
     "Request",

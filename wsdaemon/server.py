@@ -386,7 +386,8 @@ class Server:
         ``max_connections``, the Origin list, the log level and file, and the
         long-polling limits except its queue. Read when a connection is created, so
         they apply to connections opened after the reload: the header limits, the
-        WebSocket message and frame-count limits, ``longpoll_max_queue``. The
+        WebSocket message and frame-count limits, the ``compression*`` options,
+        ``longpoll_max_queue``. The
         worker pool restarts its workers one at a time.
         """
         old = self.settings

@@ -30,6 +30,7 @@ CONNECTION_API = (
     "request",
     "protocol",
     "subprotocol",
+    "compression",
     "data",
     "buffered_amount",
     "close_code",
@@ -41,6 +42,7 @@ ATTRIBUTES = {
     "protocol": 'The transport: `"rfc6455"`, `"hixie-76"`, `"hixie-75"` or `"long-polling"`.',
     "subprotocol": "The subprotocol chosen from the client's offer, or `None`.",
     "data": "Free for the application's own per-connection state (`None` at first).",
+    "compression": "The permessage-deflate parameters agreed at the handshake (a `DeflateParams`), or `None`.",
     "close_code": "The close code once the connection is closing or closed, else `None`.",
     "close_reason": 'The close reason (`""` when none was given).',
     "buffered_amount": "Bytes accepted by `send` and not yet taken by the network (or, long-polling, not yet acknowledged).",
@@ -73,6 +75,12 @@ Node's `ws` client is strict about subprotocols: if it offered some and the
 server answers with none it accepts, or it offered none and the server answers
 one, it fails the connection. Declare the subprotocols your clients offer in
 `Application(subprotocols=[...])` (or override `select_subprotocol`).
+
+Compression (permessage-deflate, RFC 6455 only; see docs/compression.md):
+`Application(compression=False)` declines every client's offer, and
+`Application(compression=fn)` asks `fn(request) -> bool` at each handshake;
+`conn.compression` tells what was agreed; `conn.send(message, compress=False)`
+sends one message uncompressed (`compress=True`: compressed even when small).
 """
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from .codes import CloseCode
 from .errors import ProtocolError
 from .permessage_deflate import PerMessageDeflate
-from .rfc6455 import OP_BINARY, OP_TEXT, FrameParser, encode_frame
+from .rfc6455 import OP_BINARY, OP_CONT, OP_TEXT, FrameParser, encode_frame
 
 _RSV1 = 0x40
 #: Internal opcodes of a compressed text and binary message (the unused data opcodes 3 and 4).
@@ -40,9 +40,14 @@ class DeflateFrameParser(FrameParser):
         self.deflate = deflate
 
     def _check_header(self, b0: int, opcode: int, length: int) -> int:
-        if b0 & 0x70 == _RSV1 and (opcode == OP_TEXT or opcode == OP_BINARY):
-            super()._check_header(b0 & ~_RSV1, opcode, length)
-            return OP_TEXT_DEFLATED if opcode == OP_TEXT else OP_BINARY_DEFLATED
+        if b0 & 0x70 == _RSV1:
+            if opcode == OP_TEXT or opcode == OP_BINARY:
+                super()._check_header(b0 & ~_RSV1, opcode, length)
+                return OP_TEXT_DEFLATED if opcode == OP_TEXT else OP_BINARY_DEFLATED
+            if opcode == OP_CONT:
+                raise ProtocolError("RSV1 set on a continuation frame")
+            if opcode & 0x08:
+                raise ProtocolError("RSV1 set on a control frame")
         return super()._check_header(b0, opcode, length)
 
     def _message_end(self, opcode: int, payload: bytes) -> tuple:

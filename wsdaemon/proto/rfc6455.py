@@ -360,10 +360,6 @@ class FrameParser:
         3..7, whose payloads reach :meth:`_message_end` whole (continuation frames included).
         """
         if b0 & 0x70:
-            if b0 & 0x40 and opcode == OP_CONT:
-                raise ProtocolError("RSV1 set on a continuation frame")
-            if b0 & 0x40 and opcode & 0x08:
-                raise ProtocolError("RSV1 set on a control frame")
             raise ProtocolError("reserved bits set without a negotiated extension")
         if opcode & 0x08:
             if opcode > OP_PONG:
