@@ -41,7 +41,11 @@
  * takeover, masked, RSV1 set, tail 00 00 ff ff stripped; received messages are
  * inflated (or copied when the server sent them uncompressed) and compared with
  * the pool. This path builds frames per message; the uncompressed path above is
- * unchanged. Both count the bytes on the wire in each direction.
+ * unchanged. Both count the bytes on the wire in each direction. Two shortcuts
+ * keep zlib from dominating this core, both exact: without client context
+ * takeover each pool message is compressed once (the bytes never differ), and
+ * without server context takeover a compressed message is inflated only the
+ * first time those exact bytes arrive (a fresh inflater gives the same output).
  *
  * The mask key is fixed per run (RFC 6455 wants it unpredictable per frame;
  * that protects proxies, not servers, and a server must unmask any key).
