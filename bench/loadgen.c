@@ -29,6 +29,24 @@
  *             {"ready":...}, wait for a line on stdin (or --hold seconds), then
  *             optionally check that --verify connections still echo, and exit.
  *
+ * --pause (echo, broadcast): print {"ready":...} once connected and wait for a
+ * line on stdin before the warm-up; after the result, stop sending, keep the
+ * connections open and wait for another line (the runner reads the server's
+ * RSS idle, during and after traffic).
+ *
+ * --deflate: offer permessage-deflate (RFC 7692; --deflate-offer, default
+ * Chrome's "permessage-deflate; client_max_window_bits") and require it in the
+ * answer. Messages are then JSON game states from a fixed pool (each names its
+ * pool index), compressed per connection with the negotiated window and context
+ * takeover, masked, RSV1 set, tail 00 00 ff ff stripped; received messages are
+ * inflated (or copied when the server sent them uncompressed) and compared with
+ * the pool. This path builds frames per message; the uncompressed path above is
+ * unchanged. Both count the bytes on the wire in each direction. Two shortcuts
+ * keep zlib from dominating this core, both exact: without client context
+ * takeover each pool message is compressed once (the bytes never differ), and
+ * without server context takeover a compressed message is inflated only the
+ * first time those exact bytes arrive (a fresh inflater gives the same output).
+ *
  * The mask key is fixed per run (RFC 6455 wants it unpredictable per frame;
  * that protects proxies, not servers, and a server must unmask any key).
  * Only 127.0.0.0/8 targets are accepted.
@@ -53,6 +71,7 @@
 #include <unistd.h>
 
 #include "ws_accept.h"
+#include "loadgen_deflate.h"
 
 #define RBUF_SIZE (256 * 1024)
 #define HS_MAX 4096
@@ -60,7 +79,25 @@
 
 enum mode { M_ECHO, M_BROADCAST, M_HANDSHAKE, M_IDLE };
 enum state { S_FREE, S_CONNECTING, S_HANDSHAKE, S_OPEN, S_CLOSING };
-enum phase { P_CONNECT, P_WARMUP, P_MEASURE, P_HOLD, P_VERIFY, P_DONE };
+enum phase { P_CONNECT, P_WARMUP, P_MEASURE, P_HOLD, P_VERIFY, P_DONE, P_PAUSE, P_AFTER };
+
+/* A connection's permessage-deflate state (--deflate only); zlib streams are
+ * created on first use. */
+struct zconn {
+    z_stream def, inf;
+    uint8_t def_ready, inf_ready;
+    uint8_t compressed;        /* the message being received has RSV1 */
+    uint8_t collect;           /* ... and is collected whole before inflating (see vcache) */
+    uint8_t *cmsg;             /* its compressed bytes, when collected */
+    uint32_t clen, ccap;
+    uint8_t overflow;          /* it grew past --size */
+    struct pmd_params pm;      /* what the server answered */
+    uint32_t next;             /* pool index of the next message to send */
+    uint8_t *out;              /* queued frames, whole ones only */
+    uint32_t out_len, out_off, out_cap;
+    uint8_t *msg;              /* the message being received, inflated */
+    uint32_t mlen;
+};
 
 struct conn {
     int fd;
@@ -79,6 +116,7 @@ struct conn {
     uint32_t inflight;
     double t_mark;         /* when started / verify message sent / close received */
     double t_start;        /* handshake mode: when this cycle's connect began */
+    struct zconn *z;       /* --deflate only */
     char *hs;              /* handshake response being collected */
     uint16_t hs_len;
     char key[25];
@@ -91,7 +129,10 @@ static struct {
     const char *host, *path;
     int port, conns, size, inflight, binary, loops, sources, concurrency, verify;
     double duration, warmup, hold, timeout;
-} cfg = {M_ECHO, "127.0.0.1", "/", 0, 10, 16, 1, 0, 50, 0, 64, 0, 5.0, 1.0, 60.0, 0};
+    int deflate, pause, mem_level;
+    const char *offer;
+} cfg = {M_ECHO, "127.0.0.1", "/", 0, 10, 16, 1, 0, 50, 0, 64, 0, 5.0, 1.0, 60.0, 0,
+         0, 0, 8, "permessage-deflate; client_max_window_bits"};
 
 static struct conn *conns;
 static int nconns, epfd;
@@ -101,10 +142,14 @@ static uint8_t rbuf[RBUF_SIZE];
 static uint64_t rng_state;
 static enum phase phase = P_CONNECT;
 static double t_start, t_phase;
+static char *pool;           /* --deflate: the payloads */
+static uint8_t *zscratch;    /* --deflate: one compressed payload */
+static uint8_t zmask[4];
 
 static struct {
     uint64_t msgs, bytes, handshakes, open, connect_errors, handshake_errors,
         protocol_errors, closed_by_server, size_errors, pings, verified, slow_cycles;
+    uint64_t sent, wire_out, wire_in, compressed_in, content_errors, deflate_declined;
     double verify_max_rtt, max_cycle;
 } st;
 
@@ -169,10 +214,237 @@ static void build_stream(void)
     for (size_t i = 0; i < copies; i++) memcpy(stream + i * flen, frame, flen);
 }
 
+/* ---- permessage-deflate (--deflate) ----------------------------------------- */
+
+static const char *deflate_error;  /* why the first unacceptable answer was refused */
+static char deflate_answer[256];   /* the first accepted answer, for the report */
+
+/* Without client context takeover a message always compresses to the same bytes:
+ * each pool message is compressed once, for the window bits of the first such
+ * connection (others compress per message). */
+static struct { int bits; uint8_t *data[POOL]; uint16_t len[POOL]; } nct;
+
+/* Room for n more bytes at the end of the connection's queue of whole frames. */
+static uint8_t *z_reserve(struct zconn *z, size_t n)
+{
+    if (z->out_off == z->out_len) z->out_off = z->out_len = 0;
+    if (z->out_len + n > z->out_cap && z->out_off) {
+        memmove(z->out, z->out + z->out_off, z->out_len - z->out_off);
+        z->out_len -= z->out_off;
+        z->out_off = 0;
+    }
+    if (z->out_len + n > z->out_cap) {
+        size_t cap = z->out_cap ? z->out_cap : 1024;
+        while (cap < z->out_len + n) cap *= 2;
+        if (cap > (64u << 20)) { errno = ENOBUFS; die("send queue over 64 MiB"); }
+        z->out = realloc(z->out, cap);
+        z->out_cap = cap;
+    }
+    return z->out + z->out_len;
+}
+
+/* Compress the connection's next pool message into a frame at the end of its queue. */
+static void z_queue_msg(struct conn *c)
+{
+    struct zconn *z = c->z;
+    int bits = z->pm.client_max_window_bits ? z->pm.client_max_window_bits : 15;
+    uint32_t i = z->next++ % POOL;
+    if (z->pm.client_no_context_takeover && (!nct.bits || nct.bits == bits) && cfg.size <= 32768) {
+        if (!nct.data[i]) {
+            z_stream zs = {0};
+            if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -bits, cfg.mem_level,
+                             Z_DEFAULT_STRATEGY) != Z_OK)
+                die("deflateInit2");
+            long clen = pmd_compress(&zs, (const uint8_t *)pool + (size_t)i * cfg.size, cfg.size, zscratch);
+            deflateEnd(&zs);
+            if (clen < 0) die("deflate");
+            nct.bits = bits;
+            nct.data[i] = malloc(clen);
+            memcpy(nct.data[i], zscratch, clen);
+            nct.len[i] = clen;
+        }
+        uint8_t *out = z_reserve(z, nct.len[i] + 14);
+        z->out_len += build_frame(out, 0x40 | (cfg.binary ? 2 : 1), nct.data[i], nct.len[i], zmask);
+        return;
+    }
+    if (!z->def_ready) {
+        if (deflateInit2(&z->def, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -bits, cfg.mem_level,
+                         Z_DEFAULT_STRATEGY) != Z_OK)
+            die("deflateInit2");
+        z->def_ready = 1;
+    }
+    const uint8_t *msg = (const uint8_t *)pool + (size_t)i * cfg.size;
+    long clen = pmd_compress(&z->def, msg, cfg.size, zscratch);
+    if (clen < 0) die("deflate");
+    if (z->pm.client_no_context_takeover) deflateReset(&z->def);
+    uint8_t *out = z_reserve(z, clen + 14);
+    z->out_len += build_frame(out, 0x40 | (cfg.binary ? 2 : 1), zscratch, clen, zmask);
+}
+
+static void z_flush(struct conn *c)
+{
+    struct zconn *z = c->z;
+    while (z->out_off < z->out_len) {
+        size_t n = z->out_len - z->out_off;
+        ssize_t w = send(c->fd, z->out + z->out_off, n, MSG_NOSIGNAL);
+        if (w <= 0) return;
+        if (phase == P_MEASURE) st.wire_out += w;
+        z->out_off += w;
+        if ((size_t)w < n) return;
+    }
+}
+
+/* Without server context takeover the same compressed bytes always inflate to the
+ * same message: compressed messages already inflated and found right are kept
+ * here, so a broadcast's 1000 identical frames are inflated once, not 1000 times. */
+#define VCACHE 4096
+static struct { uint32_t len; uint8_t *data; } vcache[VCACHE];
+
+static uint32_t fnv1a(const uint8_t *p, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
+    return h;
+}
+
+static int z_inflate(struct conn *c, const uint8_t *p, size_t n)
+{
+    struct zconn *z = c->z;
+    uint32_t cap = cfg.size + 1;
+    if (!z->inf_ready) {
+        if (inflateInit2(&z->inf, -15) != Z_OK) die("inflateInit2");
+        z->inf_ready = 1;
+    }
+    z->inf.next_in = (Bytef *)p;
+    z->inf.avail_in = n;
+    while (z->inf.avail_in && !z->overflow) {
+        z->inf.next_out = z->msg + z->mlen;
+        z->inf.avail_out = cap - z->mlen;
+        int r = inflate(&z->inf, Z_SYNC_FLUSH);
+        z->mlen = cap - z->inf.avail_out;
+        if (z->mlen == cap) z->overflow = 1;
+        if (r == Z_STREAM_END) inflateReset(&z->inf); /* a final block: a new stream may follow */
+        else if (r != Z_OK) return -1;
+    }
+    return 0;
+}
+
+/* Feed payload bytes of the message being received: inflated (or collected, see
+ * vcache), or copied as they are when the server sent it uncompressed. Past
+ * --size, only overflow is noted. */
+static int z_payload(struct conn *c, const uint8_t *p, size_t n)
+{
+    struct zconn *z = c->z;
+    uint32_t cap = cfg.size + 1;
+    if (!z->compressed) {
+        size_t take = n < cap - z->mlen ? n : cap - z->mlen;
+        memcpy(z->msg + z->mlen, p, take);
+        z->mlen += take;
+        if (z->mlen == cap) z->overflow = 1;
+        return 0;
+    }
+    if (z->collect) {
+        if (!z->cmsg) {
+            z->ccap = pmd_room(cfg.size) + 64;
+            z->cmsg = malloc(z->ccap);
+        }
+        if (z->clen + n <= z->ccap) {
+            memcpy(z->cmsg + z->clen, p, n);
+            z->clen += n;
+            return 0;
+        }
+        z->collect = 0; /* larger than any right message could be: inflate from here on */
+        if (z_inflate(c, z->cmsg, z->clen) < 0) return -1;
+    }
+    return z_inflate(c, p, n);
+}
+
+/* A message ended: finish inflating, reset as negotiated, check it against the pool. */
+static int z_message_end(struct conn *c)
+{
+    struct zconn *z = c->z;
+    int known = 0;
+    uint32_t slot = 0;
+    if (z->compressed) {
+        if (z->collect) {
+            slot = fnv1a(z->cmsg, z->clen) % VCACHE;
+            known = vcache[slot].data && vcache[slot].len == z->clen &&
+                    !memcmp(vcache[slot].data, z->cmsg, z->clen);
+            if (!known && z_inflate(c, z->cmsg, z->clen) < 0) return -1;
+        }
+        if (!known && z_inflate(c, (const uint8_t *)"\x00\x00\xff\xff", 4) < 0) return -1;
+        if (z->pm.server_no_context_takeover && z->inf_ready) inflateReset(&z->inf);
+        if (phase == P_MEASURE) st.compressed_in++;
+    }
+    if (known) {
+        c->msg_len = cfg.size;
+        return 0;
+    }
+    c->msg_len = z->overflow ? (uint64_t)cfg.size + 1 : z->mlen;
+    if (z->overflow || (int)z->mlen != cfg.size) return 0; /* on_message counts a size error */
+    if (!pool_check(pool, cfg.size, z->msg, z->mlen)) st.content_errors++;
+    else if (z->collect) { /* right: remember these compressed bytes */
+        free(vcache[slot].data);
+        vcache[slot].data = malloc(z->clen);
+        memcpy(vcache[slot].data, z->cmsg, z->clen);
+        vcache[slot].len = z->clen;
+    }
+    return 0;
+}
+
+/* Check the answer's Sec-WebSocket-Extensions: none unless we offered, and with
+ * --deflate an acceptable permessage-deflate one; then set up the connection's state. */
+static int check_extensions(struct conn *c)
+{
+    char *v = NULL;
+    for (char *line = strstr(c->hs, "\r\n"); line; line = strstr(line + 2, "\r\n"))
+        if (!strncasecmp(line + 2, "sec-websocket-extensions:", 25)) { v = line + 27; break; }
+    if (!cfg.deflate) {
+        if (v && !deflate_error) deflate_error = "an extension we did not offer";
+        return v ? -1 : 0;
+    }
+    if (!v) { st.deflate_declined++; return -1; }
+    char *e = strstr(v, "\r\n");
+    if (!e) e = v + strlen(v);
+    struct pmd_params pm;
+    const char *why = pmd_parse(v, e, strstr(cfg.offer, "client_max_window_bits") != NULL, &pm);
+    if (why) {
+        if (!deflate_error) deflate_error = why;
+        return -1;
+    }
+    if (strstr(cfg.offer, "client_no_context_takeover")) pm.client_no_context_takeover = 1;
+    if (!deflate_answer[0]) {
+        size_t n = 0;
+        for (const char *q = skip_ws(v, e); q < e && n < sizeof deflate_answer - 1; q++)
+            deflate_answer[n++] = *q == '"' || *q == '\\' || (unsigned char)*q < 32 ? '\'' : *q;
+    }
+    c->z = calloc(1, sizeof *c->z);
+    c->z->pm = pm;
+    c->z->msg = malloc(cfg.size + 1);
+    c->z->next = (uint32_t)(c - conns) * 37; /* connections start at different messages */
+    return 0;
+}
+
+static void z_free(struct conn *c)
+{
+    if (!c->z) return;
+    if (c->z->def_ready) deflateEnd(&c->z->def);
+    if (c->z->inf_ready) inflateEnd(&c->z->inf);
+    free(c->z->out);
+    free(c->z->msg);
+    free(c->z->cmsg);
+    free(c->z);
+    c->z = NULL;
+}
+
 static void queue_ctrl(struct conn *c, int opcode, const uint8_t *payload, size_t len)
 {
-    if (c->out_ctrl_len) return; /* one pending control frame is enough here */
     uint8_t mask[4] = {0x12, 0x34, 0x56, 0x78};
+    if (c->z) { /* after the whole frames already queued */
+        c->z->out_len += build_frame(z_reserve(c->z, len + 6), opcode, payload, len, mask);
+        return;
+    }
+    if (c->out_ctrl_len) return; /* one pending control frame is enough here */
     c->out_ctrl_len = build_frame(c->out_ctrl, opcode, payload, len, mask);
     c->out_ctrl_off = 0;
 }
@@ -190,6 +462,7 @@ static void conn_close(struct conn *c)
     }
     if (c->fd >= 0) close(c->fd);
     free(c->hs);
+    z_free(c);
     int fd = -1;
     memset(c, 0, sizeof *c);
     c->fd = fd;
@@ -234,8 +507,10 @@ static void send_handshake(struct conn *c)
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                     "Sec-WebSocket-Version: 13\r\n\r\n",
-                     cfg.path, cfg.host, cfg.port, c->key);
+                     "Sec-WebSocket-Version: 13\r\n%s%s%s\r\n",
+                     cfg.path, cfg.host, cfg.port, c->key,
+                     cfg.deflate ? "Sec-WebSocket-Extensions: " : "", cfg.deflate ? cfg.offer : "",
+                     cfg.deflate ? "\r\n" : "");
     if (send(c->fd, req, n, MSG_NOSIGNAL) != n) { /* fits any fresh socket buffer */
         st.connect_errors++;
         conn_close(c);
@@ -267,7 +542,8 @@ static ssize_t read_handshake(struct conn *c, const uint8_t *p, size_t n)
     for (char *line = strstr(c->hs, "\r\n"); line; line = strstr(line + 2, "\r\n"))
         if (!strncasecmp(line + 2, "sec-websocket-accept:", 21)) { acc = line + 23; break; }
     while (acc && *acc == ' ') acc++;
-    if (strncmp(c->hs, "HTTP/1.1 101", 12) || !acc || strncmp(acc, expect, 28)) {
+    if (strncmp(c->hs, "HTTP/1.1 101", 12) || !acc || strncmp(acc, expect, 28) ||
+        check_extensions(c) < 0) {
         st.handshake_errors++;
         conn_close(c);
         return -1;
@@ -287,6 +563,7 @@ static ssize_t read_handshake(struct conn *c, const uint8_t *p, size_t n)
  * the data-frame stream. Stops at a short write (the edge will come back). */
 static void flush(struct conn *c)
 {
+    if (c->z) { z_flush(c); return; }
     for (;;) {
         if (c->out_ctrl_len && c->off == 0) {
             ssize_t w = send(c->fd, c->out_ctrl + c->out_ctrl_off,
@@ -301,6 +578,7 @@ static void flush(struct conn *c)
         if (n > c->to_send) n = c->to_send;
         ssize_t w = send(c->fd, stream + c->off, n, MSG_NOSIGNAL);
         if (w <= 0) return;
+        if (phase == P_MEASURE) st.wire_out += w;
         c->to_send -= w;
         c->off = (c->off + w) % flen;
         if ((size_t)w < n) return;
@@ -309,8 +587,13 @@ static void flush(struct conn *c)
 
 static void queue_msgs(struct conn *c, uint32_t k)
 {
-    c->to_send += (uint64_t)k * flen;
+    if (phase == P_MEASURE) st.sent += k;
     c->inflight += k;
+    if (c->z) {
+        for (uint32_t i = 0; i < k; i++) z_queue_msg(c);
+        return;
+    }
+    c->to_send += (uint64_t)k * flen;
 }
 
 static void start_close(struct conn *c)
@@ -327,7 +610,7 @@ static void conn_opened(struct conn *c)
 {
     st.handshakes++;
     if (cfg.mode == M_HANDSHAKE) start_close(c);
-    else if (cfg.mode == M_ECHO && phase != P_CONNECT) queue_msgs(c, cfg.inflight);
+    else if (cfg.mode == M_ECHO && phase != P_CONNECT && phase != P_PAUSE) queue_msgs(c, cfg.inflight);
 }
 
 /* ---- receiving ------------------------------------------------------------- */
@@ -343,7 +626,7 @@ static void on_message(struct conn *c)
         st.verified++;
         return;
     }
-    if (phase == P_DONE || c->state != S_OPEN) return;
+    if (phase == P_DONE || phase == P_AFTER || c->state != S_OPEN) return;
     if (cfg.mode == M_ECHO || (cfg.mode == M_BROADCAST && c == &conns[0]))
         queue_msgs(c, 1);
 }
@@ -363,12 +646,17 @@ static void on_control(struct conn *c)
     }
 }
 
-static void frame_done(struct conn *c)
+static int frame_done(struct conn *c)
 {
     int fin = c->hdr[0] & 0x80;
-    if ((c->hdr[0] & 15) >= 8) on_control(c);
-    else if (fin) { on_message(c); c->msg_len = 0; }
     c->hlen = 0;
+    if ((c->hdr[0] & 15) >= 8) on_control(c);
+    else if (fin) {
+        if (c->z && z_message_end(c) < 0) return -1;
+        on_message(c);
+        c->msg_len = 0;
+    }
+    return 0;
 }
 
 static size_t header_size(const struct conn *c)
@@ -382,6 +670,9 @@ static size_t header_size(const struct conn *c)
 static int header_done(struct conn *c)
 {
     if (c->hdr[1] & 0x80) return -1; /* servers never mask */
+    int op = c->hdr[0] & 15, rsv = c->hdr[0] & 0x70;
+    /* RSV1: only with --deflate, on the first frame of a data message */
+    if (rsv && (rsv != 0x40 || !c->z || op == 0 || op >= 8)) return -1;
     uint64_t len = c->hdr[1] & 127;
     if (len >= 126) {
         len = 0;
@@ -392,9 +683,16 @@ static int header_done(struct conn *c)
         c->ctrl_len = 0;
     } else {
         c->msg_len += len;
+        if (c->z && op != 0) {
+            c->z->compressed = rsv != 0;
+            c->z->collect = rsv && c->z->pm.server_no_context_takeover;
+            c->z->clen = 0;
+            c->z->mlen = 0;
+            c->z->overflow = 0;
+        }
     }
     c->remaining = len;
-    if (len == 0) frame_done(c);
+    if (len == 0) return frame_done(c);
     return 0;
 }
 
@@ -411,9 +709,10 @@ static int parse(struct conn *c, const uint8_t *p, size_t n)
         }
         size_t take = (size_t)(end - p) < c->remaining ? (size_t)(end - p) : c->remaining;
         if ((c->hdr[0] & 15) >= 8) { memcpy(c->ctrl + c->ctrl_len, p, take); c->ctrl_len += take; }
+        else if (c->z && z_payload(c, p, take) < 0) return -1;
         p += take;
         c->remaining -= take;
-        if (!c->remaining) frame_done(c);
+        if (!c->remaining && frame_done(c) < 0) return -1;
     }
     return 0;
 }
@@ -432,6 +731,7 @@ static void on_readable(struct conn *c, int hup)
             return;
         }
         if (n < 0) return;
+        if (phase == P_MEASURE) st.wire_in += n;
         size_t off = 0;
         if (c->state == S_HANDSHAKE) {
             ssize_t used = read_handshake(c, rbuf, n);
@@ -528,7 +828,10 @@ static void print_result(double measured)
            "\"handshake_errors\": %llu, \"protocol_errors\": %llu, \"closed_by_server\": %llu, "
            "\"size_errors\": %llu, \"pings\": %llu, \"verified\": %llu, "
            "\"verify_expected\": %d, \"verify_max_rtt_ms\": %.3f, \"slow_cycles\": %llu, "
-           "\"max_cycle_ms\": %.1f}\n",
+           "\"max_cycle_ms\": %.1f, \"sent\": %llu, \"wire_out\": %llu, \"wire_in\": %llu, "
+           "\"wire_out_per_msg\": %.1f, \"wire_in_per_msg\": %.1f, \"deflate\": %d, "
+           "\"deflate_answer\": \"%s\", \"compressed_in\": %llu, \"content_errors\": %llu, "
+           "\"deflate_declined\": %llu, \"deflate_error\": \"%s\"}\n",
            (const char *[]){"echo", "broadcast", "handshake", "idle"}[cfg.mode],
            cfg.mode == M_HANDSHAKE ? cfg.loops : cfg.conns, cfg.size, cfg.inflight, measured,
            (unsigned long long)st.msgs, rate, measured > 0 ? st.bytes / measured : 0,
@@ -537,7 +840,12 @@ static void print_result(double measured)
            (unsigned long long)st.protocol_errors, (unsigned long long)st.closed_by_server,
            (unsigned long long)st.size_errors, (unsigned long long)st.pings,
            (unsigned long long)st.verified, cfg.mode == M_IDLE ? cfg.verify : 0,
-           st.verify_max_rtt * 1e3, (unsigned long long)st.slow_cycles, st.max_cycle * 1e3);
+           st.verify_max_rtt * 1e3, (unsigned long long)st.slow_cycles, st.max_cycle * 1e3,
+           (unsigned long long)st.sent, (unsigned long long)st.wire_out,
+           (unsigned long long)st.wire_in, st.sent ? (double)st.wire_out / st.sent : 0,
+           st.msgs ? (double)st.wire_in / st.msgs : 0, cfg.deflate, deflate_answer,
+           (unsigned long long)st.compressed_in, (unsigned long long)st.content_errors,
+           (unsigned long long)st.deflate_declined, deflate_error ? deflate_error : "");
     fflush(stdout);
 }
 
@@ -548,6 +856,7 @@ static void tick(double t)
         printf("{\"error\": \"timeout in phase %d\", \"open\": %llu, \"connect_errors\": %llu, "
                "\"handshake_errors\": %llu}\n", phase, (unsigned long long)st.open,
                (unsigned long long)st.connect_errors, (unsigned long long)st.handshake_errors);
+        fflush(stdout);
         exit(3);
     }
     static double last_sweep;
@@ -559,17 +868,21 @@ static void tick(double t)
         if (next_to_open < cfg.conns || pending_opens) break;
         if ((int)st.open < cfg.conns && cfg.mode != M_IDLE) {
             printf("{\"error\": \"only %llu of %d connections opened\", \"connect_errors\": %llu, "
-                   "\"handshake_errors\": %llu}\n", (unsigned long long)st.open, cfg.conns,
-                   (unsigned long long)st.connect_errors, (unsigned long long)st.handshake_errors);
+                   "\"handshake_errors\": %llu, \"deflate_declined\": %llu, \"deflate_error\": "
+                   "\"%s\"}\n", (unsigned long long)st.open, cfg.conns,
+                   (unsigned long long)st.connect_errors, (unsigned long long)st.handshake_errors,
+                   (unsigned long long)st.deflate_declined, deflate_error ? deflate_error : "");
+            fflush(stdout);
             exit(3);
         }
         t_phase = t;
-        if (cfg.mode == M_IDLE) {
+        if (cfg.mode == M_IDLE || cfg.pause) {
             printf("{\"ready\": %llu, \"connect_seconds\": %.3f, \"connect_errors\": %llu, "
-                   "\"handshake_errors\": %llu}\n", (unsigned long long)st.open, t - t_start,
-                   (unsigned long long)st.connect_errors, (unsigned long long)st.handshake_errors);
+                   "\"handshake_errors\": %llu, \"deflate_answer\": \"%s\"}\n",
+                   (unsigned long long)st.open, t - t_start, (unsigned long long)st.connect_errors,
+                   (unsigned long long)st.handshake_errors, deflate_answer);
             fflush(stdout);
-            phase = P_HOLD;
+            phase = cfg.mode == M_IDLE ? P_HOLD : P_PAUSE;
         } else {
             phase = P_WARMUP;
             start_traffic();
@@ -581,13 +894,23 @@ static void tick(double t)
         break;
     case P_MEASURE:
         if (cfg.mode == M_HANDSHAKE) open_more();
-        if (t - t_phase >= cfg.duration) { print_result(t - t_phase); phase = P_DONE; }
+        if (t - t_phase >= cfg.duration) {
+            print_result(t - t_phase);
+            phase = cfg.pause ? P_AFTER : P_DONE;
+            t_phase = t;
+        }
         break;
     case P_HOLD:
         if (t - t_phase >= cfg.hold) { phase = P_VERIFY; t_phase = t; start_verify(); }
         break;
     case P_VERIFY:
         if ((int)st.verified >= cfg.verify || t - t_phase > 10) { print_result(0); phase = P_DONE; }
+        break;
+    case P_PAUSE: /* until a line on stdin, or --hold seconds */
+        if (t - t_phase >= cfg.hold) { phase = P_WARMUP; t_phase = t; start_traffic(); }
+        break;
+    case P_AFTER:
+        if (t - t_phase >= cfg.hold) phase = P_DONE;
         break;
     case P_DONE:
         break;
@@ -602,9 +925,12 @@ static void usage(void)
             "usage: loadgen --mode echo|broadcast|handshake|idle --port P [--host 127.0.0.1]\n"
             "  [--conns N] [--size M] [--inflight K] [--binary] [--duration T] [--warmup W]\n"
             "  [--loops L] [--sources S] [--concurrency C] [--hold H] [--verify V]\n"
-            "  [--timeout S] [--path /]\n");
+            "  [--timeout S] [--path /] [--pause] [--deflate] [--deflate-offer OFFER]\n"
+            "  [--deflate-mem-level 1..9] [--dump-pool]\n");
     exit(2);
 }
+
+static int dump_pool; /* --dump-pool: print the payload pool, one per line, and exit */
 
 static void parse_args(int argc, char **argv)
 {
@@ -613,7 +939,9 @@ static void parse_args(int argc, char **argv)
         {"size", 1, 0, 's'}, {"inflight", 1, 0, 'k'}, {"binary", 0, 0, 'b'},
         {"duration", 1, 0, 'd'}, {"warmup", 1, 0, 'w'}, {"loops", 1, 0, 'l'},
         {"sources", 1, 0, 'S'}, {"concurrency", 1, 0, 'c'}, {"hold", 1, 0, 'H'},
-        {"verify", 1, 0, 'v'}, {"timeout", 1, 0, 't'}, {"path", 1, 0, 'P'}, {0, 0, 0, 0}};
+        {"verify", 1, 0, 'v'}, {"timeout", 1, 0, 't'}, {"path", 1, 0, 'P'},
+        {"pause", 0, 0, 'q'}, {"deflate", 0, 0, 'z'}, {"deflate-offer", 1, 0, 'o'},
+        {"deflate-mem-level", 1, 0, 'L'}, {"dump-pool", 0, 0, 'D'}, {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
@@ -639,16 +967,30 @@ static void parse_args(int argc, char **argv)
         case 'v': cfg.verify = atoi(optarg); break;
         case 't': cfg.timeout = atof(optarg); break;
         case 'P': cfg.path = optarg; break;
+        case 'q': cfg.pause = 1; break;
+        case 'z': cfg.deflate = 1; break;
+        case 'o': cfg.offer = optarg; break;
+        case 'L': cfg.mem_level = atoi(optarg); break;
+        case 'D': dump_pool = 1; break;
         default: usage();
         }
     }
+    if (dump_pool) {
+        if (cfg.size < 10) usage();
+        char *p = pool_build(cfg.size);
+        for (int i = 0; i < POOL; i++) printf("%.*s\n", cfg.size, p + (size_t)i * cfg.size);
+        exit(0);
+    }
+    if (cfg.deflate && (cfg.size < 10 || cfg.size > (16 << 20) || cfg.mem_level < 1 ||
+                        cfg.mem_level > 9 || strlen(cfg.offer) > 200 || strpbrk(cfg.offer, "\r\n")))
+        usage(); /* payloads name their pool index: at least 10 bytes */
     struct in_addr a;
     if (!cfg.port || inet_pton(AF_INET, cfg.host, &a) != 1 || (ntohl(a.s_addr) >> 24) != 127)
         usage(); /* loopback only */
     if (cfg.conns < 1 || cfg.loops < 1 || cfg.inflight < 1 || cfg.size < 0 || cfg.concurrency < 1)
         usage();
     if (cfg.timeout <= 0)
-        cfg.timeout = 60 + cfg.warmup + cfg.duration + (cfg.mode == M_IDLE ? cfg.hold : 0);
+        cfg.timeout = 60 + cfg.warmup + cfg.duration + (cfg.mode == M_IDLE || cfg.pause ? cfg.hold : 0);
 }
 
 int main(int argc, char **argv)
@@ -664,8 +1006,14 @@ int main(int argc, char **argv)
     conns = calloc(nconns, sizeof *conns);
     for (int i = 0; i < nconns; i++) conns[i].fd = -1;
     build_stream();
+    if (cfg.deflate) {
+        pool = pool_build(cfg.size);
+        zscratch = malloc(pmd_room(cfg.size));
+        uint64_t r = rng();
+        memcpy(zmask, &r, 4);
+    }
     epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (cfg.mode == M_IDLE) { /* a line on stdin ends the hold */
+    if (cfg.mode == M_IDLE || cfg.pause) { /* a line on stdin ends the hold or a pause */
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = STDIN_TAG};
         epoll_ctl(epfd, EPOLL_CTL_ADD, 0, &ev);
     }
@@ -680,6 +1028,8 @@ int main(int argc, char **argv)
                 char line[64];
                 if (read(0, line, sizeof line) <= 0) epoll_ctl(epfd, EPOLL_CTL_DEL, 0, NULL);
                 if (phase == P_HOLD) cfg.hold = 0;
+                else if (phase == P_PAUSE) { phase = P_WARMUP; t_phase = now(); start_traffic(); }
+                else if (phase == P_AFTER) phase = P_DONE;
                 continue;
             }
             struct conn *c = evs[i].data.ptr;

@@ -1,9 +1,10 @@
-"""The benchmark profiles (a)-(g) and (r): loadgen arguments, server mode, and the figure.
+"""The benchmark profiles (a)-(g), (r), z, zb, zi: loadgen arguments, server mode, and the figure.
 
 A profile is data; ``measure`` runs the load generator against a started server
 and turns its JSON into one number (plus details kept in the results file).
 Throughput profiles are timed by the load generator after a warm-up; memory
-profiles read the server's RSS before and while the connections are held.
+profiles read the server's RSS before and while the connections are held; (z)
+does both: RSS before, with the connections idle, during and after traffic.
 """
 
 import json
@@ -13,7 +14,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from servers import CLK_TCK, Running
+from servers import CLK_TCK, Running, proc_cpu
 
 LOADGEN_CPU = "1"
 
@@ -31,6 +32,15 @@ class Profile:
     @property
     def idle(self) -> bool:
         return "idle" in self.loadgen
+
+    @property
+    def deflate(self) -> bool:
+        """The client offers permessage-deflate: the server is started with compression on."""
+        return "--deflate" in self.loadgen
+
+    @property
+    def paused(self) -> bool:
+        return "--pause" in self.loadgen
 
 
 def max_idle_connections(wanted: int) -> tuple[int, str]:
@@ -107,6 +117,31 @@ PROFILES = {
             lower_is_better=True,
             quick=["--conns", "3000"],
         ),
+        Profile(
+            "z",
+            "1000 conns, 200 B JSON game states, permessage-deflate, 1 in flight",
+            "echo",
+            ["--mode", "echo", "--conns", "1000", "--size", "200", "--inflight", "1", "--deflate", "--pause"],
+            "msg/s",
+            quick=["--conns", "200"],
+        ),
+        Profile(
+            "zb",
+            "broadcast to 1000 conns, 200 B JSON, permessage-deflate, 10 in flight",
+            "broadcast",
+            ["--mode", "broadcast", "--conns", "1000", "--size", "200", "--inflight", "10", "--deflate"],
+            "deliv/s",
+            quick=["--conns", "200"],
+        ),
+        Profile(
+            "zi",
+            "10,000 idle conns with permessage-deflate negotiated: server RSS per conn (compare d)",
+            "echo",
+            ["--mode", "idle", "--conns", "10000", "--deflate"],
+            "KiB/conn",
+            lower_is_better=True,
+            quick=["--conns", "1000"],
+        ),
     )
 }
 
@@ -150,9 +185,23 @@ def measure(profile: Profile, server: Running, loadgen: list[str], duration: flo
     if profile.idle:
         return measure_idle(server, base)
     cmd = base + ["--duration", str(duration), "--warmup", str(warmup)]
-    cpu0, cores0, t0 = server.cpu_seconds(), core_times(), time.monotonic()
-    result, loadgen_cpu = run_loadgen(cmd, timeout=120 + duration + warmup)
-    wall = time.monotonic() - t0
+    if profile.paused:
+        result = measure_paused(server, cmd, duration, warmup)
+    else:
+        cpu0, cores0, t0 = server.cpu_seconds(), core_times(), time.monotonic()
+        result, loadgen_cpu = run_loadgen(cmd, timeout=120 + duration + warmup)
+        add_cpu(result, server, cpu0, cores0, loadgen_cpu, time.monotonic() - t0)
+    result.setdefault("error", wrong(result))
+    if not result["error"]:
+        del result["error"]
+        result["value"] = result["bytes_per_s"] if profile.unit == "B/s" else result["rate"]
+    return result
+
+
+def add_cpu(
+    result: dict, server: Running, cpu0: float, cores0: dict, loadgen_cpu: float, wall: float
+) -> None:
+    """CPU shares over wall seconds since (cpu0, cores0): server, loadgen, others, each core."""
     server_cpu = server.cpu_seconds() - cpu0
     result["server_cpu"] = round(server_cpu / wall, 3)
     result["loadgen_cpu"] = round(loadgen_cpu / wall, 3)
@@ -162,17 +211,63 @@ def measure(profile: Profile, server: Running, loadgen: list[str], duration: flo
     processes = sum(cores1[c][0] - cores0[c][0] for c in "01")
     foreign = processes - server_cpu - loadgen_cpu
     result["foreign_cpu"] = round(max(0.0, foreign) / wall, 3)
-    result.setdefault("error", wrong(result))
-    if not result["error"]:
-        del result["error"]
-        result["value"] = result["bytes_per_s"] if profile.unit == "B/s" else result["rate"]
+
+
+def measure_paused(server: Running, cmd: list[str], duration: float, warmup: float) -> dict:
+    """Throughput plus server RSS: before, with the connections open and idle, in the
+    middle of the measured traffic, and one second after it (connections still open).
+
+    The KiB/conn figures are (RSS then - RSS before) / connections.
+    """
+    baseline = server.rss_kib()
+    proc = subprocess.Popen(
+        cmd + ["--hold", "120", "--timeout", str(240 + duration + warmup)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready = parse_result(proc.stdout.readline())
+        if "ready" not in ready:
+            proc.kill()
+            proc.communicate(timeout=10)
+            return ready
+        time.sleep(1.0)  # as in measure_idle: let the server settle
+        idle = server.rss_kib()
+        cpu0, cores0, t0, lg0 = server.cpu_seconds(), core_times(), time.monotonic(), proc_cpu(proc.pid)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        time.sleep(warmup + duration / 2)
+        active = server.rss_kib()
+        result = parse_result(proc.stdout.readline())  # loadgen prints it when the measurement ends
+        add_cpu(result, server, cpu0, cores0, proc_cpu(proc.pid) - lg0, time.monotonic() - t0)
+        time.sleep(1.0)
+        after = server.rss_kib()
+        out, err = proc.communicate("go\n", timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return {"error": "loadgen timed out"}
+    conns = max(1, ready["ready"])
+    result.update(
+        rss_baseline_kib=baseline,
+        rss_idle_kib=idle,
+        rss_active_kib=active,
+        rss_after_kib=after,
+        idle_kib_per_conn=round((idle - baseline) / conns, 2),
+        active_kib_per_conn=round((active - baseline) / conns, 2),
+        after_kib_per_conn=round((after - baseline) / conns, 2),
+    )
+    if "messages" in result:
+        result["compressed_share"] = round(result.get("compressed_in", 0) / max(1, result["messages"]), 3)
     return result
 
 
 def wrong(result: dict) -> str:
     """What makes a throughput run invalid: any protocol fault, lost connection, or
     (handshake loops) more than 1% failed cycles."""
-    faults = ["protocol_errors", "size_errors"]
+    faults = ["protocol_errors", "size_errors", "content_errors", "deflate_declined"]
     if result.get("mode") != "handshake":
         faults += ["closed_by_server", "connect_errors", "handshake_errors"]
     found = [f"{k}={result[k]}" for k in faults if result.get(k)]
@@ -230,6 +325,8 @@ def measure_idle(server: Running, cmd: list[str]) -> dict:
         proc.communicate()
         return {"error": "loadgen timed out"}
     result = parse_result(out, err)
+    if ready.get("deflate_answer"):
+        result["deflate_answer"] = ready["deflate_answer"]
     result.update(
         ready=ready["ready"],
         connect_seconds=ready["connect_seconds"],

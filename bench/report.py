@@ -100,6 +100,82 @@ def table(results: dict) -> str:
     return "\n".join(lines + ["", *legend])
 
 
+def detail(results: dict, server: str, key: str, field: str = "value") -> float | None:
+    """Median of one field over a cell's valid runs (undisturbed ones when there are any)."""
+    runs = results["cells"].get(server, {}).get(key, {}).get("runs", [])
+    valid = [r for r in runs if "value" in r and "error" not in r and field in r]
+    clean = [r for r in valid if r.get("foreign_cpu", 0) <= DISTURBED]
+    values = [r[field] for r in (clean or valid)]
+    return statistics.median(values) if values else None
+
+
+# (column title, profile, field, format)
+COMPRESSION_COLUMNS = [
+    ("z msg/s", "z", "value", "rate"),
+    ("z B/msg c→s", "z", "wire_out_per_msg", "{:.0f}"),
+    ("z B/msg s→c", "z", "wire_in_per_msg", "{:.0f}"),
+    ("z compressed s→c", "z", "compressed_share", "{:.0%}"),
+    ("z KiB/conn idle", "z", "idle_kib_per_conn", "{:.1f}"),
+    ("z KiB/conn active", "z", "active_kib_per_conn", "{:.1f}"),
+    ("z KiB/conn after", "z", "after_kib_per_conn", "{:.1f}"),
+    ("zb deliv/s", "zb", "value", "rate"),
+    ("zb B/deliv", "zb", "wire_in_per_msg", "{:.0f}"),
+    ("zi KiB/conn", "zi", "value", "{:.2f}"),
+    ("d KiB/conn", "d", "value", "{:.2f}"),
+]
+PEERS_COMPARED = ("websockets", "node-ws")  # issue 13's goals are stated against these
+
+
+def compression_table(results: dict) -> str:
+    """The compressed profiles' details (wire bytes, RSS idle/active/after), one row per
+    server, then wsdaemon against websockets and Node ws on issue 13's goals. Empty when
+    no compressed profile ran."""
+    keys = set(results["profiles"])
+    columns = [c for c in COMPRESSION_COLUMNS if c[1] in keys]
+    if not any(results["profiles"][k].get("deflate") for k in keys):
+        return ""
+    rows = [["server", *(c[0] for c in columns)], ["---"] * (len(columns) + 1)]
+    for name in results["servers"]:
+        row = [name]
+        for _, key, field, fmt in columns:
+            v = detail(results, name, key, field)
+            row.append("—" if v is None else human(v, "") if fmt == "rate" else fmt.format(v))
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
+    lines += ["", *goals(results)]
+    return "\n".join(lines)
+
+
+def goals(results: dict) -> list[str]:
+    """Issue 13's goals, each as 'figure: wsdaemon vs peer = ratio (goal) MET/MISSED'."""
+    out = []
+
+    def ratio(label: str, key: str, field: str, peer: str, goal: float, higher: bool) -> None:
+        ours, theirs = detail(results, "wsdaemon", key, field), detail(results, peer, key, field)
+        if ours is None or not theirs:
+            return
+        r = ours / theirs
+        show = (lambda v: human(v, "")) if higher else (lambda v: f"{v:.1f} KiB")
+        text = f"- {label}: wsdaemon {show(ours)} / {peer} {show(theirs)} = x{r:.2f}"
+        if peer == "websockets":  # the goals are stated against websockets
+            met = r >= goal if higher else r <= goal
+            text += f" (goal {'>=' if higher else '<='} {goal}x) {'MET' if met else 'MISSED'}"
+        out.append(text)
+
+    for peer in PEERS_COMPARED:
+        ratio("z msg/s", "z", "value", peer, 1.5, True)
+        ratio("z RSS per active conn", "z", "active_kib_per_conn", peer, 0.5, False)
+        ratio("zb deliveries/s", "zb", "value", peer, 3.0, True)
+    zi, d = detail(results, "wsdaemon", "zi"), detail(results, "wsdaemon", "d")
+    if zi is not None and d is not None:
+        out.append(
+            f"- idle RSS per conn, compressed (zi) - uncompressed (d): {zi - d:+.2f} KiB"
+            f" (goal <= 1 KiB) {'MET' if zi - d <= 1.0 else 'MISSED'}"
+        )
+    return out
+
+
 def save(results: dict, path) -> None:
     with open(path, "w") as f:
         json.dump(results, f, indent=1)
@@ -112,3 +188,6 @@ if __name__ == "__main__":
         for entry in cells.values():
             entry["summary"] = summarize(entry["runs"])
     print(table(saved))
+    extra = compression_table(saved)
+    if extra:
+        print("\n" + extra)

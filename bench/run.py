@@ -8,9 +8,11 @@ ratio wsdaemon/peer) and writes everything to bench/results/<time>.json.
     python bench/run.py                      # all servers, all profiles, 3 repeats
     python bench/run.py --quick              # smoke test: short runs, small counts
     python bench/run.py --servers wsdaemon,aiohttp+uvloop --profiles a,b --repeat 5
+    python bench/run.py --profiles z,zb,zi,d --servers wsdaemon,websockets,node-ws   # compression
 """
 
 import argparse
+import json
 import platform
 import resource
 import signal
@@ -21,17 +23,29 @@ from importlib import metadata
 from pathlib import Path
 
 from profiles import PROFILES, cores_busy, loadgen_args, measure
-from report import DISTURBED, human, save, summarize, table
-from servers import BENCH, SERVERS, Running, Unavailable, add_baseline, free_port, preflight, python_env
+from report import DISTURBED, compression_table, human, save, summarize, table
+from servers import (
+    BENCH,
+    NODE_DIR,
+    SERVERS,
+    Running,
+    Unavailable,
+    add_baseline,
+    free_port,
+    preflight,
+    python_env,
+)
 
 BUILD = BENCH / "build"
 RESULTS = BENCH / "results"
 C_PROGRAMS = {"loadgen": BENCH / "loadgen.c", "c_echo": BENCH / "peers" / "c_echo.c"}
+C_HEADERS = [BENCH / "ws_accept.h", BENCH / "loadgen_deflate.h"]
+C_LIBS = {"loadgen": ["-lz"]}  # zlib for --deflate (Debian: zlib1g-dev; bench/setup.sh)
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--profiles", default=",".join(PROFILES), help="comma list of a..g, r")
+    p.add_argument("--profiles", default=",".join(PROFILES), help="comma list of " + ",".join(PROFILES))
     p.add_argument("--servers", default=",".join(SERVERS), help="comma list of " + ",".join(SERVERS))
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
     p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before that")
@@ -77,10 +91,11 @@ def build() -> None:
     BUILD.mkdir(exist_ok=True)
     for name, src in C_PROGRAMS.items():
         out = BUILD / name
-        deps = [src, BENCH / "ws_accept.h"]
+        deps = [src, *C_HEADERS]
         if out.exists() and all(out.stat().st_mtime >= d.stat().st_mtime for d in deps):
             continue
-        subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-o", str(out), str(src)], check=True)
+        cmd = ["gcc", "-O2", "-Wall", "-Wextra", "-o", str(out), str(src), *C_LIBS.get(name, [])]
+        subprocess.run(cmd, check=True)
 
 
 def raise_fd_limit() -> None:
@@ -100,6 +115,14 @@ def machine() -> dict:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             versions[dist] = None
+    try:
+        versions["node"] = subprocess.run(
+            ["node", "--version"], capture_output=True, text=True
+        ).stdout.strip()
+        with open(NODE_DIR / "package.json") as f:
+            versions.update({f"npm:{k}": v for k, v in json.load(f)["dependencies"].items()})
+    except (OSError, ValueError, KeyError):
+        versions["node"] = None
     return {
         "cpu": cpu,
         "cores": len(open("/proc/cpuinfo").read().split("processor")) - 1,
@@ -131,7 +154,7 @@ def one_run(args, server, profile, loadgen: list[str], log: Path) -> dict:
     wait_quiet(args.quiet_wait)
     port = free_port(args.port_base, args.port_base + 200)
     env = python_env() if server.kind == "wsdaemon" else None
-    cmd = server.command(profile.mode, port, args.wsdaemon_src, BUILD)
+    cmd = server.command(profile.mode, port, args.wsdaemon_src, BUILD, deflate=profile.deflate)
     running = Running(cmd, port, log, env)
     try:
         running.wait_ready()
@@ -161,6 +184,7 @@ def main() -> int:
                 "title": PROFILES[k].title,
                 "unit": PROFILES[k].unit,
                 "lower_is_better": PROFILES[k].lower_is_better,
+                "deflate": PROFILES[k].deflate,
             }
             for k in args.profiles
         },
@@ -215,6 +239,9 @@ def main() -> int:
     save(results, path)
     print()
     print(table(results))
+    extra = compression_table(results)
+    if extra:
+        print("\n" + extra)
     print(f"\nresults: {path}")
     return 0
 
@@ -236,6 +263,13 @@ def describe(run: dict, unit: str) -> str:
         if run.get("verify_expected"):
             text += f", echo {run['verified']}/{run['verify_expected']}"
         text += ")"
+    if "idle_kib_per_conn" in run:
+        text += (
+            f"  (RSS/conn idle {run['idle_kib_per_conn']:.1f}, active {run['active_kib_per_conn']:.1f}, "
+            f"after {run['after_kib_per_conn']:.1f} KiB)"
+        )
+    if run.get("deflate") and run.get("messages"):
+        text += f"  (wire B/msg out {run['wire_out_per_msg']:.0f}, in {run['wire_in_per_msg']:.0f})"
     return text
 
 

@@ -7,6 +7,7 @@ the runner prints; it never crashes the run.
 """
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 PEERS = BENCH / "peers"
+NODE_DIR = PEERS / "node"  # package.json of the Node peer; node_modules/ installed here
 SERVER_CPU = "0"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -28,13 +30,18 @@ class Unavailable(Exception):
 @dataclass
 class Server:
     name: str
-    kind: str  # "wsdaemon", "python" (a peer script) or "c"
+    kind: str  # "wsdaemon", "python" (a peer script), "node" (a peer script) or "c"
     script: str = ""
     uvloop: bool = False
     extra: tuple = ()  # options found by preflight (wsdaemon: lift limits, quiet log)
     src: Path | None = None  # wsdaemon only: a tree of its own instead of --wsdaemon-src
+    deflate_option: bool = False  # wsdaemon only: preflight found --compression
+    deflate_extra: tuple = ()  # wsdaemon only: compression options of a variant; compressed profiles only
 
-    def command(self, mode: str, port: int, wsdaemon_src: Path, build: Path) -> list[str]:
+    def command(
+        self, mode: str, port: int, wsdaemon_src: Path, build: Path, deflate: bool = False
+    ) -> list[str]:
+        """The server's command line; deflate: negotiate permessage-deflate (profiles z, zb, zi)."""
         if mode == "room" and self.kind != "wsdaemon":
             raise Unavailable(f"{self.name} has no rooms")
         if self.kind == "wsdaemon":
@@ -44,12 +51,20 @@ class Server:
             launcher = [sys.executable, str(BENCH / "wsdaemon_launcher.py"), str(src)]
             app = f"wsdaemon.apps.{mode}:app"
             options = f"--host 127.0.0.1 --port {port} --app {app} --max-message-size 16777216"
-            return [*launcher, "run", *options.split(), *self.extra]
+            if deflate and not self.deflate_option:
+                raise Unavailable("this wsdaemon has no --compression option")
+            if self.deflate_extra and not deflate:
+                raise Unavailable("a compression variant: same as wsdaemon without compression")
+            compression = ["--compression", "on", *self.deflate_extra] if deflate else []
+            return [*launcher, "run", *options.split(), *self.extra, *compression]
         if self.kind == "c":
-            if mode != "echo":
-                raise Unavailable(f"{self.name} has no {mode} mode")
+            if mode != "echo" or deflate:
+                raise Unavailable(f"{self.name} has no {'compression' if deflate else mode} mode")
             return [str(build / "c_echo"), "--port", str(port)]
-        cmd = [sys.executable, str(PEERS / self.script), "--port", str(port), "--mode", mode]
+        flags = ["--deflate"] if deflate else []
+        if self.kind == "node":
+            return ["node", str(PEERS / self.script), "--port", str(port), "--mode", mode, *flags]
+        cmd = [sys.executable, str(PEERS / self.script), "--port", str(port), "--mode", mode, *flags]
         return cmd + (["--uvloop"] if self.uvloop else [])
 
 
@@ -57,11 +72,13 @@ SERVERS = {
     s.name: s
     for s in (
         Server("wsdaemon", "wsdaemon"),
+        Server("wsdaemon+takeover", "wsdaemon", deflate_extra=("--compression-context-takeover", "on")),
         Server("websockets", "python", "websockets_server.py"),
         Server("websockets+uvloop", "python", "websockets_server.py", uvloop=True),
         Server("aiohttp", "python", "aiohttp_server.py"),
         Server("aiohttp+uvloop", "python", "aiohttp_server.py", uvloop=True),
         Server("tornado", "python", "tornado_server.py"),
+        Server("node-ws", "node", "node_ws_server.js"),
         Server("c_echo", "c"),
     )
 }
@@ -70,6 +87,9 @@ SERVERS = {
 def preflight(server: Server, wsdaemon_src: Path) -> None:
     """Raise Unavailable early when a server cannot possibly start."""
     if server.kind == "c":
+        return
+    if server.kind == "node":
+        node_setup()
         return
     env = None
     if server.kind == "wsdaemon":
@@ -88,12 +108,38 @@ def preflight(server: Server, wsdaemon_src: Path) -> None:
         raise Unavailable(lines[-1])
     if server.kind == "wsdaemon":
         server.extra = tuple(wsdaemon_options(check.stdout))
+        wanted = ["--compression", *(x for x in server.deflate_extra if x.startswith("--"))]
+        server.deflate_option = all(opt in check.stdout for opt in wanted)
 
 
 # Options added to the benchmark command when this wsdaemon has them: no cap on
 # connections (its default cap would make (d)/(g) measure 503s) and no per-connection
 # info logging (the peers run without access logs too).
 WSDAEMON_OPTIONS = {"--max-connections": "0", "--log-level": "warning"}
+
+
+def node_setup() -> None:
+    """Install the Node peer's modules (ws, bufferutil, utf-8-validate; versions pinned in
+    bench/peers/node/package.json) from the npm registry into bench/peers/node/ when missing."""
+    if not shutil.which("node") or not shutil.which("npm"):
+        raise Unavailable("node or npm not installed (apt-get install nodejs npm)")
+    wanted = ("ws", "bufferutil", "utf-8-validate")
+    if not all((NODE_DIR / "node_modules" / m / "package.json").exists() for m in wanted):
+        out = subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"],
+            cwd=NODE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if out.returncode:
+            raise Unavailable(f"npm ci in {NODE_DIR} failed: {out.stderr.strip()[-200:]}")
+    script = "for (const m of process.argv.slice(1)) require(require('path').join(process.cwd(), 'node_modules', m))"
+    check = subprocess.run(
+        ["node", "-e", script, *wanted], cwd=NODE_DIR, capture_output=True, text=True, timeout=30
+    )
+    if check.returncode:
+        raise Unavailable(f"node cannot load {', '.join(wanted)}: {check.stderr.strip()[-200:]}")
 
 
 def add_baseline(src: Path) -> str:
@@ -190,6 +236,16 @@ class Running:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) one process has used so far; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def free_port(start: int, end: int) -> int:

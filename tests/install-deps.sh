@@ -9,7 +9,8 @@
 #     playwright with executable_path=/usr/bin/chromium), node-faye-websocket
 #     (reference hixie-75/76 server, NODE_PATH=/usr/share/nodejs) and nodejs
 #     (the package does not depend on it; tests/test_hixie_faye.py runs it), npm when
-#     nodejs did not bring it, shellcheck;
+#     nodejs did not bring it, shellcheck; gcc and zlib1g-dev (tests/bench builds
+#     bench/loadgen.c, which links zlib);
 #     systemd (for systemd-analyze only; never booted) if systemd-analyze is missing
 #   - the package itself, editable, with its [test] extra, plus ruff
 #   - the Autobahn|Testsuite venv (wstest, ported to Python 3) into $AUTOBAHN_VENV
@@ -55,7 +56,7 @@ has_candidate() {
 
 # ---------------------------------------------------------------- Debian ----
 apt_deps() {
-  local wanted=(chromium fonts-liberation nodejs node-faye-websocket shellcheck logrotate)
+  local wanted=(chromium fonts-liberation nodejs node-faye-websocket shellcheck logrotate gcc zlib1g-dev)
   local missing=() p
   for p in "${wanted[@]}"; do
     is_installed "$p" || missing+=("$p")

@@ -1,6 +1,6 @@
 """Peer: aiohttp's WebSocketResponse as echo or broadcast server.
 
-16 MiB messages, no compression, no heartbeat, no access log (a log line per
+16 MiB messages, no compression unless ``--deflate`` (aiohttp's defaults), no heartbeat, no access log (a log line per
 handshake would dominate the handshake profile).
 """
 
@@ -13,7 +13,7 @@ CLIENTS = set()
 
 
 async def handle(request):
-    ws = web.WebSocketResponse(max_msg_size=MAX_SIZE, compress=False)
+    ws = web.WebSocketResponse(max_msg_size=MAX_SIZE, compress=request.app["deflate"])
     await ws.prepare(request)
     broadcast = request.app["mode"] == "broadcast"
     CLIENTS.add(ws)
@@ -35,6 +35,7 @@ async def handle(request):
 async def main(args):
     app = web.Application()
     app["mode"] = args.mode
+    app["deflate"] = args.deflate
     app.router.add_get("/", handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

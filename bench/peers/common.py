@@ -1,7 +1,7 @@
 """Command line shared by the Python peer servers, and the loop they run on.
 
 Every peer takes the same arguments so that bench/run.py starts them all alike:
-``--host --port --mode echo|broadcast [--uvloop]``. The loop factory is the one
+``--host --port --mode echo|broadcast [--uvloop] [--deflate]``. The loop factory is the one
 place where uvloop is chosen, so "X" and "X+uvloop" differ in nothing else.
 """
 
@@ -17,6 +17,9 @@ def parse_args(description: str) -> argparse.Namespace:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--mode", choices=("echo", "broadcast"), default="echo")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop instead of asyncio")
+    parser.add_argument(
+        "--deflate", action="store_true", help="negotiate permessage-deflate with the library's defaults"
+    )
     return parser.parse_args()
 
 

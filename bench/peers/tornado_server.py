@@ -1,6 +1,7 @@
 """Peer: Tornado's WebSocketHandler as echo or broadcast server (on asyncio).
 
-16 MiB messages, no compression (Tornado's default), no pings (its default).
+16 MiB messages, no compression (Tornado's default) unless ``--deflate`` (then its
+compression defaults), no pings (its default).
 """
 
 import asyncio
@@ -10,21 +11,24 @@ from tornado.web import Application
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 CLIENTS = set()
+DEFLATE = []  # [True] with --deflate
 
 
-class Echo(WebSocketHandler):
+class Base(WebSocketHandler):
     def check_origin(self, origin):
         return True
 
+    def get_compression_options(self):
+        return {} if DEFLATE else None
+
+
+class Echo(Base):
     def on_message(self, message):
         self.write_message(message, binary=isinstance(message, bytes))
 
 
-class Broadcast(WebSocketHandler):
+class Broadcast(Base):
     """Every message goes to every open connection, the sender included."""
-
-    def check_origin(self, origin):
-        return True
 
     def open(self):
         CLIENTS.add(self)
@@ -43,6 +47,8 @@ class Broadcast(WebSocketHandler):
 
 async def main(args):
     handler = Echo if args.mode == "echo" else Broadcast
+    if args.deflate:
+        DEFLATE.append(True)
     app = Application([(r"/", handler)], websocket_max_message_size=MAX_SIZE)
     app.listen(args.port, args.host, backlog=1024)
     await asyncio.Event().wait()

@@ -1,7 +1,9 @@
 """Peer: the ``websockets`` library (asyncio implementation) as echo or broadcast server.
 
-Settings match wsdaemon's benchmark command: 16 MiB messages, no compression,
-and no keepalive pings (a benchmark run is shorter than any sensible interval).
+Settings match wsdaemon's benchmark command: 16 MiB messages, no compression
+unless ``--deflate`` (then websockets' own permessage-deflate defaults: server
+window 12 bits, memLevel 5, context takeover), and no keepalive pings (a
+benchmark run is shorter than any sensible interval).
 """
 
 from common import MAX_SIZE, parse_args, run
@@ -32,7 +34,7 @@ async def main(args):
         args.host,
         args.port,
         max_size=MAX_SIZE,
-        compression=None,
+        compression="deflate" if args.deflate else None,
         ping_interval=None,
         backlog=1024,
     ) as server:
