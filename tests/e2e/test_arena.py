@@ -1,0 +1,199 @@
+"""The arena demo in headless Chromium: two players see each other move, bots chase, chat arrives.
+
+Positions, bots and chat lines are read from the page's ``window.arena`` state.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+import urllib.request
+
+import pytest
+import websocket
+
+APP = "wsdaemon.apps.arena:app"
+#: (axis, key towards larger, key towards smaller): arrows and WASD both move.
+AXES = (("x", "ArrowRight", "ArrowLeft"), ("y", "s", "w"), ("x", "d", "a"), ("y", "ArrowDown", "ArrowUp"))
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    from tests.support.chromium import launch_chromium
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def open_player(browser, url: str, errors: list[str]):
+    page = browser.new_page(viewport={"width": 1180, "height": 700})
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(url)
+    page.wait_for_function(
+        "window.arena && window.arena.connected && window.arena.id !== null", timeout=15_000
+    )
+    return page
+
+
+def arena(page) -> dict:
+    return page.evaluate("JSON.parse(JSON.stringify(window.arena, (k, v) => k === 'grid' ? undefined : v))")
+
+
+def move(mover, watcher, axis: tuple[str, str, str]) -> float:
+    """Hold a key towards the field's middle on ``mover`` for 300 ms; ms from its last step until
+    ``watcher`` shows it there."""
+    before = mover.evaluate("[Math.round(arena.me.x), Math.round(arena.me.y)]")
+    name, up, down = axis
+    side = mover.evaluate(f"arena.{'width' if name == 'x' else 'height'} * arena.unit")
+    key = up if before[0 if name == "x" else 1] < side / 2 else down
+    mover.keyboard.down(key)
+    mover.wait_for_timeout(300)
+    mover.keyboard.up(key)
+    # The position is sent at most every 50 ms: wait until the last one is out.
+    mover.wait_for_function(
+        "arena.sent && arena.sent.x === Math.round(arena.me.x) && arena.sent.y === Math.round(arena.me.y)",
+        timeout=5_000,
+    )
+    mine = mover.evaluate("({id: arena.id, x: arena.sent.x, y: arena.sent.y, movedAt: arena.movedAt})")
+    assert [mine["x"], mine["y"]] != before, f"{key} did not move the dot from {before}"
+    watcher.wait_for_function(
+        "([id, x, y]) => { const p = arena.players[id]; return p && p.x === x && p.y === y; }",
+        arg=[mine["id"], mine["x"], mine["y"]],
+        timeout=5_000,
+    )
+    seen_at = watcher.evaluate("id => arena.players[id].seenAt", mine["id"])
+    return seen_at - mine["movedAt"]
+
+
+def workers_completed(d) -> int:
+    with urllib.request.urlopen(f"{d.http_url}/status", timeout=5) as answer:
+        return json.load(answer)["workers"]["completed"]
+
+
+@pytest.mark.parametrize("second", ["websocket", "long-polling"])
+def test_two_players_see_each_other_bots_chase_and_chat_arrives(daemon_factory, browser, tmp_path, second):
+    d = daemon_factory("--workers", "2", app=APP)
+    errors: list[str] = []
+    alice = open_player(browser, f"{d.http_url}/arena?name=alice", errors)
+    bob = open_player(browser, f"{d.http_url}/arena?name=bob&transport={second}", errors)
+    for page in (alice, bob):
+        page.wait_for_function(
+            "Object.keys(arena.players).length === 2 && arena.who.length === 2", timeout=10_000
+        )
+
+    a, b = arena(alice), arena(bob)
+    assert (a["transport"], b["transport"]) == ("websocket", second)
+    assert alice.inner_text("#transport") == "WebSocket"
+    assert bob.inner_text("#transport") == ("WebSocket" if second == "websocket" else "long-polling")
+    wire = {"websocket": "rfc6455", "long-polling": "long-polling"}
+    assert [(p["name"], p["via"]) for p in a["who"]] == [("alice", "rfc6455"), ("bob", wire[second])]
+    assert "bob via" in alice.inner_text("#who") and "alice (you)" in alice.inner_text("#who")
+
+    latencies = []
+    for axis in AXES:
+        latencies.append(move(alice, bob, axis))
+        latencies.append(move(bob, alice, axis))
+    print(f"\n{second}: position seen by the other page after {sorted(round(x) for x in latencies)} ms")
+    assert statistics.median(latencies) <= 200, latencies
+    assert max(latencies) <= 1000, latencies  # one slow turn of a loaded machine, not a lost update
+
+    # Bots chase along paths the workers found.
+    assert b["botsMode"] == "paths from workers"
+    bots_before = arena(bob)["bots"]
+    bob.wait_for_timeout(1000)
+    bots_after = arena(bob)["bots"]
+    assert len(bots_after) == 3 and bots_after != bots_before, (bots_before, bots_after)
+    assert workers_completed(d) > 0
+
+    # Chat both ways, in order, once each.
+    alice.fill("#say", "hello from alice")
+    alice.press("#say", "Enter")
+    bob.wait_for_function("arena.chat.some(l => l.text === 'hello from alice')", timeout=5_000)
+    bob.fill("#say", "hi alice, bob here")
+    bob.click("#chatform button")
+    alice.wait_for_function("arena.chat.some(l => l.text === 'hi alice, bob here')", timeout=5_000)
+    for page in (alice, bob):
+        lines = [(line["name"], line["text"]) for line in arena(page)["chat"]]
+        assert lines == [("alice", "hello from alice"), ("bob", "hi alice, bob here")], lines
+        assert "alice: hello from alice" in page.inner_text("#chat")
+
+    shot = tmp_path / f"arena-{second}.png"
+    alice.screenshot(path=str(shot))
+    print(f"screenshot: {shot}")
+    assert shot.stat().st_size > 10_000
+    assert not errors, errors
+
+
+def test_without_workers_bots_chase_in_a_straight_line(daemon_factory):
+    d = daemon_factory(app=APP)
+    ws = websocket.create_connection(f"{d.url}arena?name=carol", timeout=10)
+    try:
+        hello = json.loads(ws.recv())
+        assert hello["t"] == "hello" and hello["name"] == "carol"
+        first = last = None
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            doc = json.loads(ws.recv())
+            if doc["t"] == "s":
+                first = first or doc["b"]
+                last = doc["b"]
+        assert first and last != first, "the bots did not move"
+        d.wait_for_log("bots chase in a straight line")
+        late = websocket.create_connection(f"{d.url}arena", timeout=10)
+        try:
+            assert json.loads(late.recv())["bots"] == "straight line"
+        finally:
+            late.close()
+        assert d.log().count("bots chase in a straight line") == 1
+    finally:
+        ws.close()
+
+
+def test_bad_messages_close_only_that_player(daemon_factory):
+    d = daemon_factory(app=APP)
+    good = websocket.create_connection(f"{d.url}arena?name=dave", timeout=10)
+    bad = websocket.create_connection(f"{d.url}arena?name=eve", timeout=10)
+    try:
+        assert json.loads(bad.recv())["t"] == "hello"
+        bad.send(json.dumps({"t": "pos", "x": "left", "y": 3}))
+        opcode, payload = drain_until_close(bad)
+        assert int.from_bytes(payload[:2], "big") == 1008
+        assert payload[2:].decode().startswith("bad position: a position is two integers")
+        assert "closing eve: bad position" in d.wait_for_log("closing eve")
+
+        good.send(json.dumps({"t": "chat", "text": "x" * 201}))
+        good.send(json.dumps({"t": "chat", "text": "still here"}))
+        seen = []
+        while not any(m.get("t") == "chat" for m in seen):
+            seen.append(json.loads(good.recv()))
+        errors = [m["text"] for m in seen if m["t"] == "error"]
+        assert errors == ["a chat line is 1 to 200 characters"]
+        assert [m["text"] for m in seen if m["t"] == "chat"] == ["still here"]
+    finally:
+        good.close()
+        bad.close()
+
+
+def drain_until_close(ws) -> tuple[int, bytes]:
+    while True:
+        opcode, payload = ws.recv_data(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return opcode, payload
+
+
+def test_a_bad_name_is_refused(daemon_factory):
+    d = daemon_factory(app=APP)
+    ws = websocket.create_connection(f"{d.url}arena?name=" + "z" * 25, timeout=10)
+    try:
+        opcode, payload = drain_until_close(ws)
+        assert int.from_bytes(payload[:2], "big") == 1008
+        assert payload[2:].decode() == "name must be 1 to 24 printable characters"
+    finally:
+        ws.close()
