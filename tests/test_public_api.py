@@ -10,6 +10,7 @@ PUBLIC = {
     "ConnectionClosedError",
     "NoWorkers",
     "QueryParams",
+    "Reject",
     "Request",
     "TaskCancelled",
     "TaskError",
@@ -51,3 +52,14 @@ def test_deep_imports_keep_working():
     from wsdaemon.tasks import TaskError
 
     assert Application is wsdaemon.Application and TaskError is wsdaemon.TaskError
+
+
+def test_reject_carries_an_http_error_status():
+    exc = wsdaemon.Reject(403, "bad token")
+    assert (exc.status, exc.reason) == (403, "bad token")
+    for status in (200, 101, 600, "403"):
+        try:
+            wsdaemon.Reject(status, "x")
+        except ValueError:
+            continue
+        raise AssertionError(f"Reject({status!r}) accepted")

@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 
 from .application import Application  # noqa: E402
 from .proto.codes import CloseCode, ConnState  # noqa: E402
-from .proto.errors import ConnectionClosedError  # noqa: E402
+from .proto.errors import ConnectionClosedError, Reject  # noqa: E402
 from .proto.http11 import QueryParams, Request  # noqa: E402
 from .tasks import (  # noqa: E402
     NoWorkers,
@@ -27,6 +27,7 @@ __all__ = [
     "ConnectionClosedError",
     "NoWorkers",
     "QueryParams",
+    "Reject",
     "Request",
     "TaskCancelled",
     "TaskError",

@@ -38,6 +38,10 @@ class Server(Protocol):
 
     def broadcast(self, message: str | bytes, connections: Any = None, exclude: Any = None) -> int: ...
 
+    def publish(self, room: str, message: str | bytes, exclude: Any = None, key: Any = None) -> int: ...
+
+    def presence(self, room: str) -> list[Any]: ...
+
 
 def _ignore(*args: Any) -> None:
     return None
@@ -50,7 +54,10 @@ class Application:
         self.name = name
         self.subprotocols: list[str] = list(subprotocols)
         self.server: Server | None = None
+        self._on_connect: Callable | None = None
         self._on_open: Callable = _ignore
+        self._on_join: Callable = _ignore
+        self._on_leave: Callable = _ignore
         self._on_message: Callable = _ignore
         self._on_close: Callable = _ignore
         self._on_start: list[Callable] = []
@@ -64,6 +71,25 @@ class Application:
         self.static_directories: list[tuple[str, str]] = []
 
     # -- decorators --------------------------------------------------------------
+
+    def on_connect(self, fn: Callable[[Request], Any]) -> Callable:
+        """``fn(request) -> user`` before any upgrade or long-polling open, on every transport.
+
+        The return value becomes ``conn.user``; ``raise Reject(status, reason)``
+        refuses the client with that HTTP status and reason (see docs/rooms.md).
+        """
+        self._on_connect = fn
+        return fn
+
+    def on_join(self, fn: Callable[[Any, str], None]) -> Callable:
+        """``fn(conn, room)`` after ``conn`` joined ``room``."""
+        self._on_join = fn
+        return fn
+
+    def on_leave(self, fn: Callable[[Any, str], None]) -> Callable:
+        """``fn(conn, room)`` after ``conn`` left ``room`` (``leave()``, ``leave_all()`` or its close)."""
+        self._on_leave = fn
+        return fn
 
     def on_open(self, fn: Callable[[Any], None]) -> Callable:
         """``fn(conn)`` when a connection is open (after its handshake)."""
@@ -176,8 +202,20 @@ class Application:
 
     # -- called by the server ----------------------------------------------------
 
+    def handle_connect(self, request: Request) -> Any:
+        """The user for a new client (None without ``on_connect``); may raise :class:`Reject`."""
+        if self._on_connect is None:
+            return None
+        return self._on_connect(request)
+
     def handle_open(self, conn: Any) -> None:
         self._on_open(conn)
+
+    def handle_join(self, conn: Any, room: str) -> None:
+        self._on_join(conn, room)
+
+    def handle_leave(self, conn: Any, room: str) -> None:
+        self._on_leave(conn, room)
 
     def handle_message(self, conn: Any, message: str | bytes) -> None:
         self._on_message(conn, message)

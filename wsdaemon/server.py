@@ -8,7 +8,7 @@ import signal
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable, KeysView
 from dataclasses import fields, replace
 from functools import partial
 from typing import Any
@@ -23,13 +23,14 @@ from .net.stream import StreamConnection
 from .net.tls import TlsHandshake, make_server_context
 from .proto import masking
 from .proto.codes import CloseCode
-from .proto.errors import HandshakeError
-from .proto.http11 import Request
+from .proto.errors import HandshakeError, Reject
+from .proto.http11 import Request, reason_phrase
 from .proto.origin import OriginPolicy, is_loopback_host, request_origin
 from .settings import Settings
 from .transports.appconnection import AppConnection
 from .transports.http import HttpConnection
 from .transports.longpoll_transport import LongPolling
+from .transports.rooms import Room, RoomRegistry
 from .transports.static import StaticFiles, install_app_pages, json_resource
 from .transports.upgrade import Router
 
@@ -56,6 +57,11 @@ class Server:
         self.connections: set[AppConnection] = set()
         self._opened_since_summary = 0
         self._closed_since_summary = 0
+        #: Rooms and their members (conn.join / conn.leave); publish goes through fan_out.
+        self.room_registry = RoomRegistry(self.fan_out, app.handle_join, app.handle_leave)
+        #: Clients refused by the application's on_connect (a Reject), and on_connect failures.
+        self.rejected = 0
+        self.connect_errors = 0
         #: Handshake, close and drain timeouts of the stream connections.
         self.deadlines = Deadlines(self.loop)
         #: ``max_connections``: the client sockets served, the refusals past the limit.
@@ -202,6 +208,23 @@ class Server:
             )
             raise HandshakeError(reason, 403)
 
+    def authenticate(self, request: Request) -> Any:
+        """Run the application's ``on_connect`` for a handshake or long-polling open.
+
+        Returns the user (``conn.user``). A :class:`Reject` becomes a HandshakeError
+        with its status and reason (the transport answers and logs it, one line);
+        any other exception is logged with its traceback and answered 500.
+        """
+        try:
+            return self.app.handle_connect(request)
+        except Reject as exc:
+            self.rejected += 1
+            raise HandshakeError(exc.reason, exc.status, phrase=reason_phrase(exc.reason)) from None
+        except Exception:
+            self.connect_errors += 1
+            log.exception("error in on_connect for %s %s; answering 500", request.method, request.path)
+            raise HandshakeError("internal server error", 500) from None
+
     def status(self) -> dict[str, Any]:
         """``/status``: pid, port, uptime, open connections per protocol, workers, long-polling."""
         by_protocol: dict[str, int] = {}
@@ -213,6 +236,9 @@ class Server:
             "uptime": round(time.monotonic() - self.started_at, 3),
             "connections": len(self.connections),
             "by_protocol": by_protocol,
+            "rooms": len(self.room_registry.rooms),
+            "rejected": self.rejected,
+            "on_connect_errors": self.connect_errors,
         }
         if self.workers is not None:
             doc["workers"] = self.workers.stats()
@@ -294,9 +320,34 @@ class Server:
 
         Returns how many connections got it: a binary message skips hixie clients.
         """
+        return self.fan_out(self.connections if connections is None else connections, message, exclude)
+
+    def publish(
+        self,
+        room: str,
+        message: str | bytes,
+        exclude: AppConnection | None = None,
+        key: Hashable | None = None,
+    ) -> int:
+        """Send ``message`` to every open member of ``room`` but ``exclude``: O(members),
+        encoded once per wire format; ``key`` conflates it (docs/rooms.md). Returns how many got it."""
+        members = self.room_registry.rooms.get(room)
+        if members is None:
+            return 0
+        return self.fan_out(members.members, message, exclude, key)
+
+    def fan_out(
+        self,
+        connections: Iterable[AppConnection],
+        message: str | bytes,
+        exclude: AppConnection | None = None,
+        key: Hashable | None = None,
+    ) -> int:
+        """The one fan-out of broadcast and publish: encode once per wire format, the same bytes
+        to every receiver (written corked: they leave at the end of the loop iteration)."""
         encoded: dict[type, Any] = {}
         count = 0
-        for conn in list(self.connections if connections is None else connections):
+        for conn in list(connections):  # a copy: a send can close a slow consumer meanwhile
             if conn is exclude or not conn.open:
                 continue
             cls = type(conn)
@@ -305,9 +356,26 @@ class Server:
                 frame = encoded[cls] = cls.encode_message(message)
             if frame is None:  # the transport cannot carry it (binary to a hixie client)
                 continue
-            conn.send_encoded(frame)
+            if key is None:
+                conn.send_encoded(frame)
+            else:
+                conn.send_encoded_keyed(frame, key)
             count += 1
         return count
+
+    def room(self, name: str) -> Room:
+        """Room ``name``: ``len()``, iteration over its members, ``publish()`` (empty if nobody is in it)."""
+        return self.room_registry.get(name)
+
+    @property
+    def rooms(self) -> KeysView[str]:
+        """The names of the rooms that have members (a live, read-only view)."""
+        return self.room_registry.names()
+
+    def presence(self, room: str) -> list[Any]:
+        """The users (``conn.user``) of the members of ``room``, in join order."""
+        members = self.room_registry.rooms.get(room)
+        return members.users if members is not None else []
 
     # -- running -----------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from wsdaemon.server import Server
 from wsdaemon.transports.appconnection import AppConnection
 from wsdaemon.transports.host import TransportHost
 from wsdaemon.transports.http import HttpConnection
+from wsdaemon.transports.rooms import RoomRegistry
 from wsdaemon.transports.upgrade import Router, select_subprotocol
 
 
@@ -40,6 +41,10 @@ class StubTransportHost(StubHost):
         self.origins_checked: list[str] = []
         self.opened: list[AppConnection] = []
         self.closed_conns: list[AppConnection] = []
+        self.room_registry = RoomRegistry(lambda members, message, exclude, key: 0)
+
+    def authenticate(self, request: Request):
+        return self.app.handle_connect(request)
 
     def check_origin(self, request: Request) -> None:
         self.origins_checked.append(request.path)
@@ -60,6 +65,7 @@ def protocol_members(protocol: type) -> set[str]:
 def test_the_server_has_everything_a_transport_host_declares():
     members = protocol_members(TransportHost) | protocol_members(StreamHost)
     assert {"app", "stopping", "router", "origin_policy", "check_origin", "connection_opened"} <= members
+    assert {"authenticate", "room_registry"} <= members
     server = Server(echo_app())
     try:
         missing = [name for name in sorted(members) if not hasattr(server, name)]

@@ -11,6 +11,13 @@ bytes queued behind it may not exceed ``settings.max_write_buffer``; past that
 write ends, so a transport can drop the queued writes and still end the stream
 on a frame boundary (:meth:`StreamConnection.discard_unsent`).
 
+A keyed write (:meth:`StreamConnection.write_keyed`, conflation) stays
+replaceable while it is unsent: corked in this loop iteration it is replaced in
+place in the cork list; while the outbound buffer is backlogged it waits in a
+small ordered map, key -> bytes, moved into the buffer only once the buffer has
+drained (or when an unkeyed write must follow it), so a peer that stops reading
+holds one message per key instead of a growing backlog.
+
 The socket may be a non-blocking :class:`ssl.SSLSocket` whose handshake is done
 (see :mod:`wsdaemon.net.tls`): reads drain the records OpenSSL already decrypted,
 sends go in chunks so a retried ``SSL_write`` always sees the same first bytes,
@@ -28,6 +35,7 @@ import logging
 import socket
 import ssl
 from collections import deque
+from collections.abc import Hashable
 from itertools import islice
 from typing import Any, Protocol
 
@@ -82,6 +90,11 @@ class StreamConnection:
         "deadline",
         "last_seen",
         "_tls",
+        "_keyed",
+        "_keyed_bytes",
+        "_okeys",
+        "replaced",
+        "dropped",
     )
 
     def __init__(self, host: StreamHost, sock: socket.socket, remote_address: Any) -> None:
@@ -107,6 +120,15 @@ class StreamConnection:
         self.deadline = 0.0
         self.last_seen = self.loop.now
         self._tls = isinstance(sock, ssl.SSLSocket)
+        #: Keyed writes held while backlogged: key -> bytes, oldest key first (see write_keyed).
+        self._keyed: dict[Hashable, bytes] | None = None
+        self._keyed_bytes = 0
+        #: While corked: [len(_out) after the last keyed write, {key: index in _out}].
+        self._okeys: list | None = None
+        #: Keyed writes replaced by a newer one with the same key before they were sent.
+        self.replaced = 0
+        #: Volatile messages dropped because the connection was backlogged (counted by the transports).
+        self.dropped = 0
 
     # -- hooks for subclasses ----------------------------------------------------
 
@@ -186,7 +208,7 @@ class StreamConnection:
         pending = len(self._wbuf) if self._wbuf else 0
         if self._out:
             pending += sum(map(len, self._out))
-        return pending
+        return pending + self._keyed_bytes
 
     def write(self, data: bytes) -> None:
         """Queue ``data``; it leaves in this loop iteration, what the kernel refuses on ``EVENT_WRITE``.
@@ -216,6 +238,70 @@ class StreamConnection:
             return
         self._send_now(data)
 
+    def write_keyed(self, data: bytes, key: Hashable) -> None:
+        """Queue ``data`` under ``key``: until it is unsent, a later keyed write with the same key
+        replaces it in place, provided no unkeyed write came after it (which keeps the order).
+
+        Backlogged, keyed writes count against ``max_write_buffer`` by their own
+        total only (one per key), so a peer that stops reading keyed traffic is
+        not a slow consumer.
+        """
+        if self.transport_closed or not data:
+            return
+        if self._wbuf:
+            if self._out:  # corked earlier writes of this read go first, in order
+                self._keyed_to_wbuf()
+                out = self._out
+                self._out = self._okeys = None
+                self._wbuf += b"".join(out)
+                self._wlens.extend(map(len, out))
+            keyed = self._keyed
+            if keyed is None:
+                self._keyed = {key: data}
+            else:
+                old = keyed.get(key)
+                if old is not None:
+                    self.replaced += 1
+                    self._keyed_bytes -= len(old)
+                keyed[key] = data
+            self._keyed_bytes += len(data)
+            limit = self.host.settings.max_write_buffer
+            if limit and self._keyed_bytes > limit:
+                self.on_write_overflow()
+            return
+        if not self._corked:
+            if not self.loop.running:
+                self._send_now(data)
+                return
+            self._corked = True
+            self._out = None
+            self.loop.corked.append(self)
+        out = self._out
+        if out is None:
+            out = self._out = []
+        okeys = self._okeys
+        if okeys is not None and okeys[0] == len(out):
+            index = okeys[1].get(key)
+            if index is not None:
+                out[index] = data
+                self.replaced += 1
+                return
+            okeys[1][key] = len(out)
+            okeys[0] += 1
+        else:  # first keyed write of this iteration, or an unkeyed one came after the last
+            self._okeys = [len(out) + 1, {key: len(out)}]
+        out.append(data)
+
+    def _keyed_to_wbuf(self) -> None:
+        """The held keyed writes become ordinary queued bytes (an unkeyed write follows them)."""
+        keyed = self._keyed
+        if keyed:
+            self._keyed = None
+            self._keyed_bytes = 0
+            parts = list(keyed.values())
+            self._wbuf += b"".join(parts)
+            self._wlens.extend(map(len, parts))
+
     def uncork(self) -> None:
         """Send what was corked (the loop calls this once per iteration)."""
         if self._corked:
@@ -225,7 +311,7 @@ class StreamConnection:
 
     def _uncork(self) -> None:
         out = self._out
-        self._out = None
+        self._out = self._okeys = None
         if len(out) == 1:
             if self._wbuf:
                 self._queue(out[0])
@@ -234,6 +320,8 @@ class StreamConnection:
             return
         data = b"".join(out)
         if self._wbuf:
+            if self._keyed:
+                self._keyed_to_wbuf()
             self._wbuf += data
             self._wlens.extend(map(len, out))
             self._check_write_limit()
@@ -241,7 +329,9 @@ class StreamConnection:
             self._send_now(data, out)
 
     def _queue(self, data: bytes) -> None:
-        """Append behind the write in progress."""
+        """Append behind the write in progress (and behind held keyed writes)."""
+        if self._keyed:
+            self._keyed_to_wbuf()
         self._wbuf += data
         self._wlens.append(len(data))
         self._check_write_limit()
@@ -318,10 +408,13 @@ class StreamConnection:
         Over TLS the first ``TLS_SEND_CHUNK`` bytes stay too (an interrupted
         ``SSL_write`` must be retried with them). Returns the bytes dropped.
         """
-        self._out = None
+        self._out = self._okeys = None
+        held = self._keyed_bytes
+        self._keyed = None
+        self._keyed_bytes = 0
         wbuf = self._wbuf
         if not wbuf:
-            return 0
+            return held
         keep_at_least = TLS_SEND_CHUNK if self._tls else 1
         keep = count = 0
         for length in self._wlens:
@@ -333,7 +426,7 @@ class StreamConnection:
         if dropped:
             self._wbuf = bytearray(memoryview(wbuf)[:keep])
             self._wlens = deque(islice(self._wlens, count))
-        return dropped
+        return dropped + held
 
     def _want_write(self) -> None:
         if not self._write_registered and not self.transport_closed:
@@ -358,6 +451,13 @@ class StreamConnection:
                 return
         self._wbuf = None
         self._wlens = None
+        if self._keyed:  # drained: the held keyed writes leave now, still in key order
+            parts = list(self._keyed.values())
+            self._keyed = None
+            self._keyed_bytes = 0
+            self._send_now(b"".join(parts), parts)
+            if self._wbuf or self.transport_closed:
+                return
         if self._write_registered:
             self._write_registered = False
             self.loop.modify(self.sock, EVENT_READ, self)
@@ -404,7 +504,8 @@ class StreamConnection:
             pass
         self._wbuf = None
         self._wlens = None
-        self._out = None
+        self._out = self._okeys = self._keyed = None
+        self._keyed_bytes = 0
         self.host.unwatch(self)
         self.connection_lost(None)
 

@@ -280,12 +280,20 @@ def build_response(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-def error_response(status: int, message: str, extra: list[tuple[str, str]] | None = None) -> bytes:
-    """A small plain-text error response that closes the connection."""
+def error_response(
+    status: int, message: str, extra: list[tuple[str, str]] | None = None, phrase: str | None = None
+) -> bytes:
+    """A small plain-text error response that closes the connection (``phrase``: the status line's)."""
     headers = [
         ("Content-Type", "text/plain; charset=utf-8"),
         ("X-Content-Type-Options", "nosniff"),
         ("Connection", "close"),
     ]
     headers.extend(extra or ())
-    return build_response(status, headers, (message + "\n").encode("utf-8"))
+    return build_response(status, headers, (message + "\n").encode("utf-8"), reason=phrase)
+
+
+def reason_phrase(text: str, limit: int = 123) -> str:
+    """``text`` made safe for a status line's reason phrase: printable latin-1, one line, bounded."""
+    safe = "".join(c if (" " <= c <= "~" or "\xa0" <= c <= "\xff") else "?" for c in text[:limit])
+    return safe.strip() or "Rejected"

@@ -219,12 +219,15 @@ class SessionProtocol:
         "state",
         "close_seq",
         "close_received",
+        "carried_seq",
+        "keyed",
+        "replaced",
     )
 
     def __init__(self, max_queue: int = 0) -> None:
         self.max_queue = max_queue
-        #: (seq, encoded item) not yet acknowledged, oldest first.
-        self.queue: deque[tuple[int, bytes]] = deque()
+        #: [seq, encoded item] not yet acknowledged, oldest first.
+        self.queue: deque[list] = deque()
         self.queued_bytes = 0
         self.sent_seq = 0
         self.acked_seq = 0
@@ -233,6 +236,12 @@ class SessionProtocol:
         #: Sequence number of our close item, once queued.
         self.close_seq = 0
         self.close_received = False
+        #: The last sequence number a response carried: later items are unsent (replaceable).
+        self.carried_seq = 0
+        #: key -> queue entry of the unsent keyed items pushed since the last unkeyed one.
+        self.keyed: dict[Any, list] | None = None
+        #: Keyed items replaced in place by a newer one with the same key.
+        self.replaced = 0
 
     # -- outbound ----------------------------------------------------------------
 
@@ -243,7 +252,31 @@ class SessionProtocol:
         item = encode_item(self.sent_seq + 1, payload)
         if self.max_queue and self.queued_bytes + len(item) > self.max_queue:
             raise QueueFull(f"more than {self.max_queue} bytes queued")
+        if self.keyed:
+            self.keyed = None  # keyed items before an unkeyed one keep their place and content
         return self._append(item)
+
+    def push_keyed(self, payload: bytes, key: Any) -> int:
+        """Queue a payload under ``key``: an unsent item with that key (and no unkeyed item
+        after it) is replaced in place, keeping its sequence number; else as :meth:`push`."""
+        keyed = self.keyed
+        entry = keyed.get(key) if keyed else None
+        if entry is None or entry[0] <= self.carried_seq:
+            seq = self.push(payload)
+            if self.keyed is None:
+                self.keyed = {}
+            self.keyed[key] = self.queue[-1]
+            return seq
+        if self.state != OPEN:
+            raise ProtocolError("session is closing")
+        item = encode_item(entry[0], payload)
+        grown = self.queued_bytes + len(item) - len(entry[1])
+        if self.max_queue and grown > self.max_queue:
+            raise QueueFull(f"more than {self.max_queue} bytes queued")
+        entry[1] = item
+        self.queued_bytes = grown
+        self.replaced += 1
+        return entry[0]
 
     def push_close(self, code: int | None, reason: str = "", *, drop_queue: bool = False) -> int:
         """Queue our close item after what is queued (or instead of it); no message follows."""
@@ -252,6 +285,7 @@ class SessionProtocol:
         if drop_queue:
             self.queue.clear()
             self.queued_bytes = 0
+        self.keyed = None
         self.close_seq = self._append(encode_item(self.sent_seq + 1, encode_close(code, reason)))
         if self.state == OPEN:
             self.state = CLOSING
@@ -259,7 +293,7 @@ class SessionProtocol:
 
     def _append(self, item: bytes) -> int:
         self.sent_seq += 1
-        self.queue.append((self.sent_seq, item))
+        self.queue.append([self.sent_seq, item])
         self.queued_bytes += len(item)
         return self.sent_seq
 
@@ -286,8 +320,15 @@ class SessionProtocol:
         """Every unacknowledged item, oldest first."""
         return [item for _, item in self.queue]
 
+    @property
+    def has_unsent(self) -> bool:
+        """Whether items wait that no response has carried yet."""
+        return self.sent_seq > self.carried_seq and bool(self.queue)
+
     def response(self, **extra: Any) -> bytes:
-        """A poll response carrying every unacknowledged item."""
+        """A poll response carrying every unacknowledged item; from now on they are sent."""
+        self.carried_seq = self.sent_seq
+        self.keyed = None
         return encode_batch(self.received_seq, self.pending(), **extra)
 
     # -- inbound -----------------------------------------------------------------

@@ -115,6 +115,25 @@ def encode_frame(opcode: int, payload: bytes = b"", fin: bool = True, mask: byte
     return header + payload
 
 
+#: Heads of unmasked final text / binary frames of 0-125 bytes, by payload length.
+_TEXT_HEADS = tuple(bytes((0x80 | OP_TEXT, n)) for n in range(126))
+_BINARY_HEADS = tuple(bytes((0x80 | OP_BINARY, n)) for n in range(126))
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A server's (unmasked, final) text frame: what every ``send`` of a str builds, without struct."""
+    if len(payload) < 126:
+        return _TEXT_HEADS[len(payload)] + payload
+    return encode_frame(OP_TEXT, payload)
+
+
+def binary_frame(payload: bytes) -> bytes:
+    """A server's (unmasked, final) binary frame."""
+    if len(payload) < 126:
+        return _BINARY_HEADS[len(payload)] + payload
+    return encode_frame(OP_BINARY, payload)
+
+
 def encode_close(code: int | None = CloseCode.NORMAL_CLOSURE, reason: str = "") -> bytes:
     """A close frame; the reason is cut at a character boundary to fit 123 bytes."""
     if code is None:

@@ -9,21 +9,26 @@ and an exception in a callback closes only this connection with 1011.
 from __future__ import annotations
 
 import logging
+from collections.abc import Hashable, KeysView
 from typing import Any
 
 from ..net.sockets import format_address
-from ..proto.codes import CLOSED, CONNECTING, OPEN, CloseCode
+from ..proto.codes import CLOSED, CONNECTING, OPEN, CloseCode, ConnState
+from ..proto.errors import ConnectionClosedError
 
 log = logging.getLogger("wsdaemon.app")
+
+_NO_ROOMS: KeysView[str] = {}.keys()
 
 
 #: The application-facing state every transport keeps, declared as slots by each concrete class
 #: (a mixin cannot hold slots beside a slotted stream connection).
-APP_STATE_SLOTS = ("request", "subprotocol", "state", "close_code", "close_reason", "data")
+APP_STATE_SLOTS = ("request", "subprotocol", "state", "close_code", "close_reason", "data", "user", "_rooms")
 
 
 class AppConnection:
-    """Public API: ``send``, ``close``, ``request``, ``protocol``, ``subprotocol``, ``buffered_amount``."""
+    """Public API: ``send``, ``close``, ``request``, ``user``, ``protocol``, ``subprotocol``,
+    ``buffered_amount``, ``join`` / ``leave`` / ``leave_all`` / ``rooms``."""
 
     __slots__ = ()
 
@@ -41,12 +46,65 @@ class AppConnection:
         self.close_reason = ""
         #: Free for the application's own per-connection state.
         self.data: Any = None
+        #: What the application's ``on_connect`` returned for this client (None without one).
+        self.user: Any = None
+        #: Room name -> Room, for the rooms this connection is in (None until it joins one).
+        self._rooms: dict[str, Any] | None = None
 
     # -- the application's API ---------------------------------------------------
 
-    def send(self, message: str | bytes) -> None:
-        """Queue one message: ``str`` goes as text, ``bytes`` as binary."""
+    def send(self, message: str | bytes, *, key: Hashable | None = None, volatile: bool = False) -> None:
+        """Queue one message: ``str`` goes as text, ``bytes`` as binary.
+
+        ``key``: conflated, an unsent message with the same key is replaced by this
+        one. ``volatile``: dropped when the connection is backlogged (docs/rooms.md).
+        """
         raise NotImplementedError
+
+    def _send_flagged(self, message: str | bytes, key: Hashable | None, volatile: bool) -> None:
+        """``send`` with ``key`` or ``volatile``: the plain path stays in each transport's ``send``."""
+        if self.state != OPEN:
+            raise ConnectionClosedError(f"connection is {ConnState(self.state).label}")
+        if not isinstance(message, (str, bytes, bytearray, memoryview)):
+            raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
+        encoded = self.encode_message(message if type(message) is str else bytes(message))
+        if encoded is None:
+            raise TypeError(f"a {self.protocol} connection carries text only: send a str")
+        if volatile and self.backlogged:
+            self.dropped += 1
+            return
+        if key is None:
+            self.send_encoded(encoded)
+        else:
+            self.send_encoded_keyed(encoded, key)
+
+    @property
+    def backlogged(self) -> bool:
+        """True while earlier messages still wait to leave the server: a volatile send is dropped."""
+        return False
+
+    # -- rooms -------------------------------------------------------------------
+
+    def join(self, room: str) -> bool:
+        """Enter ``room`` (O(1)); False when already in it. A close leaves every room."""
+        if self.state == CLOSED:
+            raise ConnectionClosedError("connection is closed")
+        return self.host.room_registry.join(self, room)
+
+    def leave(self, room: str) -> bool:
+        """Leave ``room`` (O(1)); False when not in it. An empty room disappears."""
+        return self.host.room_registry.leave(self, room)
+
+    def leave_all(self) -> None:
+        """Leave every room this connection is in."""
+        if self._rooms:
+            self.host.room_registry.leave_all(self)
+
+    @property
+    def rooms(self) -> KeysView[str]:
+        """The names of the rooms this connection is in (a live, read-only view)."""
+        rooms = self._rooms
+        return rooms.keys() if rooms is not None else _NO_ROOMS
 
     def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Start the closing handshake; ``on_close`` follows when it completes."""
@@ -83,6 +141,10 @@ class AppConnection:
         """Send what :meth:`encode_message` produced."""
         self.send(encoded)
 
+    def send_encoded_keyed(self, encoded: Any, key: Hashable) -> None:
+        """Send what :meth:`encode_message` produced, conflated under ``key``."""
+        self.send_encoded(encoded)
+
     # -- delivery to the application ---------------------------------------------
 
     def _deliver_open(self) -> None:
@@ -116,6 +178,8 @@ class AppConnection:
         self.close_code = code
         self.close_reason = reason
         self.host.connection_closed(self)
+        if self._rooms:
+            self.host.room_registry.leave_all(self)
         if not was_open:
             return
         log.debug(

@@ -13,6 +13,7 @@ failing callback.
 from __future__ import annotations
 
 import logging
+from collections.abc import Hashable
 from typing import Any
 
 from ..proto import hixie
@@ -52,7 +53,13 @@ class HixieConnection(WebSocketConnection):
         if encoded is not None and self.state == OPEN:
             self.write(encoded)
 
-    def send(self, message: str | bytes) -> None:
+    def send_encoded_keyed(self, encoded: bytes | None, key: Hashable) -> None:
+        if encoded is not None and self.state == OPEN:
+            self.write_keyed(encoded, key)
+
+    def send(self, message: str | bytes, *, key: Hashable | None = None, volatile: bool = False) -> None:
+        if key is not None or volatile:
+            return self._send_flagged(message, key, volatile)
         if type(message) is not str:
             if isinstance(message, (bytes, bytearray, memoryview)):
                 raise TypeError(

@@ -20,6 +20,13 @@ class TransportHost(StreamHost, Protocol):
     #: The Router the HTTP connections hand complete request heads to.
     router: Any
 
+    #: The rooms (:class:`~wsdaemon.transports.rooms.RoomRegistry`) connections join and leave.
+    room_registry: Any
+
+    def authenticate(self, request: Request) -> Any:
+        """The application's ``on_connect``: the user for the connection, or a HandshakeError
+        (the status and reason of a Reject, 500 for a failing handler)."""
+
     def check_origin(self, request: Request) -> None:
         """Raise a 403 HandshakeError when the request's Origin is not allowed."""
 

@@ -100,7 +100,7 @@ class HttpConnection(StreamConnection):
             else:
                 log.info("%s: handshake refused: %d %s", self, exc.status, exc.reason)
             self._reset_body()
-            self.respond_error(exc.status, exc.reason, exc.headers)
+            self.respond_error(exc.status, exc.reason, exc.headers, exc.phrase)
         except ProtocolError as exc:
             log.info("%s: bad request: %d %s", self, exc.status, exc.reason)
             self._reset_body()
@@ -219,8 +219,14 @@ class HttpConnection(StreamConnection):
             return
         self.feed(b"")
 
-    def respond_error(self, status: int, message: str, headers: list[tuple[str, str]] | None = None) -> None:
-        self.respond(error_response(status, message, headers))
+    def respond_error(
+        self,
+        status: int,
+        message: str,
+        headers: list[tuple[str, str]] | None = None,
+        phrase: str | None = None,
+    ) -> None:
+        self.respond(error_response(status, message, headers, phrase))
 
     def on_deadline(self, now: float) -> None:
         if self._draining:

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 import secrets
+from collections.abc import Hashable
 from typing import Any
 
 from ..net.sockets import format_address
@@ -49,6 +50,7 @@ class LongPollSession(AppConnection):
         "idle_since",
         "linger_until",
         "_flush_scheduled",
+        "dropped",
     )
 
     protocol = "long-polling"
@@ -65,6 +67,8 @@ class LongPollSession(AppConnection):
         #: After our close (or the client's), when the session is dropped for good.
         self.linger_until = 0.0
         self._flush_scheduled = False
+        #: Volatile messages dropped because the session was backlogged.
+        self.dropped = 0
 
     # -- the application's API ---------------------------------------------------
 
@@ -76,10 +80,26 @@ class LongPollSession(AppConnection):
         if self.state == OPEN:
             self._push(encoded)
 
-    def send(self, message: str | bytes) -> None:
+    def send_encoded_keyed(self, encoded: bytes, key: Hashable) -> None:
+        if self.state == OPEN:
+            self._push(encoded, key)
+
+    def send(self, message: str | bytes, *, key: Hashable | None = None, volatile: bool = False) -> None:
+        if key is not None or volatile:
+            return self._send_flagged(message, key, volatile)
         if self.state != OPEN:
             raise ConnectionClosedError(f"session is {ConnState(self.state).label}")
         self._push(longpoll.encode_payload(message))
+
+    @property
+    def backlogged(self) -> bool:
+        """True while messages wait that no poll response has carried yet."""
+        return self.proto.has_unsent
+
+    @property
+    def replaced(self) -> int:
+        """Keyed messages replaced by a newer one with the same key before a poll carried them."""
+        return self.proto.replaced
 
     @property
     def buffered_amount(self) -> int:
@@ -115,9 +135,12 @@ class LongPollSession(AppConnection):
 
     # -- outbound ----------------------------------------------------------------
 
-    def _push(self, payload: bytes) -> None:
+    def _push(self, payload: bytes, key: Hashable | None = None) -> None:
         try:
-            self.proto.push(payload)
+            if key is None:
+                self.proto.push(payload)
+            else:
+                self.proto.push_keyed(payload, key)
         except QueueFull:
             self._overflow()
             return
@@ -365,9 +388,11 @@ class LongPolling:
             log.warning("refusing a long-polling session: %d sessions open", self.live)
             raise HandshakeError("too many sessions", 503, [("Retry-After", "5")])
         app_request = dataclasses.replace(request, path=app_path)
+        user = self.host.authenticate(app_request)
         subprotocol = select_subprotocol(self.host.app, offered, app_request)
         session_id = secrets.token_urlsafe(18)
         session = LongPollSession(self, session_id, app_request, subprotocol)
+        session.user = user
         self.sessions[session_id] = session
         self.live += 1
         session._deliver_open()
@@ -429,9 +454,11 @@ class LongPolling:
         self.respond(conn, status, body, headers, keep_alive)
 
     @staticmethod
-    def respond(conn: Any, status: int, body: bytes, headers: list, keep_alive: bool) -> None:
+    def respond(
+        conn: Any, status: int, body: bytes, headers: list, keep_alive: bool, phrase: str | None = None
+    ) -> None:
         headers = [*headers, ("Connection", "keep-alive" if keep_alive else "close")]
-        conn.respond(build_response(status, headers, body), keep_alive=keep_alive)
+        conn.respond(build_response(status, headers, body, reason=phrase), keep_alive=keep_alive)
 
     def error(
         self, conn: Any, request: Request, exc: ProtocolError, cors: list, keep_alive: bool = True
@@ -450,7 +477,7 @@ class LongPolling:
         headers.extend(getattr(exc, "headers", ()))
         body = json.dumps({"error": exc.reason, "status": status}).encode()
         keep_alive = keep_alive and request.keep_alive and not self.host.stopping
-        self.respond(conn, status, body, headers, keep_alive)
+        self.respond(conn, status, body, headers, keep_alive, getattr(exc, "phrase", None))
 
     def stats(self) -> dict[str, int]:
         """Sessions and held polls, for ``/status``."""

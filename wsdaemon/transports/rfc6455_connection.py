@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Hashable
 from typing import Any
 
 from ..proto import rfc6455
@@ -18,8 +19,10 @@ from ..proto.rfc6455 import (
     OP_PONG,
     OP_TEXT,
     FrameParser,
+    binary_frame,
     encode_close,
     encode_frame,
+    text_frame,
 )
 from .host import TransportHost
 from .websocket import WebSocketConnection
@@ -59,20 +62,26 @@ class Rfc6455Connection(WebSocketConnection):
     @classmethod
     def encode_message(cls, message: str | bytes) -> bytes:
         if type(message) is str:
-            return encode_frame(OP_TEXT, message.encode("utf-8"))
-        return encode_frame(OP_BINARY, bytes(message))
+            return text_frame(message.encode("utf-8"))
+        return binary_frame(bytes(message))
 
     def send_encoded(self, encoded: bytes) -> None:
         if self.state == OPEN:
             self.write(encoded)
 
-    def send(self, message: str | bytes) -> None:
+    def send_encoded_keyed(self, encoded: bytes, key: Hashable) -> None:
+        if self.state == OPEN:
+            self.write_keyed(encoded, key)
+
+    def send(self, message: str | bytes, *, key: Hashable | None = None, volatile: bool = False) -> None:
+        if key is not None or volatile:
+            return self._send_flagged(message, key, volatile)
         if self.state != OPEN:
             raise ConnectionClosedError(f"connection is {ConnState(self.state).label}")
         if type(message) is str:
-            self.write(encode_frame(OP_TEXT, message.encode("utf-8")))
+            self.write(text_frame(message.encode("utf-8")))
         elif isinstance(message, (bytes, bytearray, memoryview)):
-            self.write(encode_frame(OP_BINARY, bytes(message)))
+            self.write(binary_frame(bytes(message)))
         else:
             raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
 

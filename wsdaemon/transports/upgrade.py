@@ -100,35 +100,38 @@ def websocket_protocol(request: Request) -> str | None:
 def upgrade_rfc6455(conn: HttpConnection, request: Request) -> None:
     """Validate an RFC 6455 handshake and swap in an :class:`Rfc6455Connection`."""
     key = rfc6455.validate_handshake(request)
-    subprotocol = _accept(conn, request, rfc6455.offered_subprotocols(request))
-    _swap(conn, Rfc6455Connection(conn.host, conn.sock, request, subprotocol), key)
+    subprotocol, user = _accept(conn, request, rfc6455.offered_subprotocols(request))
+    _swap(conn, Rfc6455Connection(conn.host, conn.sock, request, subprotocol), user, key)
 
 
 def upgrade_hixie76(conn: HttpConnection, request: Request) -> None:
     """Validate a -76 request and swap in a :class:`Hixie76Connection` (which then waits for key3)."""
     hixie.validate_request(request)
     numbers = hixie.key_numbers(request)
-    subprotocol = _accept(conn, request, hixie.offered_subprotocols(request, "Sec-WebSocket-Protocol"))
+    subprotocol, user = _accept(conn, request, hixie.offered_subprotocols(request, "Sec-WebSocket-Protocol"))
     head = hixie.response_76(request, subprotocol)
-    _swap(conn, Hixie76Connection(conn.host, conn.sock, request, subprotocol), head, numbers)
+    _swap(conn, Hixie76Connection(conn.host, conn.sock, request, subprotocol), user, head, numbers)
 
 
 def upgrade_hixie75(conn: HttpConnection, request: Request) -> None:
     """Validate a -75 request and swap in a :class:`Hixie75Connection`."""
     hixie.validate_request(request)
-    subprotocol = _accept(conn, request, hixie.offered_subprotocols(request, "WebSocket-Protocol"))
+    subprotocol, user = _accept(conn, request, hixie.offered_subprotocols(request, "WebSocket-Protocol"))
     response = hixie.response_75(request, subprotocol)
-    _swap(conn, Hixie75Connection(conn.host, conn.sock, request, subprotocol), response)
+    _swap(conn, Hixie75Connection(conn.host, conn.sock, request, subprotocol), user, response)
 
 
-def _accept(conn: HttpConnection, request: Request, offered: list[str]) -> str | None:
-    """A valid handshake passes the Origin check, then gets the application's subprotocol."""
+def _accept(conn: HttpConnection, request: Request, offered: list[str]) -> tuple[str | None, Any]:
+    """A valid handshake passes the Origin check and ``on_connect`` (a Reject raises
+    HandshakeError), then gets the application's subprotocol; returns it and the user."""
     host = conn.host
     host.check_origin(request)
-    return select_subprotocol(host.app, offered, request)
+    user = host.authenticate(request)
+    return select_subprotocol(host.app, offered, request), user
 
 
-def _swap(conn: HttpConnection, ws: Any, *handshake: Any) -> None:
+def _swap(conn: HttpConnection, ws: Any, user: Any, *handshake: Any) -> None:
     """Hand the socket over to ``ws`` and start it with the handshake and the bytes already read."""
+    ws.user = user
     leftover = conn.hand_over(ws)
     ws.start(*handshake, leftover)

@@ -18,3 +18,8 @@ class WebSocketConnection(StreamConnection, AppConnection):
     def __init__(self, server: TransportHost, sock: Any, request: Request, subprotocol: str | None) -> None:
         StreamConnection.__init__(self, server, sock, request.remote_address)
         self._init_app_state(request, subprotocol)
+
+    @property
+    def backlogged(self) -> bool:
+        """True while bytes the kernel refused are waiting in the outbound buffer."""
+        return bool(self._wbuf)

@@ -1,0 +1,161 @@
+"""Test application for on_connect / Reject, rooms, presence, publish, conflated and volatile sends.
+
+``on_connect`` reads the query: ``token=bad...`` is rejected with 403 "bad token",
+``token=boom`` raises (500); otherwise the user is ``name`` (or the token, or None).
+
+Text commands, answered on the same connection:
+
+- ``whoami``: the user; ``join R`` / ``leave R`` / ``leave_all``: membership, then ``rooms [...]``
+- ``rooms``: this connection's rooms; ``presence R``: the users in R (JSON)
+- ``publish R TEXT``: TEXT to R's members but the sender, answered ``published N``
+- ``publish_all R TEXT``: to every member of R, sender included
+- ``keyed N [KEY]``: N messages ``state I`` with key KEY (default ``state``), sent in
+  batches from a timer over about 4 s; ``done N`` (unkeyed) after the last
+- ``publish_keyed R N``: N messages ``room-state I`` published to R with key ``pos``, at once
+- ``volatile N SIZE``: N volatile messages of SIZE bytes from a timer; then ``volatile-done``
+- ``stats``: JSON of replaced, dropped, buffered_amount
+
+``GET /state`` gives the users that reached on_open, the join/leave events and the rooms.
+"""
+
+import json
+
+from wsdaemon import Application, Reject
+
+app = Application("roomstest")
+opens: list = []
+events: list = []
+BATCHES = 80
+TICK = 0.05
+
+
+@app.on_connect
+def authenticate(request):
+    token = request.query.get("token")
+    if token is not None and token.startswith("bad"):
+        raise Reject(403, "bad token")
+    if token == "boom":
+        raise RuntimeError("on_connect exploded")
+    return request.query.get("name") or token
+
+
+@app.route("/state")
+def state(request):
+    server = app.server
+    return {
+        "opens": opens,
+        "events": events,
+        "rooms": sorted(server.rooms),
+        "presence": {name: server.presence(name) for name in server.rooms},
+        "sizes": {name: len(server.room(name)) for name in server.rooms},
+        "status": {k: server.status()[k] for k in ("rejected", "on_connect_errors", "rooms")},
+    }
+
+
+@app.on_open
+def opened(conn):
+    opens.append([conn.protocol, conn.user])
+
+
+@app.on_join
+def joined(conn, room):
+    events.append(["join", conn.user, room])
+
+
+@app.on_leave
+def left(conn, room):
+    events.append(["leave", conn.user, room])
+
+
+def reply_rooms(conn):
+    conn.send("rooms " + json.dumps(sorted(conn.rooms)))
+
+
+@app.on_message
+def message(conn, data):
+    if isinstance(data, bytes):
+        conn.send(data)
+        return
+    command, _, rest = data.partition(" ")
+    server = conn.server
+    if command == "whoami":
+        conn.send(f"user {conn.user}")
+    elif command == "join":
+        conn.join(rest)
+        reply_rooms(conn)
+    elif command == "leave":
+        conn.leave(rest)
+        reply_rooms(conn)
+    elif command == "leave_all":
+        conn.leave_all()
+        reply_rooms(conn)
+    elif command == "rooms":
+        reply_rooms(conn)
+    elif command == "presence":
+        conn.send("presence " + json.dumps(sorted(map(str, server.presence(rest)))))
+    elif command in ("publish", "publish_all"):
+        room, _, text = rest.partition(" ")
+        count = server.publish(room, text, exclude=conn if command == "publish" else None)
+        conn.send(f"published {count}")
+    elif command == "publish_room":
+        room, _, text = rest.partition(" ")
+        conn.send(f"published {server.room(room).publish(text, exclude=conn)}")
+    elif command == "keyed":
+        count, _, key = rest.partition(" ")
+        start_keyed(conn, int(count), key or "state")
+    elif command == "publish_keyed":
+        room, _, count = rest.partition(" ")
+        for i in range(int(count)):
+            server.publish(room, f"room-state {i}", key="pos")
+        server.publish(room, "room-done")
+    elif command == "volatile":
+        count, size = (int(x) for x in rest.split())
+        start_volatile(conn, count, size)
+    elif command == "stats":
+        conn.send(
+            "stats "
+            + json.dumps(
+                {"replaced": conn.replaced, "dropped": conn.dropped, "buffered": conn.buffered_amount}
+            )
+        )
+    else:
+        conn.send(data)
+
+
+def start_keyed(conn, count, key):
+    per_tick = -(-count // BATCHES)
+    sent = [0]
+
+    def tick():
+        if not conn.open:
+            timer.cancel()
+            return
+        n = min(per_tick, count - sent[0])
+        for i in range(sent[0], sent[0] + n):
+            conn.send(f"state {i}", key=key)
+        sent[0] += n
+        if sent[0] >= count:
+            timer.cancel()
+            conn.send(f"done {count}")
+
+    timer = conn.server.call_every(TICK, tick)
+
+
+def start_volatile(conn, count, size):
+    per_tick = -(-count // BATCHES)
+    sent = [0]
+    body = "v" * size
+
+    def tick():
+        if not conn.open:
+            timer.cancel()
+            return
+        n = min(per_tick, count - sent[0])
+        for i in range(sent[0], sent[0] + n):
+            conn.send(f"{i:08d}{body}", volatile=True)
+        sent[0] += n
+        if sent[0] >= count:
+            timer.cancel()
+            conn.send("volatile-done")
+
+    timer = conn.server.call_every(TICK, tick)
