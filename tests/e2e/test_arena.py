@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -188,12 +189,22 @@ def drain_until_close(ws) -> tuple[int, bytes]:
             return opcode, payload
 
 
-def test_a_bad_name_is_refused(daemon_factory):
+def test_a_bad_name_is_refused_at_the_handshake(daemon_factory):
     d = daemon_factory(app=APP)
-    ws = websocket.create_connection(f"{d.url}arena?name=" + "z" * 25, timeout=10)
+    long_name = "z" * 25
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(f"{d.url}arena?name={long_name}", timeout=10)
+    assert refused.value.status_code == 400
+    assert b"name must be 1 to 24 printable characters" in (refused.value.resp_body or b"")
+    request = urllib.request.Request(f"{d.http_url}/lp/open/arena?name={long_name}", data=b"", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as lp_refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert lp_refused.value.code == 400
+    assert b"name must be 1 to 24" in lp_refused.value.read()
+    ws = websocket.create_connection(f"{d.url}arena?name=frank", timeout=10)
     try:
-        opcode, payload = drain_until_close(ws)
-        assert int.from_bytes(payload[:2], "big") == 1008
-        assert payload[2:].decode() == "name must be 1 to 24 printable characters"
+        while (doc := json.loads(ws.recv()))["t"] != "who":
+            pass
+        assert [p["name"] for p in doc["players"]] == ["frank"]  # the refused ones never joined
     finally:
         ws.close()

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from ...application import Application
+from ...proto.errors import Reject
 from ...tasks import NoWorkers, TaskError
 from .. import pathfind
-from . import rooms_shim as rooms
 from .world import HEIGHT, UNIT, WIDTH, World
 
 log = logging.getLogger("wsdaemon.app.arena")
@@ -44,14 +44,15 @@ _ADJECTIVES = ("quick", "lazy", "brave", "sly", "calm", "wild", "shy", "bold")
 _ANIMALS = ("fox", "owl", "cat", "yak", "emu", "eel", "bee", "elk")
 
 
+@app.on_connect
 def identify(request: Any) -> dict:
-    """The player a request belongs to: ``?name=`` or a random one; ValueError for a bad name."""
+    """The player a request belongs to (``conn.user``): ``?name=`` or a random one; 400 for a bad name."""
     name = request.query.get("name")
     if name is None:
         name = f"{random.choice(_ADJECTIVES)}-{random.choice(_ANIMALS)}"
     name = name.strip()
     if not 1 <= len(name) <= MAX_NAME or not name.isprintable():
-        raise ValueError(f"name must be 1 to {MAX_NAME} printable characters")
+        raise Reject(400, f"name must be 1 to {MAX_NAME} printable characters")
     return {"id": next(_ids), "name": name}
 
 
@@ -73,10 +74,9 @@ class Arena:
     # -- connections -------------------------------------------------------------------
 
     def joined(self, conn: Any) -> None:
-        user = rooms.user_of(conn)
-        player = self.world.add_player(user["id"], user["name"])
+        player = self.world.add_player(conn.user["id"], conn.user["name"])
         self.via[player.id] = conn.protocol
-        rooms.join(conn, ROOM)
+        conn.join(ROOM)
         hello = {
             "t": "hello",
             "id": player.id,
@@ -90,17 +90,16 @@ class Arena:
             "bots": "straight line" if self.world.straight else "paths from workers",
         }
         conn.send(_json(hello))
-        rooms.send(conn, self.world.snapshot(self.ticks), key="state")
+        conn.send(self.world.snapshot(self.ticks), key="state")
         self.publish_presence()
 
     def resumed(self, conn: Any) -> None:
-        self.via[rooms.user_of(conn)["id"]] = conn.protocol
-        rooms.send(conn, self.world.snapshot(self.ticks), key="state")
+        self.via[conn.user["id"]] = conn.protocol
+        conn.send(self.world.snapshot(self.ticks), key="state")
         self.publish_presence()
 
     def left(self, conn: Any) -> None:
-        pid = rooms.user_of(conn)["id"]
-        rooms.leave_all(conn)
+        pid = conn.user["id"]
         self.world.remove_player(pid)
         self.via.pop(pid, None)
         self.publish_presence()
@@ -115,7 +114,7 @@ class Arena:
         kind = doc.get("t") if isinstance(doc, dict) else None
         if kind == "pos":
             try:
-                self.world.move_player(rooms.user_of(conn)["id"], doc.get("x"), doc.get("y"))
+                self.world.move_player(conn.user["id"], doc.get("x"), doc.get("y"))
             except ValueError as exc:
                 self.refuse(conn, f"bad position: {exc}")
         elif kind == "chat":
@@ -124,7 +123,7 @@ class Arena:
             self.refuse(conn, 'expected JSON {"t": "pos" | "chat", ...}')
 
     def refuse(self, conn: Any, reason: str) -> None:
-        log.warning("arena: closing %s: %s", rooms.user_of(conn)["name"], reason)
+        log.warning("arena: closing %s: %s", conn.user["name"], reason)
         conn.close(1008, reason[:120])
 
     def chat(self, conn: Any, text: Any) -> None:
@@ -137,7 +136,7 @@ class Arena:
             conn.send(_json({"t": "error", "text": f"at most {CHAT_BURST} lines per {CHAT_WINDOW:g} s"}))
             return
         recent.append(now)
-        user = rooms.user_of(conn)
+        user = conn.user
         self.chat_lines += 1
         line = {
             "t": "chat",
@@ -146,7 +145,7 @@ class Arena:
             "name": user["name"],
             "text": text.strip(),
         }
-        rooms.publish(self.server, ROOM, _json(line))  # unkeyed: never replaced, never dropped
+        self.server.publish(ROOM, _json(line))  # unkeyed: never replaced, never dropped
 
     # -- the tick ----------------------------------------------------------------------
 
@@ -158,11 +157,11 @@ class Arena:
             self.publish_presence()
         if self.world.changed and self.world.players:
             self.ticks += 1
-            rooms.publish(self.server, ROOM, self.world.snapshot(self.ticks), key="state")
+            self.server.publish(ROOM, self.world.snapshot(self.ticks), key="state")
 
     def publish_presence(self) -> None:
         players = []
-        for user in rooms.presence(self.server, ROOM):
+        for user in self.server.presence(ROOM):
             player = self.world.players.get(user["id"])
             if player is not None:
                 players.append(
@@ -174,7 +173,7 @@ class Arena:
                     }
                 )
         players.sort(key=lambda p: p["id"])
-        rooms.publish(self.server, ROOM, _json({"t": "who", "players": players}), key="presence")
+        self.server.publish(ROOM, _json({"t": "who", "players": players}), key="presence")
 
     def plan(self, index: int, start: int, goal: int) -> bool:
         """Ask a worker for a bot's path; without a pool, switch the bots to a straight-line chase."""
@@ -227,12 +226,6 @@ def stopped(server: Any) -> None:
 @app.on_open
 def opened(conn: Any) -> None:
     conn.data = {}
-    if not hasattr(conn, "user"):  # rooms shim: no on_connect yet, identify at open
-        try:
-            conn.data["user"] = identify(conn.request)
-        except ValueError as exc:
-            conn.close(1008, str(exc))
-            return
     _arena.joined(conn)
 
 
@@ -252,8 +245,7 @@ if hasattr(app, "on_resume"):  # sessions shim: on_resume arrives with the sessi
 
 @app.on_close
 def closed(conn: Any, code: int, reason: str) -> None:
-    if conn.data and (hasattr(conn, "user") or "user" in conn.data):
-        _arena.left(conn)
+    _arena.left(conn)
 
 
 _STATIC = Path(__file__).with_name("static")
