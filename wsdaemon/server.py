@@ -345,15 +345,19 @@ class Server:
     ) -> int:
         """The one fan-out of broadcast and publish: encode once per wire format, the same bytes
         to every receiver (written corked: they leave at the end of the loop iteration)."""
-        encoded: dict[type, Any] = {}
+        encoded: dict[type | str, Any] = {}
         count = 0
         for conn in list(connections):  # a copy: a send can close a slow consumer meanwhile
             if conn is exclude or not conn.open:
                 continue
             cls = type(conn)
             frame = encoded.get(cls, _NOT_ENCODED)
-            if frame is _NOT_ENCODED:
-                frame = encoded[cls] = cls.encode_message(message)
+            if frame is _NOT_ENCODED:  # first of its class: encoded once per wire format
+                wire = cls.wire_format
+                frame = encoded.get(wire, _NOT_ENCODED)
+                if frame is _NOT_ENCODED:
+                    frame = encoded[wire] = cls.encode_message(message)
+                encoded[cls] = frame
             if frame is None:  # the transport cannot carry it (binary to a hixie client)
                 continue
             if key is None:

@@ -34,6 +34,8 @@ class AppConnection:
 
     #: Transport name shown to the application: "rfc6455", "hixie-76", "hixie-75", "long-polling".
     protocol = "unknown"
+    #: Connections with the same wire format share one encoding of a broadcast or publish.
+    wire_format = "unknown"
 
     # Concrete classes declare ``host`` (a StreamConnection has it) and APP_STATE_SLOTS.
 

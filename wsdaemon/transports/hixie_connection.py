@@ -33,6 +33,9 @@ class HixieConnection(WebSocketConnection):
 
     __slots__ = ("parser",)
 
+    #: -76 and -75 frame text the same way: one encoding for both.
+    wire_format = "hixie"
+
     #: Whether the draft has the ``0xFF 0x00`` closing handshake (-76) or closes by TCP (-75).
     closing_handshake = False
 

@@ -54,6 +54,8 @@ class LongPollSession(AppConnection):
     )
 
     protocol = "long-polling"
+    #: Connections with the same wire format share one encoding of a broadcast or publish.
+    wire_format = "long-polling"
 
     def __init__(self, manager: LongPolling, session_id: str, request: Request, subprotocol: str | None):
         self.manager = manager

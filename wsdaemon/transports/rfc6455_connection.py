@@ -40,6 +40,8 @@ class Rfc6455Connection(WebSocketConnection):
     )
 
     protocol = "rfc6455"
+    #: Connections with the same wire format share one encoding of a broadcast or publish.
+    wire_format = "rfc6455"
 
     def __init__(self, server: TransportHost, sock: Any, request: Request, subprotocol: str | None) -> None:
         super().__init__(server, sock, request, subprotocol)
