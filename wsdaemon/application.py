@@ -60,6 +60,7 @@ class Application:
         self._on_leave: Callable = _ignore
         self._on_message: Callable = _ignore
         self._on_close: Callable = _ignore
+        self._on_resume: Callable = _ignore
         self._on_start: list[Callable] = []
         self._on_stop: list[Callable] = []
         #: Task functions declared with :meth:`task`, by name.
@@ -104,6 +105,15 @@ class Application:
     def on_close(self, fn: Callable[[Any, int, str], None]) -> Callable:
         """``fn(conn, code, reason)`` once per opened connection."""
         self._on_close = fn
+        return fn
+
+    def on_resume(self, fn: Callable[[Any], None]) -> Callable:
+        """``fn(conn)`` when a session whose transport dropped came back (instead of close + open).
+
+        Messages sent while it was away are replayed to the client before this runs;
+        see ``docs/sessions.md``.
+        """
+        self._on_resume = fn
         return fn
 
     def on_start(self, fn: Callable[[Server], None]) -> Callable:
@@ -222,6 +232,9 @@ class Application:
 
     def handle_close(self, conn: Any, code: int, reason: str) -> None:
         self._on_close(conn, code, reason)
+
+    def handle_resume(self, conn: Any) -> None:
+        self._on_resume(conn)
 
     def select_subprotocol(self, offered: list[str], request: Request) -> str | None:
         """The first subprotocol the client offered that this application speaks."""

@@ -31,6 +31,7 @@ from .transports.appconnection import AppConnection
 from .transports.http import HttpConnection
 from .transports.longpoll_transport import LongPolling
 from .transports.rooms import Room, RoomRegistry
+from .transports.session import SessionManager
 from .transports.static import StaticFiles, install_app_pages, json_resource
 from .transports.upgrade import Router
 
@@ -95,6 +96,8 @@ class Server:
 
             self.workers = self.add_component(WorkerPool(self, app.tasks))
             app.bind_task_runner(self.workers.submit)
+        #: Resumable sessions of the JS client, whatever transport carries them.
+        self.sessions = self.add_component(SessionManager(self))
         #: The long-polling transport (``/lp/``), or None when disabled.
         self.longpoll: LongPolling | None = None
         if self.settings.longpoll:
@@ -244,6 +247,7 @@ class Server:
             doc["workers"] = self.workers.stats()
         if self.longpoll is not None:
             doc["long_polling"] = self.longpoll.stats()
+        doc["resumable_sessions"] = self.sessions.stats()
         return doc
 
     # -- the transports' host ----------------------------------------------------

@@ -179,6 +179,18 @@ class Settings:
         unit="bytes",
     )
     longpoll_max_sessions: int = option(10000, "Most long-polling sessions at once (503 above).")
+    # -- resumable sessions of the JS client (docs/sessions.md) --
+    resume_window: float = option(
+        30.0,
+        "Seconds a session whose transport dropped waits for its client to resume it; past it, "
+        "on_close 1006.",
+        unit="seconds",
+    )
+    resume_buffer: int = option(
+        1024 * 1024,
+        "Unacknowledged bytes a session keeps for a resume; over it the session ends with on_close 1008.",
+        unit="bytes",
+    )
     # -- hardening: connection limits, Origin policy, TLS (docs/security.md) --
     max_connections: int = option(
         10000, "Most client connections at once, handshakes included (503 above; 0: no limit)."

@@ -6,6 +6,10 @@ client has to fall back to long-polling. Modes for an upgrade request:
 - ``reset``: the connection is closed at once (the WebSocket closes before opening);
 - ``hang``: the request is swallowed and never answered (the open times out).
 
+:attr:`UpgradeBlockingProxy.block_upgrades` turns the blocking on and off while it
+runs, and :meth:`UpgradeBlockingProxy.cut_all` resets every connection it carries
+(a network change, as the session resume tests need).
+
 Only the first request of a connection is inspected: browsers open a new
 connection for every WebSocket.
 
@@ -25,8 +29,11 @@ _HEAD_LIMIT = 65536
 
 
 class UpgradeBlockingProxy:
-    def __init__(self, target_port: int, mode: str = "reset", host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, target_port: int, mode: str = "reset", host: str = "127.0.0.1", block_upgrades: bool = True
+    ) -> None:
         assert mode in ("reset", "hang")
+        self.block_upgrades = block_upgrades
         self.target = (host, target_port)
         self.mode = mode
         self.host = host
@@ -71,7 +78,7 @@ class UpgradeBlockingProxy:
         except OSError:
             client.close()
             return
-        if b"upgrade: websocket" in head.lower():
+        if self.block_upgrades and b"upgrade: websocket" in head.lower():
             with self._lock:
                 self.blocked += 1
             if self.mode == "reset":
@@ -122,6 +129,14 @@ class UpgradeBlockingProxy:
         except OSError:
             _reset(client)
             _reset(upstream)
+
+    def cut_all(self) -> int:
+        """Reset every connection through the proxy now (both sides); returns how many sockets."""
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            _reset(sock)
+        return len(sockets)
 
     def close(self) -> None:
         self._closed = True

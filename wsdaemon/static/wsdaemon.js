@@ -11,7 +11,10 @@
 // The surface is the browser WebSocket's: onopen, onmessage, onclose (code,
 // reason, wasClean), onerror, addEventListener, send, close, readyState,
 // bufferedAmount, protocol, binaryType, url; plus `transport`
-// ('websocket' or 'long-polling'). No build step, no dependencies; long-polling
+// ('websocket' or 'long-polling'). With a session (the default; {session: false}
+// turns it off) the client reconnects by itself after a drop, with back-off, and
+// resumes: events 'reconnecting' and 'resume'; onclose with code 4000 when the
+// server no longer has the session (docs/sessions.md). No build step, no dependencies; long-polling
 // uses XMLHttpRequest so that old browsers work. Wire protocol:
 // docs/long-polling.md in the wsdaemon repository.
 (function (global) {
@@ -21,6 +24,12 @@
   var TRANSPORTS = ['websocket', 'long-polling'];
   var MAX_POST_BYTES = 256 * 1024;    // a post carries at most this much (unless one message is bigger)
   var RETRY_MIN = 100, RETRY_MAX = 4000;
+  // Sessions (docs/sessions.md): the query parameter, the close code for a session that is gone,
+  // how acks are batched, and the reconnect back-off.
+  var SESSION_PARAM = 'wsdaemon_session';
+  var NOT_RECOVERED = 4000;
+  var ACK_DELAY = 100, ACK_EVERY = 32;
+  var RECONNECT_MIN = 100, RECONNECT_MAX = 5000;
 
   function WsDaemon(url, options) {
     if (!(this instanceof WsDaemon)) { return new WsDaemon(url, options); }
@@ -46,9 +55,21 @@
       }
     }
     if (!this._transports.length) { throw new SyntaxError('no transport given'); }
+    // A resumable session unless {session: false}: numbered messages, reconnect and resume.
+    this._useSession = options.session !== false;
+    this._reconnectMin = options.reconnectDelay || RECONNECT_MIN;
+    this._reconnectMax = options.reconnectMaxDelay || RECONNECT_MAX;
+    this._n = newNumbering();  // shared by every transport of the session
+    this._sess = null;         // {id, token, window} once the server named the session
+    this._reconnecting = false;
+    this._attempts = 0;
+    this._lostSince = 0;
+    this._reconnectTimer = null;
+    this._ackTimer = null;
+    this._ackedUpTo = 0;
     this._next = 0;
     this._attempt = null;  // the transport being tried: {abort: fn}
-    this._impl = null;     // the open transport: {send, close, bufferedAmount}
+    this._impl = null;     // the open transport: {send, flush, close, bufferedAmount, abort}
     this._tried = [];      // [transport, why it failed] for each failed attempt
     this._tryNext();
   }
@@ -57,6 +78,7 @@
   WsDaemon.OPEN = WsDaemon.prototype.OPEN = OPEN;
   WsDaemon.CLOSING = WsDaemon.prototype.CLOSING = CLOSING;
   WsDaemon.CLOSED = WsDaemon.prototype.CLOSED = CLOSED;
+  WsDaemon.NOT_RECOVERED = NOT_RECOVERED;
 
   // -- the WebSocket API -------------------------------------------------------
 
@@ -65,7 +87,11 @@
       throw domError('InvalidStateError', 'still in CONNECTING state');
     }
     if (this.readyState !== OPEN) { return; }  // as WebSocket: dropped once closing
-    this._impl.send(data);
+    if (!this._useSession) { this._impl.send(data); return; }
+    // Numbered and kept until the server acknowledges it, also while reconnecting.
+    var self = this;
+    enqueue(this._n, data, function () { if (self._impl) { self._impl.flush(); } });
+    if (this._impl) { this._impl.flush(); }
   };
 
   WsDaemon.prototype.close = function (code, reason) {
@@ -82,11 +108,20 @@
       return;
     }
     this.readyState = CLOSING;
+    if (!this._impl) {
+      // Reconnecting: no transport to say it on; the server ends the session after its window.
+      if (this._attempt) { this._attempt.abort(); this._attempt = null; }
+      this._closed(code === undefined ? 1005 : code, reason, false);
+      return;
+    }
     this._impl.close(code, reason);
   };
 
   Object.defineProperty(WsDaemon.prototype, 'bufferedAmount', {
-    get: function () { return this._impl ? this._impl.bufferedAmount() : 0; }
+    get: function () {
+      if (this._useSession) { return outboxBytes(this._n.outbox); }
+      return this._impl ? this._impl.bufferedAmount() : 0;
+    }
   });
 
   WsDaemon.prototype.addEventListener = function (type, fn) {
@@ -111,12 +146,14 @@
 
   WsDaemon.prototype._tryNext = function (why) {
     if (why) { this._tried.push([this._transports[this._next - 1], why]); }
-    if (this.readyState !== CONNECTING) { return; }
+    if (this.readyState !== CONNECTING && !this._reconnecting) { return; }
     if (this._next >= this._transports.length) {
       this._attempt = null;
-      this._fail('no transport could open: ' + this._tried.map(function (t) {
+      var failures = 'no transport could open: ' + this._tried.map(function (t) {
         return t[0] + ' (' + t[1] + ')';
-      }).join(', '));
+      }).join(', ');
+      this._tried = [];
+      if (this._reconnecting) { this._scheduleReconnect(failures); } else { this._fail(failures); }
       return;
     }
     var name = this._transports[this._next++];
@@ -127,6 +164,16 @@
     this._attempt = null;
     this._impl = impl;
     this.transport = transport;
+    if (this._reconnecting) {
+      // A resume: the server replays what we missed; we resend what it did not acknowledge.
+      this._reconnecting = false;
+      this._attempts = 0;
+      this._lostSince = 0;
+      this._tried = [];
+      this.dispatchEvent(makeEvent('resume'));
+      impl.flush();
+      return;
+    }
     this.protocol = protocol || '';
     this.extensions = extensions || '';
     this.readyState = OPEN;
@@ -147,62 +194,228 @@
 
   WsDaemon.prototype._closed = function (code, reason, wasClean) {
     if (this.readyState === CLOSED) { return; }
+    this._stopTimers();
+    this._impl = null;
     this.readyState = CLOSED;
     this.dispatchEvent(makeCloseEvent(code, reason, wasClean));
   };
 
   WsDaemon.prototype._fail = function (why) {
     if (this.readyState === CLOSED) { return; }
+    this._stopTimers();
     this.readyState = CLOSED;
     this._failure = why;
     this.dispatchEvent(makeEvent('error'));
     this.dispatchEvent(makeCloseEvent(1006, '', false));
   };
 
+  WsDaemon.prototype._stopTimers = function () {
+    clearTimeout(this._reconnectTimer);
+    clearTimeout(this._ackTimer);
+    this._reconnectTimer = this._ackTimer = null;
+    this._reconnecting = false;
+  };
+
+  // -- the session: numbers, acks, reconnect --------------------------------------
+
+  WsDaemon.prototype._sessionParam = function () {
+    var s = this._sess;
+    return s ? s.id + '.' + s.token + '.' + this._n.received : 'new';
+  };
+
+  // The server named the session (WebSocket hello or long-polling open answer).
+  WsDaemon.prototype._hello = function (doc) {
+    this._sess = { id: doc.session, token: doc.token || '', window: doc.window || doc.expire || 30 };
+    this._serverAck(doc.ack || 0);
+    this._ackedUpTo = this._n.received;
+  };
+
+  WsDaemon.prototype._serverAck = function (ack) {
+    var out = this._n.outbox;
+    while (out.length && out[0].seq <= ack) { out.shift(); }
+  };
+
+  // A numbered message from the server: delivered once and in order, acknowledged in batches.
+  WsDaemon.prototype._numbered = function (seq, data) {
+    var n = this._n;
+    if (seq <= n.received) { return; }  // replayed: we have it
+    n.received = seq;
+    this._message(data);
+    if (n.received - this._ackedUpTo >= ACK_EVERY) {
+      this._sendAck();
+    } else if (!this._ackTimer) {
+      var self = this;
+      this._ackTimer = setTimeout(function () { self._sendAck(); }, ACK_DELAY);
+    }
+  };
+
+  WsDaemon.prototype._sendAck = function () {
+    clearTimeout(this._ackTimer);
+    this._ackTimer = null;
+    var impl = this._impl;
+    if (impl && impl.sendAck && this._n.received > this._ackedUpTo) {
+      this._ackedUpTo = this._n.received;
+      impl.sendAck(this._ackedUpTo);
+    }
+  };
+
+  // The transport dropped without a close: reconnect and resume, or report the end.
+  WsDaemon.prototype._transportLost = function (why) {
+    this._impl = null;
+    clearTimeout(this._ackTimer);
+    this._ackTimer = null;
+    if (this.readyState === CLOSED) { return; }
+    if (!this._useSession || !this._sess || this.readyState !== OPEN) {
+      this._failure = why;
+      this._error();
+      this._closed(1006, '', false);
+      return;
+    }
+    this._reconnecting = true;
+    if (!this._lostSince) {
+      this._lostSince = now();
+      this.dispatchEvent(makeEvent('reconnecting'));
+    }
+    this._scheduleReconnect(why);
+  };
+
+  WsDaemon.prototype._scheduleReconnect = function (why) {
+    this._failure = why;
+    if (now() - this._lostSince > this._sess.window * 1000 + 5000) {
+      this._notRecovered('session not recovered: ' + why);  // the server has given up too
+      return;
+    }
+    // Exponential back-off with jitter: a server restart is not met by every client at once.
+    var delay = Math.min(this._reconnectMax, this._reconnectMin * Math.pow(2, this._attempts++));
+    delay = delay / 2 + Math.random() * delay / 2;
+    var self = this;
+    clearTimeout(this._reconnectTimer);
+    this._reconnectTimer = setTimeout(function () {
+      self._reconnectTimer = null;
+      self._next = 0;
+      self._tryNext();
+    }, delay);
+  };
+
+  // The server no longer has the session: close 4000. A new WsDaemon gets a fresh one.
+  WsDaemon.prototype._notRecovered = function (reason) {
+    this._reconnecting = false;
+    this._impl = null;
+    this._closed(NOT_RECOVERED, reason || 'session not recovered', false);
+  };
+
   // -- WebSocket ---------------------------------------------------------------
 
   WsDaemon.prototype._tryWebSocket = function () {
     var self = this;
+    var useSession = this._useSession;
+    var url = this.url;
     var ws;
+    if (useSession) {
+      url += (url.indexOf('?') < 0 ? '?' : '&') + SESSION_PARAM + '=' + encodeURIComponent(this._sessionParam());
+    }
     if (typeof WebSocket === 'undefined') {
       setTimeout(function () { self._tryNext('no WebSocket in this browser'); }, 0);
       return { abort: function () {} };
     }
     try {
-      ws = this._protocols.length ? new WebSocket(this.url, this._protocols) : new WebSocket(this.url);
+      ws = this._protocols.length ? new WebSocket(url, this._protocols) : new WebSocket(url);
     } catch (e) {
       setTimeout(function () { self._tryNext('WebSocket refused: ' + e.message); }, 0);
       return { abort: function () {} };
     }
     ws.binaryType = 'arraybuffer';
     var opened = false, abandoned = false;
+    var sentUpTo = 0;  // the last numbered message written to this socket
     var timer = setTimeout(function () { abandon('no open within ' + self._openTimeout + ' ms'); },
                            this._openTimeout);
+
+    function detach() {
+      ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+      try { ws.close(); } catch (e) { /* already closing */ }
+    }
 
     function abandon(why) {
       if (abandoned) { return; }
       abandoned = true;
       clearTimeout(timer);
-      ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
-      try { ws.close(); } catch (e) { /* already closing */ }
+      detach();
       if (why) { self._tryNext(why); }
     }
 
-    ws.onopen = function () {
+    var impl = {
+      send: function (data) { ws.send(data); },
+      flush: function () {
+        var out = self._n.outbox;
+        for (var i = 0; i < out.length; i++) {
+          var item = out[i];
+          if (item.seq <= sentUpTo) { continue; }
+          if (!item.ready) { break; }
+          ws.send(item.text !== undefined ? item.seq.toString(36) + ':' + item.text
+                                          : withVarint(item.seq, item.bytes));
+          sentUpTo = item.seq;
+        }
+      },
+      sendAck: function (seq) { ws.send('!a' + seq.toString(36)); },
+      close: function (code, reason) {
+        if (code === undefined) { ws.close(); } else { ws.close(code, reason); }
+      },
+      bufferedAmount: function () { return ws.bufferedAmount; },
+      abort: function () { clearTimeout(timer); detach(); }
+    };
+
+    function open() {
       opened = true;
       clearTimeout(timer);
-      self._opened('websocket', {
-        send: function (data) { ws.send(data); },
-        close: function (code, reason) {
-          if (code === undefined) { ws.close(); } else { ws.close(code, reason); }
-        },
-        bufferedAmount: function () { return ws.bufferedAmount; }
-      }, ws.protocol, ws.extensions);
+      self._opened('websocket', impl, ws.protocol, ws.extensions);
+    }
+
+    ws.onopen = function () {
+      if (!useSession) { open(); }  // with a session: open when the hello arrives
     };
-    ws.onmessage = function (e) { self._message(e.data); };
-    ws.onerror = function () { if (opened) { self._error(); } };
+    ws.onmessage = function (e) {
+      var data = e.data;
+      if (!useSession) { self._message(data); return; }
+      if (typeof data === 'string') {
+        if (data.charAt(0) === '!') {
+          if (data.charAt(1) === 'h') {
+            var doc = parseJson(data.slice(2));
+            if (!doc || !doc.session) { abandon('bad session hello'); return; }
+            self._hello(doc);
+            open();
+          } else if (data.charAt(1) === 'a') {
+            self._serverAck(parseInt(data.slice(2), 36));
+          }
+          return;
+        }
+        var colon = data.indexOf(':');
+        self._numbered(parseInt(data.slice(0, colon), 36), data.slice(colon + 1));
+      } else {
+        var bytes = new Uint8Array(data);
+        var seq = 0, scale = 1, i = 0;
+        while (i < bytes.length) {  // LEB128 varint
+          var b = bytes[i++];
+          seq += (b & 0x7f) * scale;
+          if (b < 0x80) { break; }
+          scale *= 128;
+        }
+        self._numbered(seq, data.slice(i));
+      }
+    };
+    ws.onerror = function () { if (opened && !useSession) { self._error(); } };
     ws.onclose = function (e) {
+      if (useSession && e.code === NOT_RECOVERED) {
+        abandoned = true;
+        clearTimeout(timer);
+        self._attempt = null;
+        self._notRecovered(e.reason);
+        return;
+      }
       if (!opened) { abandon('closed before open (code ' + e.code + ')'); return; }
+      if (useSession && e.code === 1006) {
+        self._transportLost('WebSocket dropped (code 1006)');
+        return;
+      }
       self._closed(e.code, e.reason, e.wasClean);
     };
     return { abort: function () { abandon(null); } };
@@ -213,13 +426,23 @@
   WsDaemon.prototype._tryLongPolling = function () {
     var self = this;
     var body = this._protocols.length ? JSON.stringify({ protocols: this._protocols }) : '';
-    var req = httpRequest('POST', this._lpBase + '/open' + this._appPath, body, this._openTimeout,
+    var path = this._appPath;
+    if (this._useSession) {
+      path += (path.indexOf('?') < 0 ? '?' : '&') + SESSION_PARAM + '=' + encodeURIComponent(this._sessionParam());
+    }
+    var req = httpRequest('POST', this._lpBase + '/open' + path, body, this._openTimeout,
                           this._withCredentials, function (status, text) {
       var doc = parseJson(text);
+      if (self._useSession && status === 410) {
+        self._attempt = null;
+        self._notRecovered(doc && doc.error);
+        return;
+      }
       if (status !== 200 || !doc || !doc.session) {
         self._tryNext('long-polling open failed: ' + describe(status, doc));
         return;
       }
+      if (self._useSession) { self._hello(doc); }
       var session = new LongPollSession(self, doc);
       self._opened('long-polling', session, doc.protocol);
       session.start(doc);
@@ -228,15 +451,14 @@
   };
 
   // One long-polling session: a poll loop and a queue of numbered outgoing messages.
+  // With a resumable session the numbers are the session's (shared with WebSocket).
   function LongPollSession(owner, doc) {
     this.owner = owner;
     this.url = owner._lpBase + '/' + encodeURIComponent(doc.session);
     this.hold = (doc.hold || 25) * 1000;
     this.expire = (doc.expire || 30) * 1000;
     this.withCredentials = owner._withCredentials;
-    this.received = 0;      // last server sequence number delivered
-    this.sent = 0;          // last client sequence number assigned
-    this.outbox = [];       // [{seq, wire, size, ready}] not yet acknowledged
+    this.n = owner._useSession ? owner._n : newNumbering();  // received, sent, outbox
     this.posting = null;    // the post in flight
     this.polling = null;    // the poll in flight
     this.stopped = false;
@@ -256,42 +478,25 @@
   };
 
   LongPollSession.prototype.bufferedAmount = function () {
-    var total = 0;
-    for (var i = 0; i < this.outbox.length; i++) { total += this.outbox[i].size; }
-    return total;
+    return outboxBytes(this.n.outbox);
   };
 
   LongPollSession.prototype.send = function (data) {
     var self = this;
-    var item = { seq: ++this.sent, wire: null, size: 0, ready: true };
-    if (typeof data === 'string') {
-      item.wire = { seq: item.seq, text: wellFormed(data) };
-      item.size = utf8Length(data);
-    } else if (typeof Blob !== 'undefined' && data instanceof Blob) {
-      item.ready = false;  // read asynchronously; later messages wait for it
-      item.size = data.size;
-      blobToArrayBuffer(data, function (buffer) {
-        item.wire = { seq: item.seq, binary: bytesToBase64(new Uint8Array(buffer)) };
-        item.ready = true;
-        self.flush();
-      });
-    } else {
-      var bytes = toBytes(data);
-      item.wire = { seq: item.seq, binary: bytesToBase64(bytes) };
-      item.size = bytes.length;
-    }
-    this.outbox.push(item);
+    enqueue(this.n, data, function () { self.flush(); });
     this.flush();
   };
 
   LongPollSession.prototype.close = function (code, reason) {
     this.closeSent = true;
-    var wire = { seq: ++this.sent, close: code === undefined ? null : code };
+    var wire = { seq: ++this.n.sent, close: code === undefined ? null : code };
     if (code !== undefined) { wire.reason = reason || ''; }
     this.closeWire = wire;
-    this.outbox.push({ seq: wire.seq, wire: wire, size: 0, ready: true, isClose: true });
+    this.n.outbox.push({ seq: wire.seq, wire: wire, size: 0, ready: true, isClose: true });
     this.flush();
   };
+
+  LongPollSession.prototype.abort = function () { this.stop(); };
 
   // Messages of a poll (or open) response, each once and in order.
   LongPollSession.prototype.deliver = function (doc) {
@@ -299,8 +504,8 @@
     var messages = doc.messages || [];
     for (var i = 0; i < messages.length && !this.stopped; i++) {
       var m = messages[i];
-      if (m.seq <= this.received) { continue; }  // resent after a lost response
-      this.received = m.seq;
+      if (m.seq <= this.n.received) { continue; }  // resent after a lost response
+      this.n.received = m.seq;
       if (m.text !== undefined) {
         this.owner._message(m.text);
       } else if (m.binary !== undefined) {
@@ -322,7 +527,7 @@
   LongPollSession.prototype.poll = function () {
     var self = this;
     if (this.stopped || this.polling) { return; }
-    this.polling = httpRequest('GET', this.url + '/poll?ack=' + this.received, null, this.hold + 15000,
+    this.polling = httpRequest('GET', this.url + '/poll?ack=' + this.n.received, null, this.hold + 15000,
                                this.withCredentials, function (status, text) {
       self.polling = null;
       if (self.stopped) { return; }
@@ -346,12 +551,13 @@
 
   LongPollSession.prototype.flush = function () {
     var self = this;
-    if (this.stopped || this.posting || !this.outbox.length) { return; }
+    var outbox = this.n.outbox;
+    if (this.stopped || this.posting || !outbox.length) { return; }
     var batch = [], bytes = 0, hasClose = false;
-    for (var i = 0; i < this.outbox.length; i++) {
-      var item = this.outbox[i];
+    for (var i = 0; i < outbox.length; i++) {
+      var item = outbox[i];
       if (!item.ready || (batch.length && bytes + item.size > MAX_POST_BYTES)) { break; }
-      batch.push(item.wire);
+      batch.push(lpWire(item));
       bytes += item.size;
       if (item.isClose) { hasClose = true; break; }
     }
@@ -382,7 +588,8 @@
   };
 
   LongPollSession.prototype.acknowledged = function (ack) {
-    while (this.outbox.length && this.outbox[0].seq <= ack) { this.outbox.shift(); }
+    var outbox = this.n.outbox;
+    while (outbox.length && outbox[0].seq <= ack) { outbox.shift(); }
   };
 
   LongPollSession.prototype.closeAcknowledged = function () {
@@ -399,7 +606,7 @@
   LongPollSession.prototype.retryable = function (status, doc, what) {
     // 0: no answer. Below 100: a status line cut short (Chromium reports "HTTP/1.1 2" as 2).
     if (status < 100 || status >= 500 || (status === 200 && !doc)) { return true; }
-    if (status === 404) {
+    if (status === 404 || status === 410) {
       this.lost('session unknown to the server (expired?)');
     } else {
       this.owner._failure = what + ' refused: ' + describe(status, doc);
@@ -417,11 +624,10 @@
     timers[which] = setTimeout(function () { timers[which] = null; fn(); }, delay);
   };
 
+  // This transport is gone; with a session the client reconnects and resumes.
   LongPollSession.prototype.lost = function (why) {
-    this.owner._failure = why;
     this.stop();
-    this.owner._error();
-    this.owner._closed(1006, '', false);
+    if (this.owner._impl === this) { this.owner._transportLost(why); }
   };
 
   LongPollSession.prototype.finish = function (code, reason, wasClean) {
@@ -442,17 +648,69 @@
   LongPollSession.prototype.leave = function () {
     if (this.stopped) { return; }
     var wire = [];
-    for (var i = 0; i < this.outbox.length; i++) {
-      if (!this.outbox[i].ready || this.outbox[i].isClose) { this.stop(); return; }
-      wire.push(this.outbox[i].wire);
+    var outbox = this.n.outbox;
+    for (var i = 0; i < outbox.length; i++) {
+      if (!outbox[i].ready || outbox[i].isClose) { this.stop(); return; }
+      wire.push(lpWire(outbox[i]));
     }
-    wire.push({ seq: this.sent + 1, close: 1001, reason: 'page closed' });
+    wire.push({ seq: this.n.sent + 1, close: 1001, reason: 'page closed' });
     var body = JSON.stringify({ messages: wire });
     this.stop();
     if (global.navigator && navigator.sendBeacon) {
       navigator.sendBeacon(this.url + '/send', body);
     }
   };
+
+  // -- numbered outgoing messages (both transports) ------------------------------
+
+  function newNumbering() {
+    return { received: 0, sent: 0, outbox: [] };  // outbox: [{seq, text|bytes, size, ready}]
+  }
+
+  function enqueue(n, data, onReady) {
+    var item = { seq: ++n.sent, text: undefined, bytes: undefined, size: 0, ready: true, wire: null };
+    if (typeof data === 'string') {
+      item.text = wellFormed(data);
+      item.size = utf8Length(data);
+    } else if (typeof Blob !== 'undefined' && data instanceof Blob) {
+      item.ready = false;  // read asynchronously; later messages wait for it
+      item.size = data.size;
+      blobToArrayBuffer(data, function (buffer) {
+        item.bytes = new Uint8Array(buffer);
+        item.ready = true;
+        onReady();
+      });
+    } else {
+      item.bytes = new Uint8Array(toBytes(data));  // a copy: the caller may reuse its buffer
+      item.size = item.bytes.length;
+    }
+    n.outbox.push(item);
+    return item;
+  }
+
+  function lpWire(item) {
+    if (!item.wire) {
+      item.wire = item.text !== undefined ? { seq: item.seq, text: item.text }
+                                          : { seq: item.seq, binary: bytesToBase64(item.bytes) };
+    }
+    return item.wire;
+  }
+
+  function outboxBytes(outbox) {
+    var total = 0;
+    for (var i = 0; i < outbox.length; i++) { total += outbox[i].size; }
+    return total;
+  }
+
+  function withVarint(seq, bytes) {
+    var head = [];
+    while (seq >= 0x80) { head.push((seq % 128) | 0x80); seq = Math.floor(seq / 128); }
+    head.push(seq);
+    var out = new Uint8Array(head.length + bytes.length);
+    out.set(head, 0);
+    out.set(bytes, head.length);
+    return out.buffer;
+  }
 
   // -- helpers -----------------------------------------------------------------
 

@@ -19,6 +19,8 @@ class TransportHost(StreamHost, Protocol):
     origin_policy: Any
     #: The Router the HTTP connections hand complete request heads to.
     router: Any
+    #: The resumable sessions (a SessionManager): created, found for a resume, forgotten.
+    sessions: Any
 
     #: The rooms (:class:`~wsdaemon.transports.rooms.RoomRegistry`) connections join and leave.
     room_registry: Any

@@ -123,7 +123,7 @@ class Rfc6455Connection(WebSocketConnection):
             return
         events = self.parser.feed(data)
         self._ping_sent_at = 0.0
-        on_message = self.host.app.handle_message
+        on_message = self._message_handler()
         for kind, value in events:
             if kind == OP_TEXT or kind == OP_BINARY:
                 if self.state == OPEN:
@@ -143,6 +143,10 @@ class Rfc6455Connection(WebSocketConnection):
             elif kind == EV_ERROR:
                 self.fail(value.code, value.reason)
                 return
+
+    def _message_handler(self) -> Any:
+        """``fn(conn, message)`` for each message: the application's (a session carrier decodes first)."""
+        return self.host.app.handle_message
 
     def _close_received(self, code: int, reason: str) -> None:
         if self._close_sent:

@@ -13,9 +13,12 @@ from typing import Any, Protocol
 from ..proto import hixie, rfc6455
 from ..proto.errors import HandshakeError
 from ..proto.http11 import Request
+from ..proto.session import parse_session_param
 from .hixie_connection import Hixie75Connection, Hixie76Connection
 from .http import HttpConnection
 from .rfc6455_connection import Rfc6455Connection
+from .session import without_session_param
+from .session_ws import SessionRfc6455Connection
 
 
 class SubprotocolChooser(Protocol):
@@ -98,10 +101,20 @@ def websocket_protocol(request: Request) -> str | None:
 
 
 def upgrade_rfc6455(conn: HttpConnection, request: Request) -> None:
-    """Validate an RFC 6455 handshake and swap in an :class:`Rfc6455Connection`."""
+    """Validate an RFC 6455 handshake and swap in an :class:`Rfc6455Connection`.
+
+    With the ``wsdaemon_session`` query parameter (our JS client) the connection
+    carries a resumable session instead; the application never sees the parameter.
+    """
     key = rfc6455.validate_handshake(request)
+    request, session_param = without_session_param(request)
+    resume = None if session_param is None else parse_session_param(session_param)
     subprotocol, user = _accept(conn, request, rfc6455.offered_subprotocols(request))
-    _swap(conn, Rfc6455Connection(conn.host, conn.sock, request, subprotocol), user, key)
+    if session_param is None:
+        ws: Rfc6455Connection = Rfc6455Connection(conn.host, conn.sock, request, subprotocol)
+    else:
+        ws = SessionRfc6455Connection(conn.host, conn.sock, request, subprotocol, resume)
+    _swap(conn, ws, user, key)
 
 
 def upgrade_hixie76(conn: HttpConnection, request: Request) -> None:

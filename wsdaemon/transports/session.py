@@ -1,0 +1,321 @@
+"""A resumable session: the ``conn`` the application keeps while transports come and go.
+
+A client of ours (``wsdaemon.js``) asks for a session; the :class:`Session` is
+then what the application sees (``send``, ``close``, ``data``, ``request``...)
+and the WebSocket or long-polling connection under it is only its *carrier*.
+When the carrier drops without a close (1006) the session is suspended, not
+closed: what the application sends is kept (bounded by ``--resume-buffer``) and
+a new carrier that presents the session id, its token and the last number it
+received gets every unacknowledged message replayed, and ``on_resume`` runs.
+Past ``--resume-window`` the session closes with 1006. See ``docs/sessions.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import secrets
+import urllib.parse
+from typing import Any, Protocol
+
+from ..proto.codes import CLOSED, CLOSING, CONNECTING, OPEN, CloseCode, ConnState
+from ..proto.errors import ConnectionClosedError
+from ..proto.http11 import QueryParams, Request
+from ..proto.session import SESSION_PARAM, BufferFull, Entry, ResumeRequest, SessionState
+from .appconnection import APP_STATE_SLOTS, AppConnection
+
+log = logging.getLogger("wsdaemon.session")
+
+#: The receiver's acks are batched: at most one per this many seconds, or one per ACK_EVERY messages.
+ACK_DELAY = 0.1
+ACK_EVERY = 64
+
+
+class Carrier(Protocol):
+    """A transport carrying a session: the WebSocket or long-polling connection under it."""
+
+    protocol: str
+
+    def carry(self, entry: Entry) -> bool:
+        """Send ``entry`` (a message or the close); True when it is on its way now."""
+
+    def carry_ack(self, seq: int) -> None:
+        """Tell the client every message up to ``seq`` arrived (a no-op where replies carry it)."""
+
+    def detach(self) -> None:
+        """The session moved to another carrier: end this transport without a word to the session."""
+
+    def backlogged(self) -> bool:
+        """True when a volatile message should be dropped rather than queued."""
+
+
+class Session(AppConnection):
+    """One client's session; outlives its transports within ``--resume-window``."""
+
+    __slots__ = (
+        "host",
+        *APP_STATE_SLOTS,
+        "manager",
+        "id",
+        "token",
+        "proto",
+        "carrier",
+        "resumable",
+        "last_protocol",
+        "_expiry",
+        "_ack_timer",
+        "_acked_to_client",
+    )
+
+    def __init__(self, manager: SessionManager, request: Request, subprotocol: str | None, resumable: bool):
+        self.manager = manager
+        self.host = manager.host
+        self._init_app_state(request, subprotocol)
+        self.id = secrets.token_urlsafe(18)
+        self.token = secrets.token_urlsafe(18)
+        self.proto = SessionState(self.host.settings.resume_buffer)
+        self.carrier: Any = None
+        #: False for a raw long-polling client that did not ask for a session: a lost carrier ends it.
+        self.resumable = resumable
+        self.last_protocol = "unknown"
+        self._expiry: Any = None
+        self._ack_timer: Any = None
+        self._acked_to_client = 0
+
+    @property
+    def protocol(self) -> str:  # type: ignore[override]
+        """The transport carrying the session now (the last one while suspended)."""
+        carrier = self.carrier
+        return carrier.protocol if carrier is not None else self.last_protocol
+
+    @property
+    def suspended(self) -> bool:
+        """True while no transport carries the session (it waits for a resume)."""
+        return self.carrier is None and self.state in (OPEN, CLOSING)
+
+    # -- the application's API ---------------------------------------------------
+
+    def send(self, message: str | bytes, key: Any = None, volatile: bool = False) -> None:
+        """Number ``message`` and send it, or keep it for the resume while suspended.
+
+        ``key``: an unsent message of the same key is replaced in place.
+        ``volatile``: dropped rather than queued while suspended or backlogged.
+        """
+        if self.state != OPEN:
+            raise ConnectionClosedError(f"session is {ConnState(self.state).label}")
+        if type(message) is not str:
+            if not isinstance(message, (bytes, bytearray, memoryview)):
+                raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
+            message = bytes(message)
+        carrier = self.carrier
+        if volatile and (carrier is None or carrier.backlogged()):
+            return
+        try:
+            entry = self.proto.push(message, key)
+        except BufferFull:
+            self._overflow()
+            return
+        if carrier is not None and not entry.sent and carrier.carry(entry):
+            self.proto.mark_sent(entry)
+
+    def send_encoded(self, encoded: Any) -> None:
+        if self.state == OPEN:
+            self.send(encoded)
+
+    def send_encoded_keyed(self, encoded: Any, key: Any) -> None:
+        if self.state == OPEN:
+            self.send(encoded, key=key)
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes sent or kept for the client and not acknowledged by it yet."""
+        return self.proto.bytes
+
+    def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Close after what is queued; ``on_close`` follows the client's answer (at once if suspended)."""
+        if self.state == CLOSING and self.host.stopping:
+            self._finish(self.close_code or code, self.close_reason)
+            return
+        if self.state not in (OPEN, CONNECTING):
+            return
+        self.state = CLOSING
+        self.close_code = code
+        self.close_reason = reason
+        entry = self.proto.push_close(code, reason)
+        carrier = self.carrier
+        if carrier is None:
+            self._finish(code, reason)
+        elif carrier.carry(entry):
+            self.proto.mark_sent(entry)
+
+    def fail(self, code: int, reason: str) -> None:
+        """End now (callback error, overflow): the application sees ``on_close`` at once."""
+        if self.state == CLOSED:
+            return
+        log.info("failing %s: %d %s", self, code, reason)
+        entry = self.proto.push_close(code, reason, drop=True)
+        carrier = self.carrier
+        self._finish(code, reason)
+        if carrier is not None:
+            carrier.carry(entry)  # the close goes out; the carrier ends itself
+
+    def _overflow(self) -> None:
+        log.warning(
+            "%s: resume buffer full (%d bytes unacknowledged); closing with 1008", self, self.proto.bytes
+        )
+        self.fail(CloseCode.POLICY_VIOLATION, "resume buffer full")
+
+    # -- the carrier's side --------------------------------------------------------
+
+    def attach(self, carrier: Any, ack: int) -> list[Entry]:
+        """``carrier`` takes over after a resume: returns the entries it must replay, in order.
+
+        The caller sends its hello, then the entries, then calls :meth:`resumed`.
+        """
+        self.proto.acknowledge(ack)  # ProtocolError if the client claims more than was sent
+        old = self.carrier
+        if old is not None:
+            self.carrier = None
+            old.detach()
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        self.carrier = carrier
+        self.last_protocol = carrier.protocol
+        self._acked_to_client = self.proto.received_seq  # the hello carries it
+        return self.proto.unacknowledged()
+
+    def resumed(self) -> None:
+        """Replay done: the application hears of it."""
+        log.debug("resumed %s over %s", self, self.protocol)
+        try:
+            self.host.app.handle_resume(self)
+        except Exception:
+            self._callback_failed("on_resume")
+
+    def replayed(self, entry: Entry) -> None:
+        self.proto.mark_sent(entry)
+
+    def message_received(self, seq: int, message: str | bytes) -> None:
+        """A numbered message of the client: delivered once, in order; the ack follows batched."""
+        if not self.proto.receive(seq):
+            return
+        if self.state == OPEN:
+            self._deliver_message(message)
+        if self.proto.received_seq - self._acked_to_client >= ACK_EVERY:
+            self._send_ack()
+        elif self._ack_timer is None:
+            self._ack_timer = self.host.loop.call_later(ACK_DELAY, self._send_ack)
+
+    def ack_received(self, ack: int) -> bool:
+        """The client acknowledged up to ``ack``; True when that confirms our close."""
+        return self.proto.acknowledge(ack)
+
+    def _send_ack(self) -> None:
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
+        carrier = self.carrier
+        if carrier is not None and self.proto.received_seq > self._acked_to_client:
+            self._acked_to_client = self.proto.received_seq
+            carrier.carry_ack(self._acked_to_client)
+
+    def transport_closed(self, carrier: Any, code: int, reason: str) -> None:
+        """The carrier ended: suspend on 1006 (a drop), close the session on anything else."""
+        if carrier is not self.carrier:
+            return  # detached already
+        self.carrier = None
+        self.last_protocol = carrier.protocol
+        if self.state == CLOSED:
+            self.manager.forget(self)
+        elif self.state == CLOSING:
+            self._finish(self.close_code or code, self.close_reason)
+        elif code == CloseCode.ABNORMAL_CLOSURE and self.resumable and not self.host.stopping:
+            self._suspend(reason)
+        else:
+            self._finish(code, reason)
+
+    def _suspend(self, why: str) -> None:
+        window = self.host.settings.resume_window
+        log.debug("%s suspended (%s); kept %.1f s for a resume", self, why, window)
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
+        self._acked_to_client = 0  # a resume's hello carries it again
+        self._expiry = self.host.loop.call_later(window, self._expired, why)
+
+    def _expired(self, why: str) -> None:
+        self._expiry = None
+        log.info("%s not resumed within %.1f s (%s)", self, self.host.settings.resume_window, why)
+        self._finish(CloseCode.ABNORMAL_CLOSURE, "session not resumed")
+
+    def _finish(self, code: int, reason: str) -> None:
+        """``on_close`` once, and the session leaves the table (a later resume is not recovered)."""
+        for timer in (self._expiry, self._ack_timer):
+            if timer is not None:
+                timer.cancel()
+        self._expiry = self._ack_timer = None
+        self.manager.forget(self)
+        self._deliver_close(code, reason)
+
+    # -- the server's periodic checks go to the carrier ----------------------------
+
+    def check_keepalive(self, now: float, interval: float, timeout: float) -> None:
+        if self.carrier is not None:
+            self.carrier.check_keepalive(now, interval, timeout)
+
+    def check_idle(self, now: float, limit: float) -> None:
+        if self.carrier is not None:
+            self.carrier.check_idle(now, limit)
+
+    def __repr__(self) -> str:
+        return f"<Session {self.id[:8]} {self.protocol}{' suspended' if self.suspended else ''}>"
+
+
+class SessionManager:
+    """The table of sessions by id: creation, lookup for a resume, the end of the server."""
+
+    def __init__(self, host: Any) -> None:
+        self.host = host
+        self.sessions: dict[str, Session] = {}
+
+    def create(self, request: Request, subprotocol: str | None, resumable: bool = True) -> Session:
+        session = Session(self, request, subprotocol, resumable)
+        self.sessions[session.id] = session
+        return session
+
+    def find(self, resume: ResumeRequest) -> Session | None:
+        """The session a resume names, if it is still there and the token matches."""
+        session = self.sessions.get(resume.session_id)
+        if session is None or not secrets.compare_digest(session.token, resume.token):
+            return None
+        if session.state not in (OPEN, CLOSING) or resume.ack > session.proto.sent_seq:
+            return None
+        return session
+
+    def forget(self, session: Session) -> None:
+        if self.sessions.get(session.id) is session:
+            del self.sessions[session.id]
+
+    def stats(self) -> dict[str, int]:
+        """Sessions and suspended sessions, for ``/status``."""
+        suspended = sum(1 for s in self.sessions.values() if s.suspended)
+        return {"sessions": len(self.sessions), "suspended": suspended}
+
+    def close(self) -> None:
+        """With the server: sessions still there see their end, once."""
+        for session in list(self.sessions.values()):
+            session._finish(CloseCode.ABNORMAL_CLOSURE, "server stopped")
+        self.sessions.clear()
+
+
+def without_session_param(request: Request) -> tuple[Request, str | None]:
+    """The request the application sees (our query parameter removed) and the parameter's value."""
+    value = request.query.get(SESSION_PARAM)
+    if value is None:
+        return request, None
+    items = [(k, v) for k, v in request.query.multi_items() if k != SESSION_PARAM]
+    query_string = urllib.parse.urlencode(items)
+    target = request.path + ("?" + query_string if query_string else "")
+    clean = dataclasses.replace(request, target=target, query_string=query_string, query=QueryParams(items))
+    return clean, value
