@@ -208,3 +208,46 @@ def test_a_bad_name_is_refused_at_the_handshake(daemon_factory):
         assert [p["name"] for p in doc["players"]] == ["frank"]  # the refused ones never joined
     finally:
         ws.close()
+
+
+@pytest.mark.parametrize("transport", ["websocket", "long-polling"])
+def test_chat_lines_survive_a_cut_connection(daemon_factory, browser, transport):
+    """Every connection of the page is reset mid-chat: the session resumes, no line lost or doubled."""
+    from tests.support.upgrade_blocker import UpgradeBlockingProxy
+
+    d = daemon_factory(app=APP)
+    proxy = UpgradeBlockingProxy(d.port, block_upgrades=False)
+    bob = websocket.create_connection(f"{d.url}arena?name=bob", timeout=10)  # a raw client: no session
+    try:
+        errors: list[str] = []
+        alice = open_player(browser, f"{proxy.http_url}/arena?name=alice&transport={transport}", errors)
+        alice_id = alice.evaluate("arena.id")
+        sent = [f"line {i}" for i in range(10)]
+        for i, text in enumerate(sent):
+            bob.send(json.dumps({"t": "chat", "text": text}))
+            if i == 4:
+                assert proxy.cut_all() > 0
+            time.sleep(0.05)
+        alice.wait_for_function(f"arena.chat.length >= {len(sent)}", timeout=30_000)
+        alice.wait_for_timeout(300)  # nothing doubled arrives late
+        state = arena(alice)
+        assert [line["text"] for line in state["chat"]] == sent
+        assert [line["n"] for line in state["chat"]] == list(range(1, len(sent) + 1))
+        assert state["closed"] is None and state["id"] == alice_id
+        if (
+            transport == "websocket"
+        ):  # a new WebSocket resumed the session (long-polling retries its requests)
+            assert state["resumes"] >= 1
+            assert "alice resumed over rfc6455" in d.wait_for_log("alice resumed over")
+        whos = []
+        deadline = time.monotonic() + 1
+        while time.monotonic() < deadline:
+            doc = json.loads(bob.recv())
+            if doc["t"] == "who":
+                whos.append([p["name"] for p in doc["players"]])
+        joined = next(i for i, names in enumerate(whos) if "alice" in names)
+        assert all("alice" in names for names in whos[joined:]), whos  # never left (no on_close)
+        assert not errors, errors
+    finally:
+        bob.close()
+        proxy.close()

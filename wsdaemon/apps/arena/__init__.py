@@ -94,6 +94,7 @@ class Arena:
         self.publish_presence()
 
     def resumed(self, conn: Any) -> None:
+        log.info("arena: %s resumed over %s", conn.user["name"], conn.protocol)
         self.via[conn.user["id"]] = conn.protocol
         conn.send(self.world.snapshot(self.ticks), key="state")
         self.publish_presence()

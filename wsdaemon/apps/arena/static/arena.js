@@ -14,7 +14,7 @@
   var arena = window.arena = {
     id: null, name: '', me: null, players: {}, bots: [], who: [], chat: [], grid: null,
     width: 0, height: 0, unit: 100, transport: '', connected: false, closed: null,
-    sent: null, movedAt: 0, states: 0, botsMode: '', errors: []
+    sent: null, movedAt: 0, states: 0, botsMode: '', errors: [], reconnecting: false, resumes: 0
   };
   var keys = {}, touch = null, conn = null;
   var field = document.getElementById('field'), ctx = field.getContext('2d');
@@ -41,16 +41,30 @@
     conn = new WsDaemon(url, { transports: TRANSPORTS[transport] });
     conn.onopen = function () { arena.connected = true; showTransport(); text('status', ''); };
     conn.onmessage = function (e) { received(JSON.parse(e.data)); };
+    // The session outlives a dropped transport: the client reconnects and the server replays.
+    conn.addEventListener('reconnecting', function () {
+      arena.reconnecting = true;
+      showTransport();
+      text('status', 'connection lost, reconnecting...');
+    });
+    conn.addEventListener('resume', function () {
+      arena.reconnecting = false;
+      arena.resumes++;
+      showTransport();
+      text('status', 'resumed');
+    });
     conn.onclose = function (e) {
       arena.connected = false;
       arena.closed = { code: e.code, reason: e.reason };
       showTransport();
-      text('status', 'closed: ' + e.code + (e.reason ? ' ' + e.reason : ''));
+      text('status', (e.code === 4000 ? 'the server no longer has this session, reload the page: ' : 'closed: ') +
+                     e.code + (e.reason ? ' ' + e.reason : ''));
     };
   }
 
   function showTransport() {
-    var t = conn && conn.readyState === WsDaemon.OPEN ? conn.transport : (arena.connected ? '' : 'offline');
+    var t = arena.closed ? 'offline' : !arena.connected ? 'connecting' :
+            arena.reconnecting ? 'reconnecting' : conn.transport;
     if (t === arena.transport) { return; }
     arena.transport = t;
     var el = document.getElementById('transport');
