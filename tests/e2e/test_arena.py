@@ -251,3 +251,38 @@ def test_chat_lines_survive_a_cut_connection(daemon_factory, browser, transport)
     finally:
         bob.close()
         proxy.close()
+
+
+def test_a_held_touch_moves_the_dot_towards_it(daemon_factory, browser):
+    d = daemon_factory(app=APP)
+    context = browser.new_context(has_touch=True, viewport={"width": 1180, "height": 700})
+    try:
+        errors: list[str] = []
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{d.http_url}/arena?name=thumb")
+        page.wait_for_function("arena.connected && arena.me && arena.grid", timeout=15_000)
+        before = page.evaluate("[arena.me.x, arena.me.y]")
+        # Hold a finger two cells towards the middle of the field (touch events as a phone sends them).
+        page.evaluate(
+            """() => {
+                const field = document.getElementById('field'), r = field.getBoundingClientRect();
+                const scale = r.width / (arena.width * arena.unit);
+                const dx = arena.me.x < arena.width * arena.unit / 2 ? 200 : -200;
+                const touch = new Touch({identifier: 1, target: field,
+                                         clientX: r.left + (arena.me.x + dx) * scale,
+                                         clientY: r.top + arena.me.y * scale});
+                field.dispatchEvent(new TouchEvent('touchstart', {touches: [touch], cancelable: true}));
+                setTimeout(() => field.dispatchEvent(new TouchEvent('touchend', {touches: []})), 600);
+            }"""
+        )
+        page.wait_for_timeout(900)
+        after = page.evaluate("[arena.me.x, arena.me.y]")
+        assert abs(after[0] - before[0]) == pytest.approx(200, abs=15) and abs(after[1] - before[1]) < 15
+        page.wait_for_function(  # and the server has it
+            "arena.sent && arena.players[arena.id] && arena.players[arena.id].x === arena.sent.x",
+            timeout=5_000,
+        )
+        assert not errors, errors
+    finally:
+        context.close()
