@@ -9,8 +9,10 @@ Text commands, answered on the same connection:
 - ``rooms``: this connection's rooms; ``presence R``: the users in R (JSON)
 - ``publish R TEXT``: TEXT to R's members but the sender, answered ``published N``
 - ``publish_all R TEXT``: to every member of R, sender included
-- ``keyed N [KEY]``: N messages ``state I`` with key KEY (default ``state``), sent in
-  batches from a timer over about 4 s; ``done N`` (unkeyed) after the last
+- ``keyed N KEY SIZE``: first unkeyed ``fill`` messages (64 KiB a tick) until the
+  connection is backlogged (the kernel's buffers are full), then N messages ``state I``
+  padded to SIZE bytes, with key KEY, in batches from a timer over about 4 s; ``done N``
+  (unkeyed) after the last
 - ``publish_keyed R N``: N messages ``room-state I`` published to R with key ``pos``, at once
 - ``volatile N SIZE``: N volatile messages of SIZE bytes from a timer; then ``volatile-done``
 - ``stats``: JSON of replaced, dropped, buffered_amount
@@ -101,8 +103,8 @@ def message(conn, data):
         room, _, text = rest.partition(" ")
         conn.send(f"published {server.room(room).publish(text, exclude=conn)}")
     elif command == "keyed":
-        count, _, key = rest.partition(" ")
-        start_keyed(conn, int(count), key or "state")
+        count, key, size = rest.split()
+        start_keyed(conn, int(count), key, int(size))
     elif command == "publish_keyed":
         room, _, count = rest.partition(" ")
         for i in range(int(count)):
@@ -122,23 +124,28 @@ def message(conn, data):
         conn.send(data)
 
 
-def start_keyed(conn, count, key):
-    per_tick = -(-count // BATCHES)
+def start_keyed(conn, count, key, size):
+    per_tick = -(-count // 400)  # 400 ticks of 10 ms
     sent = [0]
+    pad = " " + "p" * max(0, size - 14)
+    filler = "fill " + "f" * (64 * 1024)
 
     def tick():
         if not conn.open:
             timer.cancel()
             return
+        if not sent[0] and not conn.backlogged:
+            conn.send(filler)
+            return
         n = min(per_tick, count - sent[0])
         for i in range(sent[0], sent[0] + n):
-            conn.send(f"state {i}", key=key)
+            conn.send(f"state {i:08d}{pad}", key=key)
         sent[0] += n
         if sent[0] >= count:
             timer.cancel()
             conn.send(f"done {count}")
 
-    timer = conn.server.call_every(TICK, tick)
+    timer = conn.server.call_every(0.01, tick)
 
 
 def start_volatile(conn, count, size):
