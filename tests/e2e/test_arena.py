@@ -6,7 +6,6 @@ Positions, bots and chat lines are read from the page's ``window.arena`` state.
 from __future__ import annotations
 
 import json
-import statistics
 import time
 import urllib.error
 import urllib.request
@@ -102,7 +101,7 @@ def test_two_players_see_each_other_bots_chase_and_chat_arrives(daemon_factory, 
         latencies.append(move(alice, bob, axis))
         latencies.append(move(bob, alice, axis))
     print(f"\n{second}: position seen by the other page after {sorted(round(x) for x in latencies)} ms")
-    assert statistics.median(latencies) <= 200, latencies
+    assert sum(ms <= 200 for ms in latencies) >= 0.75 * len(latencies), latencies
     assert max(latencies) <= 1000, latencies  # one slow turn of a loaded machine, not a lost update
 
     # Bots chase along paths the workers found.
