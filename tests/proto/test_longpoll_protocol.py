@@ -256,3 +256,41 @@ def test_states():
     p.push_close(None)
     assert p.state == CLOSING
     assert messages(p) == [{"seq": 1, "close": None, "reason": ""}]
+
+
+def test_keyed_items_are_replaced_in_place_while_no_response_carried_them():
+    p = SessionProtocol()
+    p.push(encode_payload("chat 1"))
+    assert p.push_keyed(encode_payload("pos 1"), "pos") == 2
+    assert p.push_keyed(encode_payload("other"), "other") == 3
+    assert p.push_keyed(encode_payload("pos 2"), "pos") == 2  # same number, new content
+    assert p.replaced == 1
+    assert p.pending() == [
+        b'{"seq":1,"text":"chat 1"}',
+        b'{"seq":2,"text":"pos 2"}',
+        b'{"seq":3,"text":"other"}',
+    ]
+    assert p.queued_bytes == sum(map(len, p.pending()))
+    assert p.has_unsent
+    p.response()  # carried: no longer replaceable (the client may have it)
+    assert not p.has_unsent
+    assert p.push_keyed(encode_payload("pos 3"), "pos") == 4
+    assert p.has_unsent
+
+
+def test_an_unkeyed_item_fixes_the_keyed_ones_before_it():
+    p = SessionProtocol()
+    p.push_keyed(encode_payload("pos 1"), "pos")
+    p.push(encode_payload("chat"))
+    assert p.push_keyed(encode_payload("pos 2"), "pos") == 3
+    assert p.replaced == 0 and len(p.pending()) == 3
+
+
+def test_a_replacement_that_would_overflow_the_queue_is_refused():
+    p = SessionProtocol(max_queue=40)
+    p.push_keyed(encode_payload("a"), "k")
+    try:
+        p.push_keyed(encode_payload("b" * 100), "k")
+    except QueueFull:
+        return
+    raise AssertionError("QueueFull not raised")

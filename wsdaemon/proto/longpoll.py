@@ -247,13 +247,17 @@ class SessionProtocol:
 
     def push(self, payload: bytes) -> int:
         """Queue one message payload (see :func:`encode_payload`); return its sequence number."""
+        seq = self._push(payload)
+        if self.keyed:
+            self.keyed = None  # keyed items before an unkeyed one keep their place and content
+        return seq
+
+    def _push(self, payload: bytes) -> int:
         if self.state != OPEN:
             raise ProtocolError("session is closing")
         item = encode_item(self.sent_seq + 1, payload)
         if self.max_queue and self.queued_bytes + len(item) > self.max_queue:
             raise QueueFull(f"more than {self.max_queue} bytes queued")
-        if self.keyed:
-            self.keyed = None  # keyed items before an unkeyed one keep their place and content
         return self._append(item)
 
     def push_keyed(self, payload: bytes, key: Any) -> int:
@@ -262,10 +266,10 @@ class SessionProtocol:
         keyed = self.keyed
         entry = keyed.get(key) if keyed else None
         if entry is None or entry[0] <= self.carried_seq:
-            seq = self.push(payload)
-            if self.keyed is None:
-                self.keyed = {}
-            self.keyed[key] = self.queue[-1]
+            seq = self._push(payload)
+            if keyed is None:
+                keyed = self.keyed = {}
+            keyed[key] = self.queue[-1]
             return seq
         if self.state != OPEN:
             raise ProtocolError("session is closing")
