@@ -235,13 +235,10 @@ def message(conn: Any, data: str | bytes) -> None:
     _arena.message(conn, data)
 
 
+@app.on_resume
 def resumed(conn: Any) -> None:
     """The page's session came back (perhaps over another transport): fresh state and player list."""
     _arena.resumed(conn)
-
-
-if hasattr(app, "on_resume"):  # sessions shim: on_resume arrives with the sessions branch
-    app.on_resume(resumed)
 
 
 @app.on_close
