@@ -285,3 +285,33 @@ def test_a_held_touch_moves_the_dot_towards_it(daemon_factory, browser):
         assert not errors, errors
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("draft", [76, 75])
+def test_an_old_safari_plays_too(daemon_factory, draft):
+    """A hixie client joins beside an RFC 6455 one: same room, same ticks, same chat."""
+    from tests.support.hixie_client import HixieClient
+
+    d = daemon_factory(app=APP)
+    old = HixieClient(d.host, d.port, draft, path="/arena?name=safari")
+    new = websocket.create_connection(f"{d.url}arena?name=chrome", timeout=10)
+    try:
+        old.handshake()
+        hello = json.loads(old.recv())
+        assert (hello["t"], hello["name"]) == ("hello", "safari")
+        new.send(json.dumps({"t": "pos", "x": 550, "y": 350}))
+        new.send(json.dumps({"t": "chat", "text": "hello old friend"}))
+        seen_move = seen_chat = False
+        deadline = time.monotonic() + 10
+        while not (seen_move and seen_chat):
+            assert time.monotonic() < deadline, "the hixie client did not see the move and the chat"
+            doc = json.loads(old.recv())
+            if doc["t"] == "s":
+                seen_move = seen_move or any(p[1:] == [550, 350] for p in doc["p"])
+            elif doc["t"] == "chat":
+                seen_chat = doc["text"] == "hello old friend"
+            elif doc["t"] == "who":
+                assert {p["via"] for p in doc["players"]} <= {f"hixie-{draft}", "rfc6455"}
+    finally:
+        old.close()
+        new.close()
