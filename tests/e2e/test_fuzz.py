@@ -37,6 +37,7 @@ from wsdaemon.proto.errors import HandshakeError, ProtocolError
 from wsdaemon.proto.http11 import HttpRequestParser, Request, build_response
 from wsdaemon.proto.origin import OriginPolicy, request_origin
 from wsdaemon.proto.rfc6455 import EV_ERROR, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, FrameParser
+from wsdaemon.proto.session import SessionState
 from wsdaemon.transports.upgrade import websocket_protocol
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -224,10 +225,10 @@ def test_hixie_parser_gives_the_same_events_whatever_the_split(data, cuts):
 @FUZZ
 @given(data=st.one_of(st.binary(max_size=2000), mutated(LONGPOLL_SAMPLES)), query=st.text(max_size=30))
 def test_long_polling_parsers_raise_only_protocol_errors(data, query):
-    protocol = longpoll.SessionProtocol(max_queue=1000)
+    state = SessionState(max_bytes=1000)
     try:
         items = longpoll.parse_items(data, 100)
-        for kind, *_ in protocol.receive(items):
+        for kind, *_ in longpoll.receive_items(state, items, False):
             assert kind in (longpoll.EV_TEXT, longpoll.EV_BINARY, longpoll.EV_CLOSE)
     except ProtocolError as exc:
         assert exc.status in (400, 409, 413)

@@ -7,20 +7,18 @@ import pytest
 from wsdaemon.proto import longpoll
 from wsdaemon.proto.errors import ProtocolError
 from wsdaemon.proto.longpoll import (
-    CLOSING,
     EV_BINARY,
     EV_CLOSE,
     EV_TEXT,
-    OPEN,
-    QueueFull,
-    SequenceGap,
-    SessionProtocol,
     encode_batch,
     encode_item,
     encode_payload,
+    encode_response,
     parse_ack,
     parse_items,
+    receive_items,
 )
+from wsdaemon.proto.session import BufferFull, SequenceGap, SessionState
 
 # -- encoding -------------------------------------------------------------------
 
@@ -155,63 +153,71 @@ def test_parse_ack():
             parse_ack({"ack": bad})
 
 
-# -- the session state machine ----------------------------------------------------
+# -- the session's numbers shown as long-polling items --------------------------------
 
 
-def messages(proto):
-    return json.loads(proto.response())["messages"]
+def messages(state):
+    return json.loads(encode_response(state))["messages"]
 
 
 def test_outbound_numbering_resend_and_ack():
-    p = SessionProtocol()
-    assert p.push(encode_payload("a")) == 1
-    assert p.push(encode_payload(b"\x01")) == 2
+    p = SessionState()
+    assert p.push("a").seq == 1
+    assert p.push(b"\x01").seq == 2
     assert [m["seq"] for m in messages(p)] == [1, 2]
     # The response was lost: a poll with the old ack gets everything again.
     assert p.acknowledge(0) is False
     assert [m["seq"] for m in messages(p)] == [1, 2]
     p.acknowledge(1)
     assert messages(p) == [{"seq": 2, "binary": "AQ=="}]
-    assert p.queued_bytes == len(b'{"seq":2,"binary":"AQ=="}')
+    assert p.bytes == 1  # payload bytes, not JSON
     # A stale poll (lower ack) changes nothing.
     p.acknowledge(0)
     assert [m["seq"] for m in messages(p)] == [2]
     p.acknowledge(2)
-    assert not p.has_pending and p.queued_bytes == 0
+    assert not p.entries and p.bytes == 0
     with pytest.raises(ProtocolError):
         p.acknowledge(3)
 
 
+def test_a_response_marks_entries_sent_so_a_keyed_send_no_longer_replaces_them():
+    p = SessionState()
+    p.push("state 1", key="pos")
+    p.push("state 2", key="pos")  # unsent: replaced in place
+    assert messages(p) == [{"seq": 1, "text": "state 2"}]
+    p.push("state 3", key="pos")  # the client may have seq 1 already: a new number
+    assert messages(p) == [{"seq": 1, "text": "state 2"}, {"seq": 2, "text": "state 3"}]
+
+
 def test_queue_limit():
-    item = encode_item(1, encode_payload("x" * 10))
-    p = SessionProtocol(max_queue=2 * len(item))
-    p.push(encode_payload("x" * 10))
-    p.push(encode_payload("y" * 10))
-    with pytest.raises(QueueFull):
-        p.push(encode_payload("z"))
+    p = SessionState(max_bytes=20)
+    p.push("x" * 10)
+    p.push("y" * 10)
+    with pytest.raises(BufferFull):
+        p.push("z")
     p.acknowledge(1)
-    p.push(encode_payload("z" * 10))
+    p.push("z" * 10)
 
 
 def test_server_close_is_last_and_confirmed_by_ack():
-    p = SessionProtocol()
-    p.push(encode_payload("last"))
-    assert p.push_close(4000, "bye") == 2
-    assert p.state == CLOSING
-    assert p.push_close(1000) == 2  # once only
+    p = SessionState()
+    p.push("last")
+    close = p.push_close(4000, "bye")
+    assert close.seq == 2
+    assert p.push_close(1000) is close  # once only
     with pytest.raises(ProtocolError):
-        p.push(encode_payload("after close"))
+        p.push("after close")
     assert messages(p)[-1] == {"seq": 2, "close": 4000, "reason": "bye"}
     assert p.acknowledge(1) is False
     assert p.acknowledge(2) is True
 
 
 def test_close_can_drop_the_queue():
-    p = SessionProtocol()
-    p.push(encode_payload("a"))
-    p.push_close(1008, "slow consumer", drop_queue=True)
+    p = SessionState()
+    p.push("a")
+    p.push_close(1008, "slow consumer", drop=True)
     assert messages(p) == [{"seq": 2, "close": 1008, "reason": "slow consumer"}]
-    assert p.queued_bytes == len(p.pending()[0])
+    assert p.bytes == 0
 
 
 def items(*specs):
@@ -219,78 +225,76 @@ def items(*specs):
 
 
 def test_inbound_in_order_and_retries_skipped():
-    p = SessionProtocol()
-    events = p.receive(items({"seq": 1, "text": "a"}, {"seq": 2, "binary": "AA=="}))
+    p = SessionState()
+    events = receive_items(p, items({"seq": 1, "text": "a"}, {"seq": 2, "binary": "AA=="}), False)
     assert events == [(EV_TEXT, "a"), (EV_BINARY, b"\x00")]
     assert p.received_seq == 2
     # The same post again (its answer was lost): nothing new.
-    assert p.receive(items({"seq": 1, "text": "a"}, {"seq": 2, "binary": "AA=="})) == []
+    assert receive_items(p, items({"seq": 1, "text": "a"}, {"seq": 2, "binary": "AA=="}), False) == []
     # A retry that overlaps new messages delivers only the new ones.
-    assert p.receive(items({"seq": 2, "binary": "AA=="}, {"seq": 3, "text": "c"})) == [(EV_TEXT, "c")]
-    assert p.receive([]) == []
+    assert receive_items(p, items({"seq": 2, "binary": "AA=="}, {"seq": 3, "text": "c"}), False) == [
+        (EV_TEXT, "c")
+    ]
+    assert receive_items(p, [], False) == []
 
 
 def test_inbound_gap_is_refused():
-    p = SessionProtocol()
-    p.receive(items({"seq": 1, "text": "a"}))
+    p = SessionState()
+    receive_items(p, items({"seq": 1, "text": "a"}), False)
     with pytest.raises(SequenceGap) as info:
-        p.receive(items({"seq": 3, "text": "c"}))
+        receive_items(p, items({"seq": 3, "text": "c"}), False)
     assert (info.value.status, info.value.expected) == (409, 2)
     assert p.received_seq == 1
 
 
 def test_nothing_after_the_clients_close():
-    p = SessionProtocol()
-    events = p.receive(
-        items({"seq": 1, "text": "a"}, {"seq": 2, "close": 1000, "reason": "bye"}, {"seq": 3, "text": "late"})
+    p = SessionState()
+    events = receive_items(
+        p,
+        items(
+            {"seq": 1, "text": "a"}, {"seq": 2, "close": 1000, "reason": "bye"}, {"seq": 3, "text": "late"}
+        ),
+        False,
     )
     assert events == [(EV_TEXT, "a"), (EV_CLOSE, 1000, "bye")]
-    assert p.close_received
-    assert p.receive(items({"seq": 4, "text": "later"})) == []
-    assert p.receive(items({"seq": 2, "close": 1000, "reason": "bye"})) == []
+    assert receive_items(p, items({"seq": 4, "text": "later"}), True) == []
+    assert receive_items(p, items({"seq": 2, "close": 1000, "reason": "bye"}), True) == []
 
 
-def test_states():
-    p = SessionProtocol()
-    assert p.state == OPEN
+def test_close_without_code():
+    p = SessionState()
     p.push_close(None)
-    assert p.state == CLOSING
     assert messages(p) == [{"seq": 1, "close": None, "reason": ""}]
 
 
 def test_keyed_items_are_replaced_in_place_while_no_response_carried_them():
-    p = SessionProtocol()
-    p.push(encode_payload("chat 1"))
-    assert p.push_keyed(encode_payload("pos 1"), "pos") == 2
-    assert p.push_keyed(encode_payload("other"), "other") == 3
-    assert p.push_keyed(encode_payload("pos 2"), "pos") == 2  # same number, new content
+    p = SessionState()
+    p.push("chat 1")
+    assert p.push("pos 1", key="pos").seq == 2
+    assert p.push("other", key="other").seq == 3
+    assert p.push("pos 2", key="pos").seq == 2  # same number, new content
     assert p.replaced == 1
-    assert p.pending() == [
-        b'{"seq":1,"text":"chat 1"}',
-        b'{"seq":2,"text":"pos 2"}',
-        b'{"seq":3,"text":"other"}',
+    assert messages(p) == [
+        {"seq": 1, "text": "chat 1"},
+        {"seq": 2, "text": "pos 2"},
+        {"seq": 3, "text": "other"},
     ]
-    assert p.queued_bytes == sum(map(len, p.pending()))
-    assert p.has_unsent
-    p.response()  # carried: no longer replaceable (the client may have it)
-    assert not p.has_unsent
-    assert p.push_keyed(encode_payload("pos 3"), "pos") == 4
-    assert p.has_unsent
+    assert p.bytes == len("chat 1") + len("pos 2") + len("other")
+    # The response above carried them: no longer replaceable (the client may have them).
+    assert p.push("pos 3", key="pos").seq == 4
+    assert not p.entries[-1].sent
 
 
 def test_an_unkeyed_item_fixes_the_keyed_ones_before_it():
-    p = SessionProtocol()
-    p.push_keyed(encode_payload("pos 1"), "pos")
-    p.push(encode_payload("chat"))
-    assert p.push_keyed(encode_payload("pos 2"), "pos") == 3
-    assert p.replaced == 0 and len(p.pending()) == 3
+    p = SessionState()
+    p.push("pos 1", key="pos")
+    p.push("chat")
+    assert p.push("pos 2", key="pos").seq == 3
+    assert p.replaced == 0 and len(p.entries) == 3
 
 
 def test_a_replacement_that_would_overflow_the_queue_is_refused():
-    p = SessionProtocol(max_queue=40)
-    p.push_keyed(encode_payload("a"), "k")
-    try:
-        p.push_keyed(encode_payload("b" * 100), "k")
-    except QueueFull:
-        return
-    raise AssertionError("QueueFull not raised")
+    p = SessionState(max_bytes=40)
+    p.push("a", key="k")
+    with pytest.raises(BufferFull):
+        p.push("b" * 100, key="k")

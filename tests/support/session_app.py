@@ -4,11 +4,16 @@ Text commands (anything else is echoed back):
 
 - ``publish N MS``: ``chat 1`` .. ``chat N`` to this session, one every ``MS`` milliseconds
 - ``close CODE REASON``: the server closes the session
+- ``later MS N SIZE``: after MS milliseconds, N messages ``later I xxx...`` of about SIZE bytes
+- ``keyed MS N``: after MS milliseconds, ``state 1`` .. ``state N`` sent with ``key="state"``
+- ``join ROOM`` / ``rooms``: join a room / the rooms as JSON; ``room ROOM TEXT``: publish to a room
 
 ``GET /callbacks`` answers every callback the application saw, as JSON;
 ``GET /session-page`` is a page that opens ``wsdaemon.js`` as the query says
 (``transports=websocket,long-polling``) and records what it receives in ``window.got``.
 """
+
+import json
 
 from wsdaemon.application import Application
 
@@ -53,11 +58,37 @@ def message(conn, message):
         count, interval = (int(x) for x in rest.split())
         for i in range(1, count + 1):
             conn.server.call_later(interval * i / 1000, _publish, conn, f"chat {i}")
+    elif command == "later":
+        delay, count, size = (int(x) for x in rest.split())
+        conn.server.call_later(delay / 1000, _later, conn, count, size)
+    elif command == "keyed":
+        delay, count = (int(x) for x in rest.split())
+        conn.server.call_later(delay / 1000, _keyed, conn, count)
+    elif command == "join":
+        conn.join(rest)
+        conn.send(f"joined {rest}")
+    elif command == "rooms":
+        conn.send(json.dumps(sorted(conn.rooms)))
+    elif command == "room":
+        room, _, text = rest.partition(" ")
+        conn.server.publish(room, text)
     elif command == "close":
         code, _, reason = rest.partition(" ")
         conn.close(int(code), reason)
     else:
         conn.send(message)
+
+
+def _later(conn, count, size):
+    for i in range(1, count + 1):
+        if conn.open:
+            conn.send(f"later {i} " + "x" * size)
+
+
+def _keyed(conn, count):
+    for i in range(1, count + 1):
+        if conn.open:
+            conn.send(f"state {i}", key="state")
 
 
 def _publish(conn, text):

@@ -34,6 +34,8 @@ class UpgradeBlockingProxy:
     ) -> None:
         assert mode in ("reset", "hang")
         self.block_upgrades = block_upgrades
+        #: While True every new connection is closed at once (the network is down).
+        self.refuse_all = False
         self.target = (host, target_port)
         self.mode = mode
         self.host = host
@@ -63,6 +65,9 @@ class UpgradeBlockingProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            if self.refuse_all:
+                _reset(client)
+                continue
             self._track(client)
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 

@@ -1,8 +1,8 @@
-"""The long-polling protocol without I/O: numbered messages both ways, acks, resend, close.
+"""The long-polling protocol without I/O: JSON items, polls' acks, posts, the close item.
 
-One :class:`SessionProtocol` per session. Outbound messages get sequence
-numbers and stay queued until a poll acknowledges them, so a poll response lost
-on the way is simply sent again; inbound messages carry the client's sequence
+The numbers are the session's (:class:`~wsdaemon.proto.session.SessionState`):
+outbound messages stay in its buffer until a poll acknowledges them, so a poll
+response lost on the way is simply sent again; inbound items carry the client's
 numbers, so a retried post is recognised and not delivered twice. The wire
 format (JSON) is described in ``docs/long-polling.md``; this module builds and
 parses it, byte for byte, and is tested without sockets.
@@ -13,36 +13,20 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
 from .codes import CloseCode, is_valid_close_code
 from .errors import ProtocolError
+from .session import Close, Entry, SequenceGap, SessionState
 
-OPEN = "open"
-#: We queued our close item: nothing may follow it.
-CLOSING = "closing"
-
-# Events returned by SessionProtocol.receive
+# Events returned by receive_items
 EV_TEXT = "text"
 EV_BINARY = "binary"
 #: The client's close item: (EV_CLOSE, code, reason); code 1005 when it sent none.
 EV_CLOSE = "close"
 
 MAX_CLOSE_REASON = 123  # bytes, as in a WebSocket close frame
-
-
-class QueueFull(Exception):
-    """Queuing a message would put the session over its outbound byte limit."""
-
-
-class SequenceGap(ProtocolError):
-    """A post starts after a message the server never got (HTTP 409; resend from ``ack + 1``)."""
-
-    def __init__(self, expected: int, got: int) -> None:
-        super().__init__(f"message {got} posted before message {expected}", status=409)
-        self.expected = expected
 
 
 # -- encoding: server -> client ----------------------------------------------------
@@ -197,168 +181,57 @@ def parse_ack(query: Mapping[str, str]) -> int:
     return int(text)
 
 
-# -- the session state machine -----------------------------------------------------
+# -- the session's numbers on long-polling -------------------------------------------
+#
+# The sequence numbers and the resume buffer are the session's (proto/session.py):
+# long-polling shows its entries as JSON items and takes the client's items into it.
 
 
-class SessionProtocol:
-    """Sequence numbers, acknowledgements and the close handshake of one session.
+def encode_entry(entry: Entry) -> bytes:
+    """The JSON item of one entry of the session's buffer (cached on the entry: polls resend it)."""
+    wire = entry.wire
+    if wire is None:
+        message = entry.message
+        if type(message) is Close:
+            payload = encode_close(message.code, message.reason)
+        else:
+            payload = encode_payload(message)
+        wire = entry.wire = encode_item(entry.seq, payload)
+    return wire
 
-    Outbound: :meth:`push` numbers a payload and queues it; :meth:`acknowledge`
-    drops what the client confirmed; :meth:`pending` is everything still
-    unconfirmed (a poll response resends all of it). Inbound: :meth:`receive`
-    turns a post's items into events, skipping ones already delivered.
+
+def encode_response(state: SessionState, **extra: Any) -> bytes:
+    """A poll (or open) response: every unacknowledged entry, which counts as sent from now on."""
+    items = []
+    for entry in state.entries:
+        items.append(encode_entry(entry))
+        if not entry.sent:
+            state.mark_sent(entry)
+    return encode_batch(state.received_seq, items, **extra)
+
+
+def receive_items(state: SessionState, items: list[ClientItem], close_received: bool) -> list[tuple]:
+    """Events for the new items of a post, in order; repeats are skipped.
+
+    Raises :class:`SequenceGap` when the post starts past the next expected
+    number. Nothing after the client's close item is delivered.
     """
-
-    __slots__ = (
-        "max_queue",
-        "queue",
-        "queued_bytes",
-        "sent_seq",
-        "acked_seq",
-        "received_seq",
-        "state",
-        "close_seq",
-        "close_received",
-        "carried_seq",
-        "keyed",
-        "replaced",
-    )
-
-    def __init__(self, max_queue: int = 0) -> None:
-        self.max_queue = max_queue
-        #: [seq, encoded item] not yet acknowledged, oldest first.
-        self.queue: deque[list] = deque()
-        self.queued_bytes = 0
-        self.sent_seq = 0
-        self.acked_seq = 0
-        self.received_seq = 0
-        self.state = OPEN
-        #: Sequence number of our close item, once queued.
-        self.close_seq = 0
-        self.close_received = False
-        #: The last sequence number a response carried: later items are unsent (replaceable).
-        self.carried_seq = 0
-        #: key -> queue entry of the unsent keyed items pushed since the last unkeyed one.
-        self.keyed: dict[Any, list] | None = None
-        #: Keyed items replaced in place by a newer one with the same key.
-        self.replaced = 0
-
-    # -- outbound ----------------------------------------------------------------
-
-    def push(self, payload: bytes) -> int:
-        """Queue one message payload (see :func:`encode_payload`); return its sequence number."""
-        seq = self._push(payload)
-        if self.keyed:
-            self.keyed = None  # keyed items before an unkeyed one keep their place and content
-        return seq
-
-    def _push(self, payload: bytes) -> int:
-        if self.state != OPEN:
-            raise ProtocolError("session is closing")
-        item = encode_item(self.sent_seq + 1, payload)
-        if self.max_queue and self.queued_bytes + len(item) > self.max_queue:
-            raise QueueFull(f"more than {self.max_queue} bytes queued")
-        return self._append(item)
-
-    def push_keyed(self, payload: bytes, key: Any) -> int:
-        """Queue a payload under ``key``: an unsent item with that key (and no unkeyed item
-        after it) is replaced in place, keeping its sequence number; else as :meth:`push`."""
-        keyed = self.keyed
-        entry = keyed.get(key) if keyed else None
-        if entry is None or entry[0] <= self.carried_seq:
-            seq = self._push(payload)
-            if keyed is None:
-                keyed = self.keyed = {}
-            keyed[key] = self.queue[-1]
-            return seq
-        if self.state != OPEN:
-            raise ProtocolError("session is closing")
-        item = encode_item(entry[0], payload)
-        grown = self.queued_bytes + len(item) - len(entry[1])
-        if self.max_queue and grown > self.max_queue:
-            raise QueueFull(f"more than {self.max_queue} bytes queued")
-        entry[1] = item
-        self.queued_bytes = grown
-        self.replaced += 1
-        return entry[0]
-
-    def push_close(self, code: int | None, reason: str = "", *, drop_queue: bool = False) -> int:
-        """Queue our close item after what is queued (or instead of it); no message follows."""
-        if self.close_seq:
-            return self.close_seq
-        if drop_queue:
-            self.queue.clear()
-            self.queued_bytes = 0
-        self.keyed = None
-        self.close_seq = self._append(encode_item(self.sent_seq + 1, encode_close(code, reason)))
-        if self.state == OPEN:
-            self.state = CLOSING
-        return self.close_seq
-
-    def _append(self, item: bytes) -> int:
-        self.sent_seq += 1
-        self.queue.append([self.sent_seq, item])
-        self.queued_bytes += len(item)
-        return self.sent_seq
-
-    def acknowledge(self, ack: int) -> bool:
-        """Drop items up to ``ack``; True when that confirms our close item.
-
-        An ack below an earlier one (a stale poll) changes nothing; one above
-        the last sequence number sent is a protocol error.
-        """
-        if ack > self.sent_seq:
-            raise ProtocolError(f"ack {ack} for a message never sent (last is {self.sent_seq})")
-        if ack > self.acked_seq:
-            self.acked_seq = ack
-            queue = self.queue
-            while queue and queue[0][0] <= ack:
-                self.queued_bytes -= len(queue.popleft()[1])
-        return bool(self.close_seq) and ack >= self.close_seq
-
-    @property
-    def has_pending(self) -> bool:
-        return bool(self.queue)
-
-    def pending(self) -> list[bytes]:
-        """Every unacknowledged item, oldest first."""
-        return [item for _, item in self.queue]
-
-    @property
-    def has_unsent(self) -> bool:
-        """Whether items wait that no response has carried yet."""
-        return self.sent_seq > self.carried_seq and bool(self.queue)
-
-    def response(self, **extra: Any) -> bytes:
-        """A poll response carrying every unacknowledged item; from now on they are sent."""
-        self.carried_seq = self.sent_seq
-        self.keyed = None
-        return encode_batch(self.received_seq, self.pending(), **extra)
-
-    # -- inbound -----------------------------------------------------------------
-
-    def receive(self, items: list[ClientItem]) -> list[tuple]:
-        """Events for the new items of a post, in order; repeats are skipped.
-
-        Raises :class:`SequenceGap` when the post starts past the next expected
-        number. Nothing after the client's close item is delivered.
-        """
-        events: list[tuple] = []
-        if not items:
-            return events
-        expected = self.received_seq + 1
-        if items[0].seq > expected:
-            raise SequenceGap(expected, items[0].seq)
-        for item in items:
-            if item.seq < expected:
-                continue  # already delivered: a retried post
-            self.received_seq = item.seq
-            expected = item.seq + 1
-            if self.close_received:
-                continue
-            if item.kind == EV_CLOSE:
-                self.close_received = True
-                events.append((EV_CLOSE, item.value, item.reason))
-            else:
-                events.append((item.kind, item.value))
+    events: list[tuple] = []
+    if not items:
         return events
+    expected = state.received_seq + 1
+    if items[0].seq > expected:
+        raise SequenceGap(expected, items[0].seq)
+    for item in items:
+        if item.seq < expected:
+            continue  # already delivered: a retried post
+        state.received_seq = item.seq
+        expected = item.seq + 1
+        if close_received:
+            continue
+        if item.kind == EV_CLOSE:
+            close_received = True
+            events.append((EV_CLOSE, item.value, item.reason))
+        else:
+            events.append((item.kind, item.value))
+    return events

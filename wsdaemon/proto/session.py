@@ -29,6 +29,9 @@ HELLO = "!h"
 ACK = "!a"
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 _MAX_SEQ_DIGITS = 12  # base 36: up to 4.7e18, more than any session sends
+#: Two base-36 digits for every number below 36**2: with and without a leading zero.
+_PAIRS = [a + b for a in _DIGITS for b in _DIGITS]
+_SHORT = [pair.lstrip("0") or "0" for pair in _PAIRS]
 
 
 class BufferFull(Exception):
@@ -55,13 +58,10 @@ class Close(NamedTuple):
 
 def base36(n: int) -> str:
     """``n`` in base 36, lower case: 7 digits reach 78 billion."""
-    if n < 36:
-        return _DIGITS[n]
-    out = []
-    while n:
-        n, r = divmod(n, 36)
-        out.append(_DIGITS[r])
-    return "".join(reversed(out))
+    if n < 1296:
+        return _SHORT[n]
+    head, low = divmod(n, 1296)
+    return (base36(head) if head >= 1296 else _SHORT[head]) + _PAIRS[low]
 
 
 def parse_base36(text: str) -> int:
@@ -194,6 +194,7 @@ class SessionState:
         "close_seq",
         "close_entry",
         "keyed",
+        "replaced",
     )
 
     def __init__(self, max_bytes: int = 0) -> None:
@@ -205,27 +206,41 @@ class SessionState:
         self.received_seq = 0
         self.close_seq = 0
         self.close_entry: Entry | None = None
-        #: key -> the unsent entry carrying it.
+        #: key -> the unsent entry carrying it, for the keyed entries pushed since the last unkeyed one.
         self.keyed: dict[Any, Entry] = {}
+        #: Keyed messages replaced in place by a newer one.
+        self.replaced = 0
 
     # -- outbound ----------------------------------------------------------------
 
     def push(self, message: str | bytes, key: Any = None) -> Entry:
-        """Number and keep ``message``; with ``key``, replace an unsent one of that key instead."""
+        """Number and keep ``message``; with ``key``, replace an unsent one of that key instead.
+
+        A keyed entry followed by an unkeyed one keeps its place and content (as the
+        transports' keyed writes do): order around unkeyed messages is kept.
+        """
         if self.close_seq:
             raise ProtocolError("session is closing")
         size = len(message)
-        if key is not None:
+        if key is None:
+            if self.keyed:
+                self.keyed.clear()
+        else:
             old = self.keyed.get(key)
             if old is not None and not old.sent:
                 if self.max_bytes and self.bytes - old.size + size > self.max_bytes:
                     raise BufferFull(f"more than {self.max_bytes} bytes unacknowledged")
                 self.bytes += size - old.size
                 old.message, old.size, old.wire = message, size, None
+                self.replaced += 1
                 return old
-        if self.max_bytes and self.bytes + size > self.max_bytes:
+        total = self.bytes + size
+        if total > self.max_bytes and self.max_bytes:
             raise BufferFull(f"more than {self.max_bytes} bytes unacknowledged")
-        entry = self._append(message, key, size)
+        seq = self.sent_seq = self.sent_seq + 1
+        entry = Entry(seq, message, key, size)
+        self.entries.append(entry)
+        self.bytes = total
         if key is not None:
             self.keyed[key] = entry
         return entry

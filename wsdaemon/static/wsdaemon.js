@@ -239,6 +239,12 @@
   WsDaemon.prototype._numbered = function (seq, data) {
     var n = this._n;
     if (seq <= n.received) { return; }  // replayed: we have it
+    if (seq !== n.received + 1) {
+      // A message is missing (never on an ordered transport): resume from what we have.
+      if (this._impl) { this._impl.abort(); }
+      this._transportLost('message ' + (n.received + 1) + ' missing');
+      return;
+    }
     n.received = seq;
     this._message(data);
     if (n.received - this._ackedUpTo >= ACK_EVERY) {

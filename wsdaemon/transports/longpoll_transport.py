@@ -14,19 +14,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import secrets
-from collections.abc import Hashable
 from typing import Any
 
 from ..net.sockets import format_address
 from ..proto import longpoll
-from ..proto.codes import CLOSED, CLOSING, CONNECTING, OPEN, CloseCode, ConnState
-from ..proto.errors import ConnectionClosedError, HandshakeError, ProtocolError
+from ..proto.codes import CLOSED, CLOSING, OPEN, CloseCode
+from ..proto.errors import HandshakeError, ProtocolError
 from ..proto.http11 import Request, build_response, is_token
-from ..proto.longpoll import EV_CLOSE, QueueFull, SessionProtocol
+from ..proto.longpoll import EV_CLOSE
 from ..proto.origin import parse_origin, request_origin
-from .appconnection import APP_STATE_SLOTS, AppConnection
+from ..proto.session import NOT_RECOVERED_REASON, Close, Entry, SequenceGap, parse_session_param
 from .host import TransportHost
+from .session import without_session_param
 from .upgrade import select_subprotocol
 
 log = logging.getLogger("wsdaemon.longpoll")
@@ -37,125 +36,82 @@ SWEEP_INTERVAL = 0.5
 _PREFLIGHT_MAX_AGE = "600"
 
 
-class LongPollSession(AppConnection):
-    """One long-polling client: a numbered outbound queue, at most one held poll."""
+class LongPollSession:
+    """The long-polling carrier of one session: at most one held poll, the session's numbers as JSON.
+
+    What the application sees is the :class:`~wsdaemon.transports.session.Session`;
+    this object answers its polls and posts. A session that did not ask to be
+    resumable (a raw long-polling client) ends when its polls stop.
+    """
 
     __slots__ = (
         "host",
-        *APP_STATE_SLOTS,
         "id",
         "manager",
-        "proto",
+        "session",
         "poll",
         "idle_since",
         "linger_until",
+        "close_received",
+        "_live",
         "_flush_scheduled",
-        "dropped",
     )
 
     protocol = "long-polling"
-    #: Connections with the same wire format share one encoding of a broadcast or publish.
-    wire_format = "long-polling"
 
-    def __init__(self, manager: LongPolling, session_id: str, request: Request, subprotocol: str | None):
+    def __init__(self, manager: LongPolling, session: Any):
         self.manager = manager
         self.host = manager.host
-        self._init_app_state(request, subprotocol)
-        self.id = session_id
-        self.proto = SessionProtocol(self.host.settings.longpoll_max_queue)
+        self.session = session
+        self.id = session.id
         #: The held poll, if any.
         self.poll: HeldPoll | None = None
         self.idle_since = self.host.loop.now
-        #: After our close (or the client's), when the session is dropped for good.
+        #: After the close (ours or the client's), when the carrier is dropped for good.
         self.linger_until = 0.0
+        self.close_received = False
+        self._live = True
         self._flush_scheduled = False
-        #: Volatile messages dropped because the session was backlogged.
-        self.dropped = 0
+        manager.live += 1
 
-    # -- the application's API ---------------------------------------------------
+    @property
+    def proto(self) -> Any:
+        return self.session.proto
 
-    @classmethod
-    def encode_message(cls, message: str | bytes) -> bytes:
-        return longpoll.encode_payload(message)
+    # -- the carrier's API (see transports/session.py) -----------------------------
 
-    def send_encoded(self, encoded: bytes) -> None:
-        if self.state == OPEN:
-            self._push(encoded)
+    def carry(self, entry: Entry) -> bool:
+        """Queue ``entry`` for the next poll response; it counts as sent once a response holds it."""
+        if type(entry.message) is Close:
+            self._linger()
+            session = self.session
+            if self.host.stopping and session.state == CLOSING:
+                # No new request can reach us: the close item goes out with the held poll, if any.
+                self._release(session.close_code or CloseCode.GOING_AWAY, session.close_reason)
+        self._schedule_flush()
+        return False
 
-    def send_encoded_keyed(self, encoded: bytes, key: Hashable) -> None:
-        if self.state == OPEN:
-            self._push(encoded, key)
+    def carry_ack(self, seq: int) -> None:
+        """Nothing to do: every post response and poll response carries the ack."""
 
-    def send(self, message: str | bytes, *, key: Hashable | None = None, volatile: bool = False) -> None:
-        if key is not None or volatile:
-            return self._send_flagged(message, key, volatile)
-        if self.state != OPEN:
-            raise ConnectionClosedError(f"session is {ConnState(self.state).label}")
-        self._push(longpoll.encode_payload(message))
+    def detach(self) -> None:
+        """The session resumed on another transport: this one is dropped (its requests get 404)."""
+        self._live_end()
+        self._drop()
 
     @property
     def backlogged(self) -> bool:
-        """True while messages wait that no poll response has carried yet."""
-        return self.proto.has_unsent
+        """True while messages wait that no poll response has carried yet (a volatile send is dropped)."""
+        proto = self.proto
+        return bool(proto.entries) and not proto.entries[-1].sent
 
-    @property
-    def replaced(self) -> int:
-        """Keyed messages replaced by a newer one with the same key before a poll carried them."""
-        return self.proto.replaced
+    def check_keepalive(self, now: float, interval: float, timeout: float) -> None:
+        """Polls are the keepalive: see :meth:`check_timers`."""
 
-    @property
-    def buffered_amount(self) -> int:
-        """Bytes queued for the client and not yet acknowledged by a poll."""
-        return self.proto.queued_bytes
-
-    def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
-        """Queue a close item after the queued messages; ``on_close`` follows the client's echo."""
-        if self.state == CLOSING and self.host.stopping:
-            self._deliver_close(self.close_code or code, self.close_reason)
-            return
-        if self.state not in (OPEN, CONNECTING):
-            return
-        self.proto.push_close(code, reason)
-        self.state = CLOSING
-        self.close_code = code
-        self.close_reason = reason
-        self.linger_until = self.host.loop.now + self.host.settings.close_timeout
-        if self.host.stopping:
-            # No new request can reach us: the close item goes out with the held poll, if any.
-            self._deliver_close(code, reason)
-        self._schedule_flush()
-
-    def fail(self, code: int, reason: str) -> None:
-        """Close because of an error: the application sees ``on_close`` now, the client next poll."""
-        if self.state == CLOSED:
-            return
-        log.info("failing %s: %d %s", self, code, reason)
-        self.proto.push_close(code, reason)
-        self._linger()
-        self._deliver_close(code, reason)
-        self._schedule_flush()
+    def check_idle(self, now: float, limit: float) -> None:
+        """The expiry of polls is the idle limit: see :meth:`check_timers`."""
 
     # -- outbound ----------------------------------------------------------------
-
-    def _push(self, payload: bytes, key: Hashable | None = None) -> None:
-        try:
-            if key is None:
-                self.proto.push(payload)
-            else:
-                self.proto.push_keyed(payload, key)
-        except QueueFull:
-            self._overflow()
-            return
-        self._schedule_flush()
-
-    def _overflow(self) -> None:
-        log.warning(
-            "%s: slow consumer, %d bytes unacknowledged; closing with 1008", self, self.proto.queued_bytes
-        )
-        self.proto.push_close(CloseCode.POLICY_VIOLATION, "slow consumer", drop_queue=True)
-        self._linger()
-        self._deliver_close(CloseCode.POLICY_VIOLATION, "slow consumer")
-        self._schedule_flush()
 
     def _schedule_flush(self) -> None:
         # Messages queued in one loop iteration leave together in one poll response.
@@ -165,8 +121,11 @@ class LongPollSession(AppConnection):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self.poll is not None and self.proto.has_pending:
+        if self.poll is not None and self.proto.entries:
             self._answer_poll()
+
+    def response(self, **extra: Any) -> bytes:
+        return longpoll.encode_response(self.proto, **extra)
 
     def _answer_poll(self) -> None:
         poll = self.poll
@@ -174,7 +133,7 @@ class LongPollSession(AppConnection):
             return
         self.poll = None
         self.idle_since = self.host.loop.now
-        poll.respond(self.proto.response())
+        poll.respond(self.response())
 
     # -- requests ----------------------------------------------------------------
 
@@ -191,8 +150,8 @@ class LongPollSession(AppConnection):
         now = self.host.loop.now
         self.idle_since = now
         keep_alive = request.keep_alive and not self.host.stopping
-        if self.proto.has_pending or self.state == CLOSED:
-            self.manager.respond_json(conn, 200, self.proto.response(), cors, keep_alive)
+        if self.proto.entries or self.session.state == CLOSED or not self._live:
+            self.manager.respond_json(conn, 200, self.response(), cors, keep_alive)
             return
         self.poll = HeldPoll(self, conn, cors, keep_alive)
         conn.hold(self.poll, now + self.host.settings.longpoll_hold)
@@ -201,9 +160,10 @@ class LongPollSession(AppConnection):
         """Messages (and perhaps the close) posted by the client, delivered in order, once."""
         items = longpoll.parse_items(body, self.host.settings.max_message_size)
         self.idle_since = self.host.loop.now
+        session = self.session
         try:
-            events = self.proto.receive(items)
-        except longpoll.SequenceGap as exc:
+            events = longpoll.receive_items(self.proto, items, self.close_received)
+        except SequenceGap as exc:
             body_out = json.dumps(
                 {"error": exc.reason, "status": 409, "ack": self.proto.received_seq}
             ).encode()
@@ -212,12 +172,13 @@ class LongPollSession(AppConnection):
         closed = False
         for event in events:
             if event[0] == EV_CLOSE:
+                self.close_received = True
                 self._close_received(event[1], event[2])
                 closed = True
-            elif self.state == OPEN:
-                self._deliver_message(event[1])
+            elif session.state == OPEN:
+                session._deliver_message(event[1])
         answer = {"ack": self.proto.received_seq}
-        if closed or self.proto.close_received:
+        if closed or self.close_received:
             answer["closed"] = True
         keep_alive = request.keep_alive and not self.host.stopping
         self.manager.respond_json(
@@ -225,22 +186,36 @@ class LongPollSession(AppConnection):
         )
 
     def _close_received(self, code: int, reason: str) -> None:
-        if self.state == CLOSING:
+        session = self.session
+        if session.state == CLOSING:
             # The client's answer to our close: the handshake is complete.
-            self._deliver_close(self.close_code or code, self.close_reason)
-        elif self.state != CLOSED:
+            self._release(session.close_code or code, session.close_reason)
+        elif session.state != CLOSED:
             echo = None if code == CloseCode.NO_STATUS_RCVD else code
             self.proto.push_close(echo, reason)
-            self._deliver_close(code, reason)
+            self._release(code, reason)
         # Kept a little: a retry of this post (its answer lost) is answered "closed", not 404.
         self._linger()
         self._schedule_flush()  # a held poll gets the echo
 
     def _close_confirmed(self) -> None:
         """A poll acknowledged our close item: the client has seen it; nothing is left to do."""
-        if self.state == CLOSING:
-            self._deliver_close(self.close_code or CloseCode.NORMAL_CLOSURE, self.close_reason)
+        session = self.session
+        if session.state == CLOSING:
+            self._release(session.close_code or CloseCode.NORMAL_CLOSURE, session.close_reason)
+        self._live_end()
         self._drop()
+
+    def _release(self, code: int, reason: str) -> None:
+        """This carrier is done with the session: it closes (or, on 1006, is suspended)."""
+        self._live_end()
+        if self.session.carrier is self:
+            self.session.transport_closed(self, code, reason)
+
+    def _live_end(self) -> None:
+        if self._live:
+            self._live = False
+            self.manager.live -= 1
 
     def _linger(self) -> None:
         """Keep a closed session a little for the client to fetch the close item."""
@@ -252,27 +227,24 @@ class LongPollSession(AppConnection):
     def check_timers(self, now: float, expire: float) -> None:
         """Expire a session nobody polls; drop a closed one once its close had time to be seen."""
         if self.linger_until and now >= self.linger_until:
-            if self.state == CLOSING:
+            if self.session.state == CLOSING and self.session.carrier is self:
                 log.info("%s: close not confirmed within %.1fs", self, self.host.settings.close_timeout)
-                self._deliver_close(CloseCode.ABNORMAL_CLOSURE, "close timeout")
+                self._release(CloseCode.ABNORMAL_CLOSURE, "close timeout")
+            self._live_end()
             self._drop()
         elif self.poll is None and now - self.idle_since >= expire:
             log.info("%s: no poll for %.1fs; session expired", self, expire)
-            self._deliver_close(CloseCode.ABNORMAL_CLOSURE, "session expired")
+            self._release(CloseCode.ABNORMAL_CLOSURE, "session expired")
             self._drop()
 
-    def _deliver_close(self, code: int, reason: str) -> None:
-        if self.state != CLOSED:
-            self.manager.live -= 1
-        super()._deliver_close(code, reason)
-
     def _drop(self) -> None:
-        self.manager.sessions.pop(self.id, None)
+        if self.manager.sessions.get(self.id) is self:
+            del self.manager.sessions[self.id]
         if self.poll is not None:
             self._answer_poll()
 
     def __repr__(self) -> str:
-        return f"<LongPollSession {self.id[:8]} {format_address(self.request.remote_address)}>"
+        return f"<LongPollSession {self.id[:8]} {format_address(self.session.request.remote_address)}>"
 
 
 class HeldPoll:
@@ -386,23 +358,41 @@ class LongPolling:
 
     def _open(self, conn: Any, request: Request, cors: list, app_path: str, body: bytes) -> None:
         offered = _parse_open_body(body)
-        if self.live >= self.settings.longpoll_max_sessions:
-            log.warning("refusing a long-polling session: %d sessions open", self.live)
-            raise HandshakeError("too many sessions", 503, [("Retry-After", "5")])
-        app_request = dataclasses.replace(request, path=app_path)
-        user = self.host.authenticate(app_request)
-        subprotocol = select_subprotocol(self.host.app, offered, app_request)
-        session_id = secrets.token_urlsafe(18)
-        session = LongPollSession(self, session_id, app_request, subprotocol)
-        session.user = user
-        self.sessions[session_id] = session
-        self.live += 1
-        session._deliver_open()
-        body_out = session.proto.response(
-            session=session_id,
-            protocol=subprotocol or "",
+        app_request, session_param = without_session_param(dataclasses.replace(request, path=app_path))
+        resume = None if session_param is None else parse_session_param(session_param)
+        sessions = self.host.sessions
+        user = self.host.authenticate(app_request)  # on_connect: a Reject is an HTTP error here
+        extra: dict[str, Any] = {}
+        if resume is not None:
+            session = sessions.find(resume)
+            if session is None:
+                raise HandshakeError(NOT_RECOVERED_REASON, 410)
+            carrier = LongPollSession(self, session)
+            session.attach(carrier, resume.ack)
+            self.sessions[session.id] = carrier
+            session.resumed()
+        else:
+            if self.live >= self.settings.longpoll_max_sessions:
+                log.warning("refusing a long-polling session: %d sessions open", self.live)
+                raise HandshakeError("too many sessions", 503, [("Retry-After", "5")])
+            subprotocol = select_subprotocol(self.host.app, offered, app_request)
+            resumable = session_param is not None
+            max_bytes = None if resumable else self.settings.longpoll_max_queue
+            session = sessions.create(app_request, subprotocol, resumable=resumable, max_bytes=max_bytes)
+            session.user = user
+            carrier = LongPollSession(self, session)
+            session.carrier = carrier
+            session.last_protocol = carrier.protocol
+            self.sessions[session.id] = carrier
+            session._deliver_open()
+        if session_param is not None:
+            extra = {"token": session.token, "window": self.settings.resume_window}
+        body_out = carrier.response(
+            session=session.id,
+            protocol=session.subprotocol or "",
             hold=self.settings.longpoll_hold,
             expire=self.settings.longpoll_expire,
+            **extra,
         )
         self.respond_json(conn, 200, body_out, cors, request.keep_alive and not self.host.stopping)
 
@@ -495,10 +485,8 @@ class LongPolling:
             session.check_timers(now, expire)
 
     def close(self) -> None:
-        """With the server: sessions still there (no shutdown ran) see their end, once."""
+        """With the server: the sessions themselves end with the server's SessionManager."""
         self._timer.cancel()
-        for session in list(self.sessions.values()):
-            session._deliver_close(CloseCode.ABNORMAL_CLOSURE, "server stopped")
         self.sessions.clear()
 
 

@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import secrets
 import urllib.parse
+from collections.abc import Hashable
 from typing import Any, Protocol
 
 from ..proto.codes import CLOSED, CLOSING, CONNECTING, OPEN, CloseCode, ConnState
@@ -45,6 +46,7 @@ class Carrier(Protocol):
     def detach(self) -> None:
         """The session moved to another carrier: end this transport without a word to the session."""
 
+    @property
     def backlogged(self) -> bool:
         """True when a volatile message should be dropped rather than queued."""
 
@@ -65,15 +67,26 @@ class Session(AppConnection):
         "_expiry",
         "_ack_timer",
         "_acked_to_client",
+        "dropped",
     )
 
-    def __init__(self, manager: SessionManager, request: Request, subprotocol: str | None, resumable: bool):
+    #: The application's message, numbered per session: a publish encodes nothing for sessions.
+    wire_format = "session"
+
+    def __init__(
+        self,
+        manager: SessionManager,
+        request: Request,
+        subprotocol: str | None,
+        resumable: bool,
+        max_bytes: int | None = None,
+    ):
         self.manager = manager
         self.host = manager.host
         self._init_app_state(request, subprotocol)
         self.id = secrets.token_urlsafe(18)
         self.token = secrets.token_urlsafe(18)
-        self.proto = SessionState(self.host.settings.resume_buffer)
+        self.proto = SessionState(self.host.settings.resume_buffer if max_bytes is None else max_bytes)
         self.carrier: Any = None
         #: False for a raw long-polling client that did not ask for a session: a lost carrier ends it.
         self.resumable = resumable
@@ -81,6 +94,8 @@ class Session(AppConnection):
         self._expiry: Any = None
         self._ack_timer: Any = None
         self._acked_to_client = 0
+        #: Volatile messages dropped because the session was backlogged or suspended.
+        self.dropped = 0
 
     @property
     def protocol(self) -> str:  # type: ignore[override]
@@ -95,7 +110,7 @@ class Session(AppConnection):
 
     # -- the application's API ---------------------------------------------------
 
-    def send(self, message: str | bytes, key: Any = None, volatile: bool = False) -> None:
+    def send(self, message: str | bytes, *, key: Hashable | None = None, volatile: bool = False) -> None:
         """Number ``message`` and send it, or keep it for the resume while suspended.
 
         ``key``: an unsent message of the same key is replaced in place.
@@ -108,7 +123,8 @@ class Session(AppConnection):
                 raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
             message = bytes(message)
         carrier = self.carrier
-        if volatile and (carrier is None or carrier.backlogged()):
+        if volatile and (carrier is None or carrier.backlogged):
+            self.dropped += 1
             return
         try:
             entry = self.proto.push(message, key)
@@ -116,15 +132,28 @@ class Session(AppConnection):
             self._overflow()
             return
         if carrier is not None and not entry.sent and carrier.carry(entry):
-            self.proto.mark_sent(entry)
+            entry.sent = True
+            if key is not None:
+                self.proto.mark_sent(entry)
 
     def send_encoded(self, encoded: Any) -> None:
         if self.state == OPEN:
             self.send(encoded)
 
-    def send_encoded_keyed(self, encoded: Any, key: Any) -> None:
+    def send_encoded_keyed(self, encoded: Any, key: Hashable) -> None:
         if self.state == OPEN:
             self.send(encoded, key=key)
+
+    @property
+    def backlogged(self) -> bool:
+        """True while suspended or while the carrier has not sent what it was given."""
+        carrier = self.carrier
+        return carrier is None or carrier.backlogged
+
+    @property
+    def replaced(self) -> int:
+        """Keyed messages replaced in place by a newer one before any transport carried them."""
+        return self.proto.replaced
 
     @property
     def buffered_amount(self) -> int:
@@ -160,10 +189,9 @@ class Session(AppConnection):
             carrier.carry(entry)  # the close goes out; the carrier ends itself
 
     def _overflow(self) -> None:
-        log.warning(
-            "%s: resume buffer full (%d bytes unacknowledged); closing with 1008", self, self.proto.bytes
-        )
-        self.fail(CloseCode.POLICY_VIOLATION, "resume buffer full")
+        what = "resume buffer full" if self.resumable else "slow consumer"
+        log.warning("%s: %s, %d bytes unacknowledged; closing with 1008", self, what, self.proto.bytes)
+        self.fail(CloseCode.POLICY_VIOLATION, what)
 
     # -- the carrier's side --------------------------------------------------------
 
@@ -198,14 +226,19 @@ class Session(AppConnection):
 
     def message_received(self, seq: int, message: str | bytes) -> None:
         """A numbered message of the client: delivered once, in order; the ack follows batched."""
-        if not self.proto.receive(seq):
-            return
+        proto = self.proto
+        if seq != proto.received_seq + 1 and not proto.receive(seq):
+            return  # a resend of what was delivered (a gap raised SequenceGap)
+        proto.received_seq = seq
         if self.state == OPEN:
-            self._deliver_message(message)
-        if self.proto.received_seq - self._acked_to_client >= ACK_EVERY:
-            self._send_ack()
-        elif self._ack_timer is None:
+            try:
+                self.host.app.handle_message(self, message)
+            except Exception:
+                self._callback_failed("on_message")
+        if self._ack_timer is None:
             self._ack_timer = self.host.loop.call_later(ACK_DELAY, self._send_ack)
+        elif seq - self._acked_to_client >= ACK_EVERY:
+            self._send_ack()
 
     def ack_received(self, ack: int) -> bool:
         """The client acknowledged up to ``ack``; True when that confirms our close."""
@@ -279,8 +312,11 @@ class SessionManager:
         self.host = host
         self.sessions: dict[str, Session] = {}
 
-    def create(self, request: Request, subprotocol: str | None, resumable: bool = True) -> Session:
-        session = Session(self, request, subprotocol, resumable)
+    def create(
+        self, request: Request, subprotocol: str | None, resumable: bool = True, max_bytes: int | None = None
+    ) -> Session:
+        """A new session (``on_open`` is the caller's to run); ``max_bytes`` overrides ``--resume-buffer``."""
+        session = Session(self, request, subprotocol, resumable, max_bytes)
         self.sessions[session.id] = session
         return session
 

@@ -17,27 +17,24 @@ from ..proto import rfc6455
 from ..proto.codes import CLOSED, OPEN, CloseCode
 from ..proto.errors import ProtocolError
 from ..proto.http11 import Request
-from ..proto.rfc6455 import OP_BINARY, OP_TEXT, encode_close, encode_frame
+from ..proto.rfc6455 import OP_TEXT, binary_frame, encode_close, encode_frame, text_frame
 from ..proto.session import (
     NOT_RECOVERED,
     NOT_RECOVERED_REASON,
     Close,
     Entry,
     ResumeRequest,
+    base36,
     decode_binary,
     decode_text,
     encode_ack,
     encode_binary,
     encode_hello,
-    encode_text,
 )
 from .host import TransportHost
 from .rfc6455_connection import Rfc6455Connection
 
 log = logging.getLogger("wsdaemon.session")
-
-#: Outbound bytes past which a volatile message is dropped rather than queued.
-VOLATILE_BACKLOG = 64 * 1024
 
 
 class SessionRfc6455Connection(Rfc6455Connection):
@@ -65,7 +62,7 @@ class SessionRfc6455Connection(Rfc6455Connection):
         window = self.host.settings.resume_window
         if self.resume is None:
             session = manager.create(self.request, self.subprotocol)
-            session.user = self.user  # on_connect's answer for the handshake that opened it
+            session.user = self.user  # what on_connect returned
             session.carrier = self
             session.last_protocol = self.protocol
             self.session = session
@@ -103,7 +100,7 @@ class SessionRfc6455Connection(Rfc6455Connection):
             return False
         message = entry.message
         if type(message) is str:
-            self.write(encode_frame(OP_TEXT, encode_text(entry.seq, message)))
+            self.write(text_frame((base36(entry.seq) + ":" + message).encode("utf-8")))
         elif type(message) is Close:
             session = self.session
             if session is not None and session.state == CLOSED:
@@ -113,7 +110,7 @@ class SessionRfc6455Connection(Rfc6455Connection):
             else:
                 self.close(message.code or CloseCode.NORMAL_CLOSURE, message.reason)
         else:
-            self.write(encode_frame(OP_BINARY, encode_binary(entry.seq, message)))
+            self.write(binary_frame(encode_binary(entry.seq, message)))
         return True
 
     def carry_ack(self, seq: int) -> None:
@@ -132,9 +129,6 @@ class SessionRfc6455Connection(Rfc6455Connection):
         self.state = CLOSED
         self.close_after_flush()
 
-    def backlogged(self) -> bool:
-        return self.buffered_amount > VOLATILE_BACKLOG
-
     # -- inbound: the envelope ------------------------------------------------------
 
     def _message_handler(self) -> Any:
@@ -146,11 +140,15 @@ class SessionRfc6455Connection(Rfc6455Connection):
             return
         try:
             if type(value) is str:
-                seq, text = decode_text(value)
-                if text is None:
+                digits, colon, text = value.partition(":")
+                if colon and digits.isalnum() and len(digits) < 13 and digits.isascii():  # the common case
+                    session.message_received(int(digits, 36), text)
+                    return
+                seq, message = decode_text(value)
+                if message is None:
                     session.ack_received(seq)
                     return
-                session.message_received(seq, text)
+                session.message_received(seq, message)
             else:
                 seq, data = decode_binary(value)
                 session.message_received(seq, data)

@@ -1,0 +1,165 @@
+"""The session envelope and the resume buffer without sockets (wsdaemon/proto/session.py)."""
+
+import json
+
+import pytest
+
+from wsdaemon.proto.errors import ProtocolError
+from wsdaemon.proto.session import (
+    BufferFull,
+    Close,
+    ResumeRequest,
+    SequenceGap,
+    SessionState,
+    base36,
+    decode_binary,
+    decode_text,
+    decode_varint,
+    encode_ack,
+    encode_binary,
+    encode_hello,
+    encode_text,
+    encode_varint,
+    parse_base36,
+    parse_session_param,
+)
+
+# -- numbers --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [0, 1, 35, 36, 1295, 1296, 10**6, 36**7 - 1, 2**62])
+def test_base36_round_trip(n):
+    assert parse_base36(base36(n)) == n
+
+
+def test_base36_is_short():
+    assert base36(35) == "z"
+    assert len(base36(36**7 - 1)) == 7  # 78 billion messages in 7 digits + ':' = 8 bytes
+
+
+@pytest.mark.parametrize("bad", ["", "-1", "1 2", "ä", "1_0", "+1", "1" * 13])
+def test_bad_base36_is_a_protocol_error(bad):
+    with pytest.raises(ProtocolError):
+        parse_base36(bad)
+
+
+@pytest.mark.parametrize("n", [0, 1, 127, 128, 300, 16383, 16384, 2**35, 2**56 - 1])
+def test_varint_round_trip(n):
+    encoded = encode_varint(n)
+    assert decode_varint(encoded + b"tail") == (n, len(encoded))
+
+
+def test_varint_sizes():
+    assert encode_varint(127) == b"\x7f"
+    assert encode_varint(128) == b"\x80\x01"
+    assert len(encode_varint(2**35 - 1)) == 5
+    assert len(encode_varint(2**56 - 1)) == 8
+
+
+@pytest.mark.parametrize("bad", [b"", b"\x80", b"\xff" * 10])
+def test_truncated_varint_is_a_protocol_error(bad):
+    with pytest.raises(ProtocolError):
+        decode_varint(bad)
+
+
+# -- the envelope --------------------------------------------------------------------
+
+
+def test_text_envelope():
+    assert encode_text(1, "hello") == b"1:hello"
+    assert encode_text(36, "привет") == "10:привет".encode()
+    assert decode_text("1z:a:b") == (71, "a:b")  # only the first colon separates
+    assert decode_text("5:") == (5, "")
+
+
+def test_binary_envelope_stays_binary():
+    frame = encode_binary(200, b"\x00\xff")
+    assert frame == b"\xc8\x01\x00\xff"
+    assert decode_binary(frame) == (200, b"\x00\xff")
+
+
+@pytest.mark.parametrize("seq", [1, 1000, 10**6, 36**7 - 1])
+def test_envelope_costs_at_most_8_bytes(seq):
+    assert len(encode_text(seq, "x")) - 1 <= 8
+    assert len(encode_binary(seq, b"x")) - 1 <= 8
+
+
+def test_ack_and_hello():
+    assert encode_ack(1296) == "!a100"
+    assert decode_text("!a100") == (1296, None)
+    hello = encode_hello("S", "T", 4, True, 30.0)
+    assert hello.startswith("!h")
+    assert json.loads(hello[2:]) == {"session": "S", "token": "T", "ack": 4, "resumed": True, "window": 30.0}
+
+
+@pytest.mark.parametrize("bad", ["no number", "!x1", "!a", ":x", "g$:x"])
+def test_bad_text_messages(bad):
+    with pytest.raises(ProtocolError):
+        decode_text(bad)
+
+
+def test_session_param():
+    assert parse_session_param("new") is None
+    assert parse_session_param("abc.def.12") == ResumeRequest("abc", "def", 12)
+    for bad in ("", "old", "a.b", "a.b.c", "a..1", ".b.1", "a.b.-1", "a.b.1.2"):
+        with pytest.raises(ProtocolError):
+            parse_session_param(bad)
+
+
+# -- the resume buffer ---------------------------------------------------------------
+
+
+def test_numbering_ack_and_replay():
+    s = SessionState()
+    for text in ("a", "b", "c"):
+        s.push(text)
+    assert [e.seq for e in s.unacknowledged()] == [1, 2, 3]
+    assert s.acknowledge(2) is False
+    assert [(e.seq, e.message) for e in s.unacknowledged()] == [(3, "c")]
+    assert s.acknowledge(1) is False  # stale: nothing changes
+    assert len(s.entries) == 1 and s.bytes == 1
+    with pytest.raises(ProtocolError):
+        s.acknowledge(4)
+
+
+def test_buffer_is_bounded_by_payload_bytes():
+    s = SessionState(max_bytes=10)
+    s.push("12345")
+    s.push(b"12345")
+    with pytest.raises(BufferFull):
+        s.push("x")
+    s.acknowledge(1)
+    s.push("xxxxx")
+
+
+def test_keyed_entry_replaced_in_place_until_sent():
+    s = SessionState()
+    first = s.push("pos 1", key="me")
+    assert s.push("pos 2", key="me") is first and first.message == "pos 2" and s.replaced == 1
+    s.mark_sent(first)
+    second = s.push("pos 3", key="me")
+    assert second.seq == 2
+    # Acknowledged entries leave the key table too.
+    s.acknowledge(2)
+    assert s.push("pos 4", key="me").seq == 3
+
+
+def test_close_is_the_last_entry():
+    s = SessionState()
+    s.push("bye soon")
+    close = s.push_close(4001, "done")
+    assert close.message == Close(4001, "done") and close.seq == 2
+    assert s.push_close(1000) is close
+    with pytest.raises(ProtocolError):
+        s.push("late")
+    assert s.acknowledge(2) is True
+
+
+def test_inbound_exactly_once_in_order():
+    s = SessionState()
+    assert s.receive(1) is True
+    assert s.receive(1) is False  # a resend after a reconnect
+    assert s.receive(2) is True
+    with pytest.raises(SequenceGap) as info:
+        s.receive(4)
+    assert info.value.expected == 3

@@ -1,0 +1,102 @@
+"""A Python client of the session envelope (docs/sessions.md), for tests and load scripts.
+
+It speaks what ``wsdaemon.js`` speaks over WebSocket: ``?wsdaemon_session=new`` or
+``ID.TOKEN.ACK``, the ``!h`` hello, numbered text (``<seq36>:text``) and binary
+(varint + bytes) messages, and batched ``!a`` acks, on a ``websockets`` connection.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+
+from websockets.sync.client import connect
+
+from wsdaemon.proto.session import (
+    SESSION_PARAM,
+    decode_binary,
+    decode_text,
+    encode_ack,
+    encode_binary,
+    encode_text,
+)
+
+
+class SessionClient:
+    def __init__(self, url: str, resume_from: SessionClient | None = None, timeout: float = 10.0) -> None:
+        self.base_url = url
+        self.timeout = timeout
+        if resume_from is None:
+            self.session_id = self.token = ""
+            self.received_seq = self.sent_seq = 0
+            self.outbox: list[tuple[int, str | bytes]] = []
+        else:
+            self.session_id, self.token = resume_from.session_id, resume_from.token
+            self.received_seq, self.sent_seq = resume_from.received_seq, resume_from.sent_seq
+            self.outbox = list(resume_from.outbox)
+        param = "new" if resume_from is None else f"{self.session_id}.{self.token}.{self.received_seq}"
+        sep = "&" if "?" in url else "?"
+        self.ws = connect(f"{url}{sep}{SESSION_PARAM}={param}", open_timeout=timeout).__enter__()
+        self.acks_received: list[int] = []
+        self.hello = self._read_hello()
+
+    def _read_hello(self) -> dict:
+        frame = self.ws.recv(timeout=self.timeout)
+        assert isinstance(frame, str) and frame.startswith("!h"), frame
+        hello = json.loads(frame[2:])
+        self.session_id, self.token = hello["session"], hello["token"]
+        self._acked(hello["ack"])
+        return hello
+
+    def _acked(self, ack: int) -> None:
+        self.outbox = [(seq, m) for seq, m in self.outbox if seq > ack]
+
+    def send(self, message: str | bytes) -> int:
+        """Number ``message``, keep it until acknowledged, send it."""
+        self.sent_seq += 1
+        self.outbox.append((self.sent_seq, message))
+        self._write(self.sent_seq, message)
+        return self.sent_seq
+
+    def _write(self, seq: int, message: str | bytes) -> None:
+        if isinstance(message, str):
+            self.ws.send(encode_text(seq, message).decode("utf-8"))
+        else:
+            self.ws.send(encode_binary(seq, message))
+
+    def resend_unacknowledged(self) -> None:
+        for seq, message in self.outbox:
+            self._write(seq, message)
+
+    def recv(self, timeout: float | None = None) -> tuple[int, str | bytes]:
+        """The next numbered message (acks are recorded on the way); replays already seen are kept too."""
+        while True:
+            frame = self.ws.recv(timeout=self.timeout if timeout is None else timeout)
+            if isinstance(frame, str):
+                seq, text = decode_text(frame)
+                if text is None:
+                    self.acks_received.append(seq)
+                    self._acked(seq)
+                    continue
+                message: str | bytes = text
+            else:
+                seq, message = decode_binary(frame)
+            if seq > self.received_seq:
+                assert seq == self.received_seq + 1, (seq, self.received_seq)
+                self.received_seq = seq
+            return seq, message
+
+    def ack(self) -> None:
+        self.ws.send(encode_ack(self.received_seq))
+
+    def drop(self) -> None:
+        """Cut the TCP connection without a close frame (a network change)."""
+        sock = self.ws.socket
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        self.ws.close(code, reason)
