@@ -356,7 +356,7 @@
         for (var i = 0; i < out.length; i++) {
           var item = out[i];
           if (item.seq <= sentUpTo) { continue; }
-          if (!item.ready) { break; }
+          if (!item.ready || item.isClose) { break; }  // a long-polling close item: not for a socket
           ws.send(item.text !== undefined ? item.seq.toString(36) + ':' + item.text
                                           : withVarint(item.seq, item.bytes));
           sentUpTo = item.seq;
