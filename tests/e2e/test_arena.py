@@ -209,9 +209,16 @@ def test_a_bad_name_is_refused_at_the_handshake(daemon_factory):
         ws.close()
 
 
-@pytest.mark.parametrize("transport", ["websocket", "long-polling"])
-def test_chat_lines_survive_a_cut_connection(daemon_factory, browser, transport):
-    """Every connection of the page is reset mid-chat: the session resumes, no line lost or doubled."""
+@pytest.mark.parametrize(
+    "transport, then",
+    [("websocket", "websocket"), ("long-polling", "long-polling"), ("auto", "long-polling")],
+    ids=["websocket", "long-polling", "websocket-then-long-polling"],
+)
+def test_chat_lines_survive_a_cut_connection(daemon_factory, browser, transport, then):
+    """Every connection of the page is reset mid-chat: the session resumes, no line lost or doubled.
+
+    In the last case WebSocket upgrades are refused from the cut on, so the session resumes over
+    long-polling."""
     from tests.support.upgrade_blocker import UpgradeBlockingProxy
 
     d = daemon_factory(app=APP)
@@ -221,10 +228,12 @@ def test_chat_lines_survive_a_cut_connection(daemon_factory, browser, transport)
         errors: list[str] = []
         alice = open_player(browser, f"{proxy.http_url}/arena?name=alice&transport={transport}", errors)
         alice_id = alice.evaluate("arena.id")
+        assert alice.evaluate("arena.transport") == ("websocket" if transport == "auto" else transport)
         sent = [f"line {i}" for i in range(10)]
         for i, text in enumerate(sent):
             bob.send(json.dumps({"t": "chat", "text": text}))
             if i == 4:
+                proxy.block_upgrades = then != "websocket"
                 assert proxy.cut_all() > 0
             time.sleep(0.05)
         alice.wait_for_function(f"arena.chat.length >= {len(sent)}", timeout=30_000)
@@ -233,19 +242,23 @@ def test_chat_lines_survive_a_cut_connection(daemon_factory, browser, transport)
         assert [line["text"] for line in state["chat"]] == sent
         assert [line["n"] for line in state["chat"]] == list(range(1, len(sent) + 1))
         assert state["closed"] is None and state["id"] == alice_id
-        if (
-            transport == "websocket"
-        ):  # a new WebSocket resumed the session (long-polling retries its requests)
-            assert state["resumes"] >= 1
-            assert "alice resumed over rfc6455" in d.wait_for_log("alice resumed over")
+        assert state["transport"] == then
+        if state["resumes"]:  # a new transport resumed the session (a cut poll may just be retried)
+            wire = {"websocket": "rfc6455", "long-polling": "long-polling"}[then]
+            assert f"alice resumed over {wire}" in d.wait_for_log(f"alice resumed over {wire}")
+        if transport == "auto":
+            assert state["resumes"] >= 1 and alice.inner_text("#transport") == "long-polling"
         whos = []
         deadline = time.monotonic() + 1
         while time.monotonic() < deadline:
             doc = json.loads(bob.recv())
             if doc["t"] == "who":
-                whos.append([p["name"] for p in doc["players"]])
+                whos.append({p["name"]: p["via"] for p in doc["players"]})
         joined = next(i for i, names in enumerate(whos) if "alice" in names)
         assert all("alice" in names for names in whos[joined:]), whos  # never left (no on_close)
+        assert "closing alice" not in d.log()
+        assert whos[-1]["alice"] == {"websocket": "rfc6455", "long-polling": "long-polling"}[then]
+        print(f"\n{transport} -> {then}: {state['resumes']} resume(s), presence seen by bob: {whos[-1]}")
         assert not errors, errors
     finally:
         bob.close()
