@@ -328,3 +328,18 @@ def test_an_old_safari_plays_too(daemon_factory, draft):
     finally:
         old.close()
         new.close()
+
+
+def test_the_readme_starts_with_the_arena():
+    """Right after the two set-up commands: the command the tests above run, and the page's URL."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```sh\n(.*?)```", readme, re.S)
+    assert blocks[0].splitlines()[0].startswith("python3 -m pip install . && wsdaemon run --port 8081")
+    assert blocks[0].splitlines()[1].startswith("bash tests/run.sh")
+    assert blocks[1].startswith(f"wsdaemon run --app {APP} --workers 2 ")
+    assert "http://127.0.0.1:8081/arena" in blocks[1]
+    between = readme[readme.index(blocks[0]) + len(blocks[0]) : readme.index(blocks[1])]
+    assert between.strip() == "```\n\n## Play the arena\n\n```sh"
