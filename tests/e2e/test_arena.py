@@ -124,10 +124,11 @@ def test_two_players_see_each_other_bots_chase_and_chat_arrives(daemon_factory, 
         assert lines == [("alice", "hello from alice"), ("bob", "hi alice, bob here")], lines
         assert "alice: hello from alice" in page.inner_text("#chat")
 
-    shot = tmp_path / f"arena-{second}.png"
-    alice.screenshot(path=str(shot))
-    print(f"screenshot: {shot}")
-    assert shot.stat().st_size > 10_000
+    for name, page in (("alice", alice), ("bob", bob)):
+        shot = tmp_path / f"arena-{second}-{name}.png"
+        page.screenshot(path=str(shot))
+        print(f"screenshot: {shot}")
+        assert shot.stat().st_size > 10_000
     assert not errors, errors
 
 

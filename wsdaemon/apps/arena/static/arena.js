@@ -10,11 +10,12 @@
   var HALF = 0.3;         // half the side of a player's box, in cells (for walls)
   var CELL = 20;          // canvas pixels per cell
   var MAX_CHAT = 500;     // chat lines kept on the page
+  var TICK = 50;          // ms between two states of the room
 
   var arena = window.arena = {
     id: null, name: '', me: null, players: {}, bots: [], who: [], chat: [], grid: null,
     width: 0, height: 0, unit: 100, transport: '', connected: false, closed: null,
-    sent: null, movedAt: 0, states: 0, botsMode: '', errors: [], reconnecting: false, resumes: 0
+    botsFrom: [], botsAt: 0, sent: null, movedAt: 0, states: 0, botsMode: '', errors: [], reconnecting: false, resumes: 0
   };
   var keys = {}, touch = null, conn = null;
   var field = document.getElementById('field'), ctx = field.getContext('2d');
@@ -108,15 +109,28 @@
       var id = m.p[i][0], x = m.p[i][1], y = m.p[i][2], p = arena.players[id];
       seen[id] = true;
       if (!p) {
-        arena.players[id] = { x: x, y: y, seenAt: t };
+        arena.players[id] = { x: x, y: y, seenAt: t, from: [x, y] };
       } else if (p.x !== x || p.y !== y) {
+        p.from = shown(p.from, [p.x, p.y], p.seenAt, t);
         p.x = x; p.y = y; p.seenAt = t;
       }
     }
     for (var known in arena.players) {
       if (!seen[known]) { delete arena.players[known]; }
     }
+    var before = arena.bots;
+    arena.botsFrom = m.b.map(function (b, i) {
+      return before[i] ? shown(arena.botsFrom[i] || before[i], before[i], arena.botsAt, t) : b;
+    });
     arena.bots = m.b;
+    arena.botsAt = t;
+  }
+
+  // Others move in 20 Hz steps: the field shows them gliding from where they were drawn to the
+  // newest position over one tick (arena.players keeps the exact positions).
+  function shown(from, to, since, t) {
+    var k = Math.min(1, (t - since) / TICK);
+    return [from[0] + (to[0] - from[0]) * k, from[1] + (to[1] - from[1]) * k];
   }
 
   function decodeCells(b64) {
@@ -243,8 +257,10 @@
       }
     }
     ctx.fillStyle = '#d8262b';
-    arena.bots.forEach(function (b) {
-      ctx.fillRect(b[0] * s - CELL * 0.35, b[1] * s - CELL * 0.35, CELL * 0.7, CELL * 0.7);
+    var t = now();
+    arena.bots.forEach(function (b, i) {
+      var at = arena.botsFrom[i] ? shown(arena.botsFrom[i], b, arena.botsAt, t) : b;
+      ctx.fillRect(at[0] * s - CELL * 0.35, at[1] * s - CELL * 0.35, CELL * 0.7, CELL * 0.7);
     });
     var names = {};
     arena.who.forEach(function (p) { names[p.id] = p.name; });
@@ -252,7 +268,8 @@
     ctx.textAlign = 'center';
     for (var id in arena.players) {
       if (+id === arena.id) { continue; }
-      dot(arena.players[id].x * s, arena.players[id].y * s, colour(+id), names[id] || '', false);
+      var p = arena.players[id], at = shown(p.from, [p.x, p.y], p.seenAt, t);
+      dot(at[0] * s, at[1] * s, colour(+id), names[id] || '', false);
     }
     if (arena.me) { dot(arena.me.x * s, arena.me.y * s, colour(arena.id || 0), arena.name, true); }
   }
