@@ -35,8 +35,13 @@ class Server:
     src: Path | None = None  # wsdaemon only: a tree of its own instead of --wsdaemon-src
 
     def command(self, mode: str, port: int, wsdaemon_src: Path, build: Path) -> list[str]:
+        if mode == "room" and self.kind != "wsdaemon":
+            raise Unavailable(f"{self.name} has no rooms")
         if self.kind == "wsdaemon":
-            launcher = [sys.executable, str(BENCH / "wsdaemon_launcher.py"), str(self.src or wsdaemon_src)]
+            src = self.src or wsdaemon_src
+            if not (src / "wsdaemon" / "apps" / f"{mode}.py").exists():
+                raise Unavailable(f"no wsdaemon.apps.{mode} in {src}")
+            launcher = [sys.executable, str(BENCH / "wsdaemon_launcher.py"), str(src)]
             app = f"wsdaemon.apps.{mode}:app"
             options = f"--host 127.0.0.1 --port {port} --app {app} --max-message-size 16777216"
             return [*launcher, "run", *options.split(), *self.extra]
