@@ -99,3 +99,23 @@ def test_a_snapshot_is_one_short_json_line_and_clears_changed():
     assert len(text) < 100 and not world.changed
     world.add_player(2, "q")
     assert len(world.snapshot(8)) - len(text) <= 16  # one more player: up to 16 bytes
+
+
+def test_a_bots_search_grid_makes_the_other_bots_cells_dear():
+    import base64
+
+    from wsdaemon.apps.arena.world import CROWD_COST
+
+    world = World(seed=1)
+    costs = base64.b64decode(world.costs_for(0))
+    own, other = (world.cell_of(b.x, b.y) for b in world.bots[:2])
+    assert costs[own] == 1 and costs[other] == CROWD_COST and costs[other + WIDTH] == CROWD_COST
+    assert sum(c != o for c, o in zip(costs, world.cells, strict=True)) == 10  # two bots, five cells each
+    assert all(costs[i] == 0 for i, c in enumerate(world.cells) if c == 0)  # walls stay walls
+    # Bot 0 stands between bot 1 and its goal: bot 1's path goes round it.
+    world.bots[0].x, world.bots[0].y = center(24, 6)
+    height = len(world.cells) // WIDTH
+    start, goal = world.cell_of(*center(27, 6)), world.cell_of(*center(21, 6))
+    straight = astar(world.cells, WIDTH, height, start, goal)[0]
+    around = astar(base64.b64decode(world.costs_for(1)), WIDTH, height, start, goal)[0]
+    assert world.cell_of(*center(24, 6)) in straight and world.cell_of(*center(24, 6)) not in around

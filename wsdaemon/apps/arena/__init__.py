@@ -182,7 +182,7 @@ class Arena:
             find_path.submit(
                 WIDTH,
                 HEIGHT,
-                self.world.cells_b64,
+                self.world.costs_for(index),
                 start=start,
                 goal=goal,
                 callback=lambda future: self.planned(index, future),

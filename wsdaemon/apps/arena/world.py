@@ -19,6 +19,7 @@ BOT_SPEED = 3.5 * UNIT  # per second; players move at 8 cells/s (the page's PLAY
 CATCH_RADIUS = 0.6 * UNIT
 CATCH_PAUSE = 2.0  # seconds a bot rests after catching someone
 PLAN_INTERVAL = 0.5  # seconds between two path requests of one bot
+CROWD_COST = 9  # cost of entering a cell at or next to another bot (floor costs 1)
 BOT_STARTS = ((20, 13), (27, 6), (12, 22))
 SPAWNS = ((3, 3), (36, 3), (3, 24), (36, 24), (14, 3), (25, 24))
 #: Walls inside the border, as (x, y, width, height) in cells.
@@ -144,6 +145,18 @@ class World:
                 bot.path = []
                 catches.append((index, target))
         return catches
+
+    def costs_for(self, index: int) -> str:
+        """The grid for bot ``index``'s path search, base64: the other bots' cells cost more
+        (``CROWD_COST``), so bots chasing one player come from different sides instead of in a file."""
+        cells = bytearray(self.cells)
+        for other, bot in enumerate(self.bots):
+            if other != index:
+                cell = self.cell_of(bot.x, bot.y)
+                for n in (cell, cell - 1, cell + 1, cell - WIDTH, cell + WIDTH):
+                    if 0 <= n < len(cells) and cells[n]:
+                        cells[n] = CROWD_COST
+        return base64.b64encode(cells).decode()
 
     def set_path(self, index: int, path: list[int] | None) -> None:
         """A planned path (cell indices from the bot's cell at request time) or None for no path."""
