@@ -8,7 +8,7 @@ import time
 import pytest
 import websocket
 
-from wsdaemon.apps.pathfind import astar
+from wsdaemon.apps.pathfind import astar, find_path
 
 APP = "wsdaemon.apps.pathfind:app"
 
@@ -45,6 +45,18 @@ def test_astar_reports_no_path():
     assert astar(grid, w, h, 0, w * h - 1)[0] is None
     grid, w, h = grid_from(["#1", "11"])
     assert astar(grid, w, h, 0, 3) == (None, 0, 0)
+
+
+def test_the_task_takes_a_start_and_a_goal():
+    grid, w, h = grid_from(["111", "1#1", "111"])
+    cells = base64.b64encode(grid).decode()
+    assert find_path(w, h, cells)["path"] == astar(grid, w, h, 0, 8)[0]
+    assert find_path(w, h, cells, start=6, goal=2)["path"] in ([6, 3, 0, 1, 2], [6, 7, 8, 5, 2])
+    for bad in ({"start": 9}, {"goal": -1}, {"start": True}, {"goal": "2"}):
+        with pytest.raises(ValueError, match="cell index from 0 to 8"):
+            find_path(w, h, cells, **bad)
+    with pytest.raises(ValueError, match="not width\\*height"):
+        find_path(4, 4, cells)
 
 
 def test_search_in_a_worker_while_echoes_are_answered(daemon_factory):

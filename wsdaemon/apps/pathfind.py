@@ -39,11 +39,20 @@ MAX_SIDE = 2000
 
 
 @app.task(idempotent=True, timeout=120)
-def find_path(width: int, height: int, cells: str) -> dict:
-    """A* from the top-left to the bottom-right cell over a weighted grid (runs in a worker)."""
+def find_path(width: int, height: int, cells: str, start: int = 0, goal: int | None = None) -> dict:
+    """A* over a weighted grid from cell ``start`` to ``goal`` (default: corner to corner); runs in a worker.
+
+    The arena demo (``wsdaemon.apps.arena``) declares this same function as its bots' task.
+    """
     started = time.perf_counter()
     grid = base64.b64decode(cells)
-    path, cost, expanded = astar(grid, width, height, 0, width * height - 1)
+    if len(grid) != width * height:
+        raise ValueError(f"cells holds {len(grid)} bytes, not width*height = {width * height}")
+    goal = width * height - 1 if goal is None else goal
+    for name, cell in (("start", start), ("goal", goal)):
+        if isinstance(cell, bool) or not isinstance(cell, int) or not 0 <= cell < width * height:
+            raise ValueError(f"{name} must be a cell index from 0 to {width * height - 1}")
+    path, cost, expanded = astar(grid, width, height, start, goal)
     return {
         "path": path,
         "cost": cost,
