@@ -35,9 +35,11 @@ class Server:
     src: Path | None = None  # wsdaemon only: a tree of its own instead of --wsdaemon-src
 
     def command(self, mode: str, port: int, wsdaemon_src: Path, build: Path) -> list[str]:
+        if mode == "session" and self.kind != "wsdaemon":
+            raise Unavailable(f"{self.name} has no resumable sessions")
         if self.kind == "wsdaemon":
             launcher = [sys.executable, str(BENCH / "wsdaemon_launcher.py"), str(self.src or wsdaemon_src)]
-            app = f"wsdaemon.apps.{mode}:app"
+            app = f"wsdaemon.apps.{'echo' if mode == 'session' else mode}:app"
             options = f"--host 127.0.0.1 --port {port} --app {app} --max-message-size 16777216"
             return [*launcher, "run", *options.split(), *self.extra]
         if self.kind == "c":
