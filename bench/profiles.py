@@ -1,4 +1,4 @@
-"""The benchmark profiles (a)-(g): loadgen arguments, server mode, and the figure.
+"""The benchmark profiles (a)-(g) and (r): loadgen arguments, server mode, and the figure.
 
 A profile is data; ``measure`` runs the load generator against a started server
 and turns its JSON into one number (plus details kept in the results file).
@@ -22,7 +22,7 @@ LOADGEN_CPU = "1"
 class Profile:
     key: str
     title: str
-    mode: str  # server mode: "echo" or "broadcast"
+    mode: str  # server mode: "echo", "broadcast" or "room" (wsdaemon only)
     loadgen: list[str]  # loadgen arguments besides --port/--duration/--warmup
     unit: str
     lower_is_better: bool = False
@@ -86,6 +86,14 @@ PROFILES = {
             "f",
             "broadcast to 1000 conns, 32 B, 10 in flight",
             "broadcast",
+            ["--mode", "broadcast", "--conns", "1000", "--size", "32", "--inflight", "10"],
+            "deliv/s",
+            quick=["--conns", "200"],
+        ),
+        Profile(
+            "r",
+            "room publish to 1000 members, 32 B, 10 in flight",
+            "room",
             ["--mode", "broadcast", "--conns", "1000", "--size", "32", "--inflight", "10"],
             "deliv/s",
             quick=["--conns", "200"],

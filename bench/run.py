@@ -31,7 +31,7 @@ C_PROGRAMS = {"loadgen": BENCH / "loadgen.c", "c_echo": BENCH / "peers" / "c_ech
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--profiles", default=",".join(PROFILES), help="comma list of a..g")
+    p.add_argument("--profiles", default=",".join(PROFILES), help="comma list of a..g, r")
     p.add_argument("--servers", default=",".join(SERVERS), help="comma list of " + ",".join(SERVERS))
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
     p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before that")

@@ -18,7 +18,16 @@ from wsdaemon.tasks import TaskFuture
 from wsdaemon.transports.appconnection import AppConnection
 
 #: What applications use of the server (the rest of Server is the daemon's own wiring).
-SERVER_API = ("broadcast", "call_later", "call_every", "connections")
+SERVER_API = (
+    "broadcast",
+    "publish",
+    "room",
+    "rooms",
+    "presence",
+    "call_later",
+    "call_every",
+    "connections",
+)
 #: What applications use of a connection, whatever its transport.
 CONNECTION_API = (
     "send",
@@ -30,7 +39,13 @@ CONNECTION_API = (
     "request",
     "protocol",
     "subprotocol",
+    "user",
     "data",
+    "join",
+    "leave",
+    "leave_all",
+    "rooms",
+    "backlogged",
     "buffered_amount",
     "close_code",
     "close_reason",
@@ -41,6 +56,7 @@ ATTRIBUTES = {
     "protocol": 'The transport: `"rfc6455"`, `"hixie-76"`, `"hixie-75"` or `"long-polling"`.',
     "subprotocol": "The subprotocol chosen from the client's offer, or `None`.",
     "data": "Free for the application's own per-connection state (`None` at first).",
+    "user": "What the application's `on_connect` returned for this client (`None` without one).",
     "close_code": "The close code once the connection is closing or closed, else `None`.",
     "close_reason": 'The close reason (`""` when none was given).',
     "buffered_amount": "Bytes accepted by `send` and not yet taken by the network (or, long-polling, not yet acknowledged).",
@@ -49,6 +65,9 @@ ATTRIBUTES = {
 }
 #: Called by the server, not by applications.
 INTERNAL = {
+    "handle_connect",
+    "handle_join",
+    "handle_leave",
     "handle_open",
     "handle_message",
     "handle_close",

@@ -18,6 +18,8 @@ Text commands, answered on the same connection:
 - ``stats``: JSON of replaced, dropped, buffered_amount
 
 ``GET /state`` gives the users that reached on_open, the join/leave events and the rooms.
+``GET /page`` is a page for the browser test: ``connect(name, transport)`` opens a
+WsDaemon client and records what it receives in ``window.got[name]``.
 """
 
 import json
@@ -52,6 +54,28 @@ def state(request):
         "sizes": {name: len(server.room(name)) for name in server.rooms},
         "status": {k: server.status()[k] for k in ("rejected", "on_connect_errors", "rooms")},
     }
+
+
+PAGE = """<!doctype html>
+<meta charset="utf-8"><title>rooms</title>
+<script src="/wsdaemon.js"></script>
+<script>
+window.got = {}; window.socks = {}; window.ended = {};
+function connect(name, transport, token) {
+  var url = 'ws://' + location.host + '/?name=' + name + (token ? '&token=' + token : '');
+  var sock = new WsDaemon(url, {transports: [transport]});
+  window.got[name] = []; window.socks[name] = sock;
+  sock.onmessage = function (e) { window.got[name].push(e.data); };
+  sock.onclose = function (e) { window.ended[name] = e.code; };
+  return new Promise(function (resolve) { sock.onopen = function () { resolve(sock.transport); }; });
+}
+</script>
+"""
+
+
+@app.route("/page")
+def page(request):
+    return PAGE
 
 
 @app.on_open
