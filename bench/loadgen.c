@@ -24,6 +24,11 @@
  *  broadcast  N connections; connection 0 sends, keeping K messages in flight
  *             (a message leaves flight when the sender gets its own copy);
  *             counts deliveries to all connections per second.
+ *             With --session it speaks wsdaemon's resumable-session envelope
+ *             (docs/sessions.md): ?wsdaemon_session=new, every message
+ *             numbered "<6 base-36 digits>:" (its own copy of the frame, the
+ *             digits patched in), an "!a<seq>" ack every 32 echoes, and the
+ *             server's "!..." hello and acks not counted as echoes.
  *  handshake  L loops of connect, upgrade, close frame, wait for close/EOF.
  *  idle       open N connections (from --sources source addresses), print
  *             {"ready":...}, wait for a line on stdin (or --hold seconds), then
@@ -118,6 +123,10 @@ struct conn {
     double t_start;        /* handshake mode: when this cycle's connect began */
     struct zconn *z;       /* --deflate only */
     char *hs;              /* handshake response being collected */
+    uint8_t *sbuf;         /* --session: this connection's own outgoing frames */
+    uint32_t sbuf_len, sbuf_off, sbuf_cap;
+    uint32_t seq_out, seq_in, acked_in; /* --session: numbers sent, echoes received, acked */
+    uint8_t first, first_seen; /* --session: first payload byte of the current message */
     uint16_t hs_len;
     char key[25];
 };
@@ -127,12 +136,17 @@ struct conn {
 static struct {
     enum mode mode;
     const char *host, *path;
-    int port, conns, size, inflight, binary, loops, sources, concurrency, verify;
+    int port, conns, size, inflight, binary, loops, sources, concurrency, verify, session;
     double duration, warmup, hold, timeout;
     int deflate, pause, mem_level;
     const char *offer;
-} cfg = {M_ECHO, "127.0.0.1", "/", 0, 10, 16, 1, 0, 50, 0, 64, 0, 5.0, 1.0, 60.0, 0,
+} cfg = {M_ECHO, "127.0.0.1", "/", 0, 10, 16, 1, 0, 50, 0, 64, 0, 0, 5.0, 1.0, 60.0, 0,
          0, 0, 8, "permessage-deflate; client_max_window_bits"};
+
+#define SEQ_DIGITS 6 /* --session: fixed-width client numbers, 2.1 billion per connection */
+static const char B36[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+static uint8_t smask[4];  /* the mask of the data frame template */
+static size_t shead;      /* header bytes of the data frame template */
 
 static struct conn *conns;
 static int nconns, epfd;
@@ -205,8 +219,14 @@ static void build_stream(void)
     memcpy(mask, &r, 4);
     uint8_t *payload = malloc(cfg.size + 1);
     for (int i = 0; i < cfg.size; i++) payload[i] = 'a' + i % 26;
+    if (cfg.session) { /* "000000:": the digits are patched per message */
+        memset(payload, '0', SEQ_DIGITS);
+        payload[SEQ_DIGITS] = ':';
+        memcpy(smask, mask, 4);
+    }
     frame = malloc(cfg.size + 14);
     flen = build_frame(frame, cfg.binary ? 2 : 1, payload, cfg.size, mask);
+    shead = flen - cfg.size;
     free(payload);
     size_t copies = flen >= 65536 ? 1 : 65536 / flen;
     slen = copies * flen;
@@ -463,6 +483,7 @@ static void conn_close(struct conn *c)
     if (c->fd >= 0) close(c->fd);
     free(c->hs);
     z_free(c);
+    free(c->sbuf);
     int fd = -1;
     memset(c, 0, sizeof *c);
     c->fd = fd;
@@ -564,6 +585,22 @@ static ssize_t read_handshake(struct conn *c, const uint8_t *p, size_t n)
 static void flush(struct conn *c)
 {
     if (c->z) { z_flush(c); return; }
+    if (cfg.session) { /* the connection's own frames, then a control frame at the boundary */
+        while (c->sbuf_off < c->sbuf_len) {
+            ssize_t w = send(c->fd, c->sbuf + c->sbuf_off, c->sbuf_len - c->sbuf_off, MSG_NOSIGNAL);
+            if (w <= 0) return;
+            c->sbuf_off += w;
+        }
+        c->sbuf_off = c->sbuf_len = 0;
+        if (c->out_ctrl_len) {
+            ssize_t w = send(c->fd, c->out_ctrl + c->out_ctrl_off,
+                             c->out_ctrl_len - c->out_ctrl_off, MSG_NOSIGNAL);
+            if (w < 0) return;
+            c->out_ctrl_off += w;
+            if (c->out_ctrl_off == c->out_ctrl_len) c->out_ctrl_len = 0;
+        }
+        return;
+    }
     for (;;) {
         if (c->out_ctrl_len && c->off == 0) {
             ssize_t w = send(c->fd, c->out_ctrl + c->out_ctrl_off,
@@ -585,9 +622,49 @@ static void flush(struct conn *c)
     }
 }
 
+static uint8_t *sbuf_grow(struct conn *c, size_t more)
+{
+    if (c->sbuf_len + more > c->sbuf_cap) {
+        size_t cap = c->sbuf_cap ? c->sbuf_cap * 2 : 4096;
+        while (cap < c->sbuf_len + more) cap *= 2;
+        c->sbuf = realloc(c->sbuf, cap);
+        if (!c->sbuf) die("realloc");
+        c->sbuf_cap = cap;
+    }
+    uint8_t *at = c->sbuf + c->sbuf_len;
+    c->sbuf_len += more;
+    return at;
+}
+
+/* --session: "!a<seq in base 36>", everything received so far (sent batched). */
+static void session_ack(struct conn *c)
+{
+    char text[16] = "!a";
+    char digits[14];
+    int n = 0;
+    uint32_t v = c->seq_in;
+    do { digits[n++] = B36[v % 36]; v /= 36; } while (v);
+    for (int i = 0; i < n; i++) text[2 + i] = digits[n - 1 - i];
+    uint8_t out[32];
+    size_t len = build_frame(out, 1, (const uint8_t *)text, 2 + n, smask);
+    memcpy(sbuf_grow(c, len), out, len);
+    c->acked_in = c->seq_in;
+}
+
 static void queue_msgs(struct conn *c, uint32_t k)
 {
     if (phase == P_MEASURE) st.sent += k;
+    if (cfg.session) { /* each message its own number: a copy of the template, digits patched */
+        uint8_t *f = sbuf_grow(c, (size_t)k * flen);
+        for (uint32_t i = 0; i < k; i++, f += flen) {
+            memcpy(f, frame, flen);
+            uint32_t v = ++c->seq_out;
+            for (int j = SEQ_DIGITS - 1; j >= 0; j--, v /= 36)
+                f[shead + j] = (uint8_t)B36[v % 36] ^ smask[j & 3];
+        }
+        c->inflight += k;
+        return;
+    }
     c->inflight += k;
     if (c->z) {
         for (uint32_t i = 0; i < k; i++) z_queue_msg(c);
@@ -617,8 +694,18 @@ static void conn_opened(struct conn *c)
 
 static void on_message(struct conn *c)
 {
-    if (phase == P_MEASURE) { st.msgs++; st.bytes += c->msg_len; }
-    if (c->msg_len != (uint64_t)cfg.size) st.size_errors++;
+    if (cfg.session) {
+        if (c->first_seen && c->first == '!') return; /* the hello or the server's ack */
+        c->seq_in++;
+        if (c->seq_in - c->acked_in >= 32) session_ack(c);
+        /* the echo is "<server seq>:" + our payload after our 7-byte prefix */
+        if (phase == P_MEASURE) { st.msgs++; st.bytes += c->msg_len; }
+        if (c->msg_len + SEQ_DIGITS < (uint64_t)cfg.size + 1 ||
+            c->msg_len > (uint64_t)cfg.size + 2) st.size_errors++;
+    } else {
+        if (phase == P_MEASURE) { st.msgs++; st.bytes += c->msg_len; }
+        if (c->msg_len != (uint64_t)cfg.size) st.size_errors++;
+    }
     if (c->inflight) c->inflight--;
     if (cfg.mode == M_IDLE && phase == P_VERIFY) {
         double rtt = now() - c->t_mark;
@@ -682,6 +769,7 @@ static int header_done(struct conn *c)
         if (len > 125) return -1;
         c->ctrl_len = 0;
     } else {
+        if (c->hdr[0] & 15) c->first_seen = 0; /* the first frame of a message */
         c->msg_len += len;
         if (c->z && op != 0) {
             c->z->compressed = rsv != 0;
@@ -709,7 +797,10 @@ static int parse(struct conn *c, const uint8_t *p, size_t n)
         }
         size_t take = (size_t)(end - p) < c->remaining ? (size_t)(end - p) : c->remaining;
         if ((c->hdr[0] & 15) >= 8) { memcpy(c->ctrl + c->ctrl_len, p, take); c->ctrl_len += take; }
-        else if (c->z && z_payload(c, p, take) < 0) return -1;
+        else {
+            if (!c->first_seen && take) { c->first = *p; c->first_seen = 1; }
+            if (c->z && z_payload(c, p, take) < 0) return -1;
+        }
         p += take;
         c->remaining -= take;
         if (!c->remaining && frame_done(c) < 0) return -1;
@@ -926,7 +1017,7 @@ static void usage(void)
             "  [--conns N] [--size M] [--inflight K] [--binary] [--duration T] [--warmup W]\n"
             "  [--loops L] [--sources S] [--concurrency C] [--hold H] [--verify V]\n"
             "  [--timeout S] [--path /] [--pause] [--deflate] [--deflate-offer OFFER]\n"
-            "  [--deflate-mem-level 1..9] [--dump-pool]\n");
+            "  [--deflate-mem-level 1..9] [--dump-pool] [--session]\n");
     exit(2);
 }
 
@@ -941,7 +1032,8 @@ static void parse_args(int argc, char **argv)
         {"sources", 1, 0, 'S'}, {"concurrency", 1, 0, 'c'}, {"hold", 1, 0, 'H'},
         {"verify", 1, 0, 'v'}, {"timeout", 1, 0, 't'}, {"path", 1, 0, 'P'},
         {"pause", 0, 0, 'q'}, {"deflate", 0, 0, 'z'}, {"deflate-offer", 1, 0, 'o'},
-        {"deflate-mem-level", 1, 0, 'L'}, {"dump-pool", 0, 0, 'D'}, {0, 0, 0, 0}};
+        {"deflate-mem-level", 1, 0, 'L'}, {"dump-pool", 0, 0, 'D'}, {"session", 0, 0, 'x'},
+        {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
@@ -972,9 +1064,11 @@ static void parse_args(int argc, char **argv)
         case 'o': cfg.offer = optarg; break;
         case 'L': cfg.mem_level = atoi(optarg); break;
         case 'D': dump_pool = 1; break;
+        case 'x': cfg.session = 1; break;
         default: usage();
         }
     }
+    if (cfg.session && cfg.deflate) usage(); /* the session envelope is measured uncompressed */
     if (dump_pool) {
         if (cfg.size < 10) usage();
         char *p = pool_build(cfg.size);
@@ -989,6 +1083,12 @@ static void parse_args(int argc, char **argv)
         usage(); /* loopback only */
     if (cfg.conns < 1 || cfg.loops < 1 || cfg.inflight < 1 || cfg.size < 0 || cfg.concurrency < 1)
         usage();
+    if (cfg.session) {
+        if (cfg.mode != M_ECHO || cfg.binary || cfg.size < SEQ_DIGITS + 1) usage();
+        static char path[512];
+        snprintf(path, sizeof path, "%s%swsdaemon_session=new", cfg.path, strchr(cfg.path, '?') ? "&" : "?");
+        cfg.path = path;
+    }
     if (cfg.timeout <= 0)
         cfg.timeout = 60 + cfg.warmup + cfg.duration + (cfg.mode == M_IDLE || cfg.pause ? cfg.hold : 0);
 }
