@@ -66,6 +66,8 @@ class Application:
         self.compression: bool | Callable[[Request], bool] = compression
         self.server: Server | None = None
         self._on_connect: Callable | None = None
+        #: True once ``on_connect`` is set: a handshake without it skips the call.
+        self.authenticates = False
         self._on_open: Callable = _ignore
         self._on_join: Callable = _ignore
         self._on_leave: Callable = _ignore
@@ -91,6 +93,7 @@ class Application:
         refuses the client with that HTTP status and reason (see docs/rooms.md).
         """
         self._on_connect = fn
+        self.authenticates = True
         return fn
 
     def on_join(self, fn: Callable[[Any, str], None]) -> Callable:

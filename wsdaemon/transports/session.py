@@ -343,6 +343,8 @@ class SessionManager:
 
 def without_session_param(request: Request) -> tuple[Request, str | None]:
     """The request the application sees (our query parameter removed) and the parameter's value."""
+    if SESSION_PARAM not in request.query_string:  # every raw client: no parsing, no lookup
+        return request, None
     value = request.query.get(SESSION_PARAM)
     if value is None:
         return request, None

@@ -192,8 +192,9 @@ def _accept(conn: HttpConnection, request: Request, offered: list[str]) -> tuple
     HandshakeError), then gets the application's subprotocol; returns it and the user."""
     host = conn.host
     host.check_origin(request)
-    user = host.authenticate(request)
-    return select_subprotocol(host.app, offered, request), user
+    app = host.app
+    user = host.authenticate(request) if app.authenticates else None
+    return select_subprotocol(app, offered, request), user
 
 
 def _swap(conn: HttpConnection, ws: Any, user: Any, *handshake: Any) -> None:
