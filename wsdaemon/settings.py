@@ -98,7 +98,8 @@ class Settings:
     )
     compression_min_size: int = option(
         64,
-        "Send messages shorter than this uncompressed: below it deflate saves nothing (measured).",
+        "Send messages shorter than this uncompressed: below it deflate saves nothing (measured in "
+        "docs/compression.md).",
         unit="bytes",
     )
     compression_window_bits: int = option(

@@ -35,8 +35,15 @@ class DeflateFrameParser(FrameParser):
 
     __slots__ = ("deflate",)
 
-    def __init__(self, deflate: PerMessageDeflate, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        deflate: PerMessageDeflate,
+        max_message_size: int = 16 * 1024 * 1024,
+        require_mask: bool = True,
+        max_frames_per_message: int = 100_000,
+    ) -> None:
+        super().__init__(max_message_size, require_mask, max_frames_per_message)
+        #: The connection's codec; its ``max_message_size`` bounds the inflated size.
         self.deflate = deflate
 
     def _check_header(self, b0: int, opcode: int, length: int) -> int:

@@ -353,7 +353,17 @@ class PerMessageDeflate:
     only this object. ``max_message_size`` caps the inflated size of one message (``None``: no cap).
     """
 
-    __slots__ = ("params", "policy", "max_message_size", "_compressor", "_decompressor", "_fed", "_received")
+    __slots__ = (
+        "params",
+        "policy",
+        "max_message_size",
+        "min_size",
+        "window_bits",
+        "_compressor",
+        "_decompressor",
+        "_fed",
+        "_received",
+    )
 
     def __init__(
         self,
@@ -365,6 +375,11 @@ class PerMessageDeflate:
         self.params = params
         self.policy = policy
         self.max_message_size = max_message_size
+        #: Smallest message worth compressing (``policy.compression_min_size``), kept at hand
+        #: for the per-recipient step of a broadcast.
+        self.min_size = policy.compression_min_size
+        #: Our compressor's zlib window: connections with the same one can share a broadcast.
+        self.window_bits = params.compress_window_bits
         self._compressor: zlib._Compress | None = None
         self._decompressor: zlib._Decompress | None = None
         #: Whether the message being received has had a compressed byte, and its inflated size.
@@ -375,7 +390,7 @@ class PerMessageDeflate:
 
     def should_compress(self, size: int) -> bool:
         """Whether a message of ``size`` bytes is worth compressing (``compression_min_size``)."""
-        return size >= self.policy.compression_min_size
+        return size >= self.min_size
 
     def compress(self, payload: bytes) -> bytes:
         """The compressed payload of one whole message; frame it with RSV1 on the first frame."""
@@ -394,7 +409,7 @@ class PerMessageDeflate:
         Pass the same empty dict for every recipient of one payload. Our context-takeover
         compressor, if any, restarts: the peer's window now holds bytes it never saw.
         """
-        bits = self.params.compress_window_bits
+        bits = self.window_bits
         data = cache.get(bits)
         if data is None:
             data = cache[bits] = compress_once(

@@ -25,11 +25,12 @@ class SharedMessage:
     """One broadcast message for every compressing connection: the plain frame made once, and
     one compressed frame per compressor window, made when the first connection needs it."""
 
-    __slots__ = ("opcode", "payload", "plain", "frames", "compressed")
+    __slots__ = ("opcode", "payload", "size", "plain", "frames", "compressed")
 
     def __init__(self, opcode: int, payload: bytes) -> None:
         self.opcode = opcode
         self.payload = payload
+        self.size = len(payload)
         self.plain = encode_frame(opcode, payload)
         #: compressor window bits -> the framed compressed message.
         self.frames: dict[int, bytes] = {}
@@ -80,7 +81,7 @@ class Rfc6455DeflateConnection(Rfc6455Connection):
         else:
             raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
         deflate = self.deflate
-        if compress is False or (compress is None and not deflate.should_compress(len(payload))):
+        if compress is False or (compress is None and len(payload) < deflate.min_size):
             self.write(encode_frame(opcode, payload))
         else:
             self.write(encode_compressed_frame(opcode, deflate.compress(payload)))
@@ -96,17 +97,15 @@ class Rfc6455DeflateConnection(Rfc6455Connection):
         if self.state != OPEN:
             return
         deflate = self.deflate
-        payload = encoded.payload
-        if not deflate.should_compress(len(payload)):
+        if encoded.size < deflate.min_size:
             self.write(encoded.plain)
         elif deflate.holds_context:
-            self.write(encode_compressed_frame(encoded.opcode, deflate.compress(payload)))
+            self.write(encode_compressed_frame(encoded.opcode, deflate.compress(encoded.payload)))
         else:
-            bits = deflate.params.compress_window_bits
-            frame = encoded.frames.get(bits)
+            frame = encoded.frames.get(deflate.window_bits)
             if frame is None:
-                data = deflate.compress_broadcast(payload, encoded.compressed)
-                frame = encoded.frames[bits] = encode_compressed_frame(encoded.opcode, data)
+                data = deflate.compress_broadcast(encoded.payload, encoded.compressed)
+                frame = encoded.frames[deflate.window_bits] = encode_compressed_frame(encoded.opcode, data)
             self.write(frame)
 
     # -- lifetime ----------------------------------------------------------------
