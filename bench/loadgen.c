@@ -24,6 +24,11 @@
  *  broadcast  N connections; connection 0 sends, keeping K messages in flight
  *             (a message leaves flight when the sender gets its own copy);
  *             counts deliveries to all connections per second.
+ *             With --session it speaks wsdaemon's resumable-session envelope
+ *             (docs/sessions.md): ?wsdaemon_session=new, every message
+ *             numbered "<6 base-36 digits>:" (its own copy of the frame, the
+ *             digits patched in), an "!a<seq>" ack every 32 echoes, and the
+ *             server's "!..." hello and acks not counted as echoes.
  *  handshake  L loops of connect, upgrade, close frame, wait for close/EOF.
  *  idle       open N connections (from --sources source addresses), print
  *             {"ready":...}, wait for a line on stdin (or --hold seconds), then
@@ -80,6 +85,10 @@ struct conn {
     double t_mark;         /* when started / verify message sent / close received */
     double t_start;        /* handshake mode: when this cycle's connect began */
     char *hs;              /* handshake response being collected */
+    uint8_t *sbuf;         /* --session: this connection's own outgoing frames */
+    uint32_t sbuf_len, sbuf_off, sbuf_cap;
+    uint32_t seq_out, seq_in, acked_in; /* --session: numbers sent, echoes received, acked */
+    uint8_t first, first_seen; /* --session: first payload byte of the current message */
     uint16_t hs_len;
     char key[25];
 };
@@ -89,9 +98,14 @@ struct conn {
 static struct {
     enum mode mode;
     const char *host, *path;
-    int port, conns, size, inflight, binary, loops, sources, concurrency, verify;
+    int port, conns, size, inflight, binary, loops, sources, concurrency, verify, session;
     double duration, warmup, hold, timeout;
-} cfg = {M_ECHO, "127.0.0.1", "/", 0, 10, 16, 1, 0, 50, 0, 64, 0, 5.0, 1.0, 60.0, 0};
+} cfg = {M_ECHO, "127.0.0.1", "/", 0, 10, 16, 1, 0, 50, 0, 64, 0, 0, 5.0, 1.0, 60.0, 0};
+
+#define SEQ_DIGITS 6 /* --session: fixed-width client numbers, 2.1 billion per connection */
+static const char B36[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+static uint8_t smask[4];  /* the mask of the data frame template */
+static size_t shead;      /* header bytes of the data frame template */
 
 static struct conn *conns;
 static int nconns, epfd;
@@ -160,8 +174,14 @@ static void build_stream(void)
     memcpy(mask, &r, 4);
     uint8_t *payload = malloc(cfg.size + 1);
     for (int i = 0; i < cfg.size; i++) payload[i] = 'a' + i % 26;
+    if (cfg.session) { /* "000000:": the digits are patched per message */
+        memset(payload, '0', SEQ_DIGITS);
+        payload[SEQ_DIGITS] = ':';
+        memcpy(smask, mask, 4);
+    }
     frame = malloc(cfg.size + 14);
     flen = build_frame(frame, cfg.binary ? 2 : 1, payload, cfg.size, mask);
+    shead = flen - cfg.size;
     free(payload);
     size_t copies = flen >= 65536 ? 1 : 65536 / flen;
     slen = copies * flen;
@@ -190,6 +210,7 @@ static void conn_close(struct conn *c)
     }
     if (c->fd >= 0) close(c->fd);
     free(c->hs);
+    free(c->sbuf);
     int fd = -1;
     memset(c, 0, sizeof *c);
     c->fd = fd;
@@ -287,6 +308,22 @@ static ssize_t read_handshake(struct conn *c, const uint8_t *p, size_t n)
  * the data-frame stream. Stops at a short write (the edge will come back). */
 static void flush(struct conn *c)
 {
+    if (cfg.session) { /* the connection's own frames, then a control frame at the boundary */
+        while (c->sbuf_off < c->sbuf_len) {
+            ssize_t w = send(c->fd, c->sbuf + c->sbuf_off, c->sbuf_len - c->sbuf_off, MSG_NOSIGNAL);
+            if (w <= 0) return;
+            c->sbuf_off += w;
+        }
+        c->sbuf_off = c->sbuf_len = 0;
+        if (c->out_ctrl_len) {
+            ssize_t w = send(c->fd, c->out_ctrl + c->out_ctrl_off,
+                             c->out_ctrl_len - c->out_ctrl_off, MSG_NOSIGNAL);
+            if (w < 0) return;
+            c->out_ctrl_off += w;
+            if (c->out_ctrl_off == c->out_ctrl_len) c->out_ctrl_len = 0;
+        }
+        return;
+    }
     for (;;) {
         if (c->out_ctrl_len && c->off == 0) {
             ssize_t w = send(c->fd, c->out_ctrl + c->out_ctrl_off,
@@ -307,8 +344,48 @@ static void flush(struct conn *c)
     }
 }
 
+static uint8_t *sbuf_grow(struct conn *c, size_t more)
+{
+    if (c->sbuf_len + more > c->sbuf_cap) {
+        size_t cap = c->sbuf_cap ? c->sbuf_cap * 2 : 4096;
+        while (cap < c->sbuf_len + more) cap *= 2;
+        c->sbuf = realloc(c->sbuf, cap);
+        if (!c->sbuf) die("realloc");
+        c->sbuf_cap = cap;
+    }
+    uint8_t *at = c->sbuf + c->sbuf_len;
+    c->sbuf_len += more;
+    return at;
+}
+
+/* --session: "!a<seq in base 36>", everything received so far (sent batched). */
+static void session_ack(struct conn *c)
+{
+    char text[16] = "!a";
+    char digits[14];
+    int n = 0;
+    uint32_t v = c->seq_in;
+    do { digits[n++] = B36[v % 36]; v /= 36; } while (v);
+    for (int i = 0; i < n; i++) text[2 + i] = digits[n - 1 - i];
+    uint8_t out[32];
+    size_t len = build_frame(out, 1, (const uint8_t *)text, 2 + n, smask);
+    memcpy(sbuf_grow(c, len), out, len);
+    c->acked_in = c->seq_in;
+}
+
 static void queue_msgs(struct conn *c, uint32_t k)
 {
+    if (cfg.session) { /* each message its own number: a copy of the template, digits patched */
+        uint8_t *f = sbuf_grow(c, (size_t)k * flen);
+        for (uint32_t i = 0; i < k; i++, f += flen) {
+            memcpy(f, frame, flen);
+            uint32_t v = ++c->seq_out;
+            for (int j = SEQ_DIGITS - 1; j >= 0; j--, v /= 36)
+                f[shead + j] = (uint8_t)B36[v % 36] ^ smask[j & 3];
+        }
+        c->inflight += k;
+        return;
+    }
     c->to_send += (uint64_t)k * flen;
     c->inflight += k;
 }
@@ -334,8 +411,18 @@ static void conn_opened(struct conn *c)
 
 static void on_message(struct conn *c)
 {
-    if (phase == P_MEASURE) { st.msgs++; st.bytes += c->msg_len; }
-    if (c->msg_len != (uint64_t)cfg.size) st.size_errors++;
+    if (cfg.session) {
+        if (c->first_seen && c->first == '!') return; /* the hello or the server's ack */
+        c->seq_in++;
+        if (c->seq_in - c->acked_in >= 32) session_ack(c);
+        /* the echo is "<server seq>:" + our payload after our 7-byte prefix */
+        if (phase == P_MEASURE) { st.msgs++; st.bytes += c->msg_len; }
+        if (c->msg_len + SEQ_DIGITS < (uint64_t)cfg.size + 1 ||
+            c->msg_len > (uint64_t)cfg.size + 2) st.size_errors++;
+    } else {
+        if (phase == P_MEASURE) { st.msgs++; st.bytes += c->msg_len; }
+        if (c->msg_len != (uint64_t)cfg.size) st.size_errors++;
+    }
     if (c->inflight) c->inflight--;
     if (cfg.mode == M_IDLE && phase == P_VERIFY) {
         double rtt = now() - c->t_mark;
@@ -391,6 +478,7 @@ static int header_done(struct conn *c)
         if (len > 125) return -1;
         c->ctrl_len = 0;
     } else {
+        if (c->hdr[0] & 15) c->first_seen = 0; /* the first frame of a message */
         c->msg_len += len;
     }
     c->remaining = len;
@@ -411,6 +499,7 @@ static int parse(struct conn *c, const uint8_t *p, size_t n)
         }
         size_t take = (size_t)(end - p) < c->remaining ? (size_t)(end - p) : c->remaining;
         if ((c->hdr[0] & 15) >= 8) { memcpy(c->ctrl + c->ctrl_len, p, take); c->ctrl_len += take; }
+        else if (!c->first_seen && take) { c->first = *p; c->first_seen = 1; }
         p += take;
         c->remaining -= take;
         if (!c->remaining) frame_done(c);
@@ -602,7 +691,7 @@ static void usage(void)
             "usage: loadgen --mode echo|broadcast|handshake|idle --port P [--host 127.0.0.1]\n"
             "  [--conns N] [--size M] [--inflight K] [--binary] [--duration T] [--warmup W]\n"
             "  [--loops L] [--sources S] [--concurrency C] [--hold H] [--verify V]\n"
-            "  [--timeout S] [--path /]\n");
+            "  [--timeout S] [--path /] [--session]\n");
     exit(2);
 }
 
@@ -613,7 +702,8 @@ static void parse_args(int argc, char **argv)
         {"size", 1, 0, 's'}, {"inflight", 1, 0, 'k'}, {"binary", 0, 0, 'b'},
         {"duration", 1, 0, 'd'}, {"warmup", 1, 0, 'w'}, {"loops", 1, 0, 'l'},
         {"sources", 1, 0, 'S'}, {"concurrency", 1, 0, 'c'}, {"hold", 1, 0, 'H'},
-        {"verify", 1, 0, 'v'}, {"timeout", 1, 0, 't'}, {"path", 1, 0, 'P'}, {0, 0, 0, 0}};
+        {"verify", 1, 0, 'v'}, {"timeout", 1, 0, 't'}, {"path", 1, 0, 'P'},
+        {"session", 0, 0, 'x'}, {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
@@ -639,6 +729,7 @@ static void parse_args(int argc, char **argv)
         case 'v': cfg.verify = atoi(optarg); break;
         case 't': cfg.timeout = atof(optarg); break;
         case 'P': cfg.path = optarg; break;
+        case 'x': cfg.session = 1; break;
         default: usage();
         }
     }
@@ -647,6 +738,12 @@ static void parse_args(int argc, char **argv)
         usage(); /* loopback only */
     if (cfg.conns < 1 || cfg.loops < 1 || cfg.inflight < 1 || cfg.size < 0 || cfg.concurrency < 1)
         usage();
+    if (cfg.session) {
+        if (cfg.mode != M_ECHO || cfg.binary || cfg.size < SEQ_DIGITS + 1) usage();
+        static char path[512];
+        snprintf(path, sizeof path, "%s%swsdaemon_session=new", cfg.path, strchr(cfg.path, '?') ? "&" : "?");
+        cfg.path = path;
+    }
     if (cfg.timeout <= 0)
         cfg.timeout = 60 + cfg.warmup + cfg.duration + (cfg.mode == M_IDLE ? cfg.hold : 0);
 }

@@ -107,6 +107,13 @@ PROFILES = {
             lower_is_better=True,
             quick=["--conns", "3000"],
         ),
+        Profile(
+            "h",
+            "as a, through a resumable session (the JS client's envelope; wsdaemon only)",
+            "session",
+            ["--mode", "echo", "--conns", "100", "--size", "32", "--inflight", "10", "--session"],
+            "msg/s",
+        ),
     )
 }
 

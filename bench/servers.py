@@ -37,12 +37,15 @@ class Server:
     def command(self, mode: str, port: int, wsdaemon_src: Path, build: Path) -> list[str]:
         if mode == "room" and self.kind != "wsdaemon":
             raise Unavailable(f"{self.name} has no rooms")
+        if mode == "session" and self.kind != "wsdaemon":
+            raise Unavailable(f"{self.name} has no resumable sessions")
         if self.kind == "wsdaemon":
             src = self.src or wsdaemon_src
-            if not (src / "wsdaemon" / "apps" / f"{mode}.py").exists():
-                raise Unavailable(f"no wsdaemon.apps.{mode} in {src}")
+            app_module = "echo" if mode == "session" else mode  # sessions: the echo app, the envelope
+            if not (src / "wsdaemon" / "apps" / f"{app_module}.py").exists():
+                raise Unavailable(f"no wsdaemon.apps.{app_module} in {src}")
             launcher = [sys.executable, str(BENCH / "wsdaemon_launcher.py"), str(src)]
-            app = f"wsdaemon.apps.{mode}:app"
+            app = f"wsdaemon.apps.{app_module}:app"
             options = f"--host 127.0.0.1 --port {port} --app {app} --max-message-size 16777216"
             return [*launcher, "run", *options.split(), *self.extra]
         if self.kind == "c":

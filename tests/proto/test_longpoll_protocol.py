@@ -162,8 +162,8 @@ def messages(state):
 
 def test_outbound_numbering_resend_and_ack():
     p = SessionState()
-    assert p.push("a").seq == 1
-    assert p.push(b"\x01").seq == 2
+    assert p.push("a") == 1
+    assert p.push(b"\x01") == 2
     assert [m["seq"] for m in messages(p)] == [1, 2]
     # The response was lost: a poll with the old ack gets everything again.
     assert p.acknowledge(0) is False
@@ -185,7 +185,7 @@ def test_a_response_marks_entries_sent_so_a_keyed_send_no_longer_replaces_them()
     p.push("state 1", key="pos")
     p.push("state 2", key="pos")  # unsent: replaced in place
     assert messages(p) == [{"seq": 1, "text": "state 2"}]
-    p.push("state 3", key="pos")  # the client may have seq 1 already: a new number
+    assert p.push("state 3", key="pos") == 2  # the client may have seq 1 already: a new number
     assert messages(p) == [{"seq": 1, "text": "state 2"}, {"seq": 2, "text": "state 3"}]
 
 
@@ -202,9 +202,8 @@ def test_queue_limit():
 def test_server_close_is_last_and_confirmed_by_ack():
     p = SessionState()
     p.push("last")
-    close = p.push_close(4000, "bye")
-    assert close.seq == 2
-    assert p.push_close(1000) is close  # once only
+    assert p.push_close(4000, "bye") == 2
+    assert p.push_close(1000) == 2  # once only
     with pytest.raises(ProtocolError):
         p.push("after close")
     assert messages(p)[-1] == {"seq": 2, "close": 4000, "reason": "bye"}
@@ -270,9 +269,9 @@ def test_close_without_code():
 def test_keyed_items_are_replaced_in_place_while_no_response_carried_them():
     p = SessionState()
     p.push("chat 1")
-    assert p.push("pos 1", key="pos").seq == 2
-    assert p.push("other", key="other").seq == 3
-    assert p.push("pos 2", key="pos").seq == 2  # same number, new content
+    assert p.push("pos 1", key="pos") == 2
+    assert p.push("other", key="other") == 3
+    assert p.push("pos 2", key="pos") == 2  # same number, new content
     assert p.replaced == 1
     assert messages(p) == [
         {"seq": 1, "text": "chat 1"},
@@ -281,15 +280,15 @@ def test_keyed_items_are_replaced_in_place_while_no_response_carried_them():
     ]
     assert p.bytes == len("chat 1") + len("pos 2") + len("other")
     # The response above carried them: no longer replaceable (the client may have them).
-    assert p.push("pos 3", key="pos").seq == 4
-    assert not p.entries[-1].sent
+    assert p.push("pos 3", key="pos") == 4
+    assert p.uncarried
 
 
 def test_an_unkeyed_item_fixes_the_keyed_ones_before_it():
     p = SessionState()
     p.push("pos 1", key="pos")
     p.push("chat")
-    assert p.push("pos 2", key="pos").seq == 3
+    assert p.push("pos 2", key="pos") == 3
     assert p.replaced == 0 and len(p.entries) == 3
 
 

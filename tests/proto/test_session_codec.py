@@ -113,9 +113,9 @@ def test_numbering_ack_and_replay():
     s = SessionState()
     for text in ("a", "b", "c"):
         s.push(text)
-    assert [e.seq for e in s.unacknowledged()] == [1, 2, 3]
+    assert s.unacknowledged() == [(1, "a"), (2, "b"), (3, "c")]
     assert s.acknowledge(2) is False
-    assert [(e.seq, e.message) for e in s.unacknowledged()] == [(3, "c")]
+    assert s.unacknowledged() == [(3, "c")]
     assert s.acknowledge(1) is False  # stale: nothing changes
     assert len(s.entries) == 1 and s.bytes == 1
     with pytest.raises(ProtocolError):
@@ -132,27 +132,38 @@ def test_buffer_is_bounded_by_payload_bytes():
     s.push("xxxxx")
 
 
-def test_keyed_entry_replaced_in_place_until_sent():
+def test_keyed_message_replaced_in_place_until_carried():
     s = SessionState()
-    first = s.push("pos 1", key="me")
-    assert s.push("pos 2", key="me") is first and first.message == "pos 2" and s.replaced == 1
-    s.mark_sent(first)
-    second = s.push("pos 3", key="me")
-    assert second.seq == 2
-    # Acknowledged entries leave the key table too.
+    assert s.push("pos 1", key="me") == 1
+    assert s.push("pos 2", key="me") == 1 and s.unacknowledged() == [(1, "pos 2")] and s.replaced == 1
+    assert s.uncarried
+    s.carried(1)
+    assert not s.uncarried
+    assert s.push("pos 3", key="me") == 2
+    # Acknowledged messages are never replaced either.
     s.acknowledge(2)
-    assert s.push("pos 4", key="me").seq == 3
+    assert s.push("pos 4", key="me") == 3
+    assert s.unacknowledged() == [(3, "pos 4")]
 
 
-def test_close_is_the_last_entry():
+def test_close_is_the_last_message():
     s = SessionState()
     s.push("bye soon")
-    close = s.push_close(4001, "done")
-    assert close.message == Close(4001, "done") and close.seq == 2
-    assert s.push_close(1000) is close
+    assert s.push_close(4001, "done") == 2
+    assert s.close_message == Close(4001, "done")
+    assert s.push_close(1000) == 2
     with pytest.raises(ProtocolError):
         s.push("late")
     assert s.acknowledge(2) is True
+
+
+def test_a_dropping_close_keeps_the_numbering():
+    s = SessionState()
+    s.push("a")
+    s.push("b")
+    assert s.push_close(1008, "full", drop=True) == 3
+    assert s.unacknowledged() == [(3, Close(1008, "full"))] and s.bytes == 0
+    assert s.acknowledge(3) is True and not s.entries
 
 
 def test_inbound_exactly_once_in_order():

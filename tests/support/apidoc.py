@@ -72,8 +72,6 @@ INTERNAL = {
     "handle_message",
     "handle_close",
     "handle_resume",
-    "handle_join",
-    "handle_leave",
     "started",
     "stopped",
     "set_result",

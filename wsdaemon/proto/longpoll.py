@@ -18,7 +18,7 @@ from typing import Any
 
 from .codes import CloseCode, is_valid_close_code
 from .errors import ProtocolError
-from .session import Close, Entry, SequenceGap, SessionState
+from .session import Close, SequenceGap, SessionState
 
 # Events returned by receive_items
 EV_TEXT = "text"
@@ -187,26 +187,17 @@ def parse_ack(query: Mapping[str, str]) -> int:
 # long-polling shows its entries as JSON items and takes the client's items into it.
 
 
-def encode_entry(entry: Entry) -> bytes:
-    """The JSON item of one entry of the session's buffer (cached on the entry: polls resend it)."""
-    wire = entry.wire
-    if wire is None:
-        message = entry.message
-        if type(message) is Close:
-            payload = encode_close(message.code, message.reason)
-        else:
-            payload = encode_payload(message)
-        wire = entry.wire = encode_item(entry.seq, payload)
-    return wire
+def encode_message(seq: int, message: Any) -> bytes:
+    """The JSON item of one message of the session's buffer (a :class:`Close` is the close item)."""
+    if type(message) is Close:
+        return encode_item(seq, encode_close(message.code, message.reason))
+    return encode_item(seq, encode_payload(message))
 
 
 def encode_response(state: SessionState, **extra: Any) -> bytes:
-    """A poll (or open) response: every unacknowledged entry, which counts as sent from now on."""
-    items = []
-    for entry in state.entries:
-        items.append(encode_entry(entry))
-        if not entry.sent:
-            state.mark_sent(entry)
+    """A poll (or open) response: every unacknowledged message, which counts as carried from now on."""
+    items = [encode_message(seq, message) for seq, message in state.unacknowledged()]
+    state.carried(state.sent_seq)
     return encode_batch(state.received_seq, items, **extra)
 
 

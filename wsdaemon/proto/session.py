@@ -30,8 +30,8 @@ ACK = "!a"
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 _MAX_SEQ_DIGITS = 12  # base 36: up to 4.7e18, more than any session sends
 #: Two base-36 digits for every number below 36**2: with and without a leading zero.
-_PAIRS = [a + b for a in _DIGITS for b in _DIGITS]
-_SHORT = [pair.lstrip("0") or "0" for pair in _PAIRS]
+B36_PAIRS = [a + b for a in _DIGITS for b in _DIGITS]
+B36_SHORT = [pair.lstrip("0") or "0" for pair in B36_PAIRS]
 
 
 class BufferFull(Exception):
@@ -59,9 +59,9 @@ class Close(NamedTuple):
 def base36(n: int) -> str:
     """``n`` in base 36, lower case: 7 digits reach 78 billion."""
     if n < 1296:
-        return _SHORT[n]
+        return B36_SHORT[n]
     head, low = divmod(n, 1296)
-    return (base36(head) if head >= 1296 else _SHORT[head]) + _PAIRS[low]
+    return (base36(head) if head >= 1296 else B36_SHORT[head]) + B36_PAIRS[low]
 
 
 def parse_base36(text: str) -> int:
@@ -155,69 +155,58 @@ def parse_session_param(value: str) -> ResumeRequest | None:
 # -- the numbered buffer ---------------------------------------------------------------
 
 
-class Entry:
-    """One outbound message (or the close) kept until the peer acknowledges it."""
-
-    __slots__ = ("seq", "message", "key", "size", "sent", "wire")
-
-    def __init__(self, seq: int, message: Any, key: Any, size: int) -> None:
-        self.seq = seq
-        #: ``str``, ``bytes`` or :class:`Close`.
-        self.message = message
-        self.key = key
-        self.size = size
-        #: True once some transport carried it: a keyed send no longer replaces it.
-        self.sent = False
-        #: The encoded form of a transport that resends it (a long-polling JSON item), cached.
-        self.wire: bytes | None = None
-
-    def __repr__(self) -> str:
-        return f"Entry({self.seq}, {self.message!r}, key={self.key!r}, sent={self.sent})"
-
-
 class SessionState:
     """Sequence numbers, the resume buffer and the inbound count of one session.
 
-    Outbound: :meth:`push` numbers a message and keeps it until :meth:`acknowledge`;
-    a keyed push replaces an unsent entry of the same key in place (conflation).
-    Inbound: :meth:`receive` says whether a numbered message is new, a repeat, or
-    a gap. The byte limit counts unacknowledged payload bytes.
+    Outbound: :meth:`push` numbers a message and keeps it until :meth:`acknowledge`.
+    The buffer holds the messages themselves (``str``, ``bytes``, the final
+    :class:`Close`); their numbers follow from ``first_seq``, and what any
+    transport carried is a prefix up to ``carried_seq``. A keyed push replaces in
+    place an uncarried message of the same key (conflation). Inbound:
+    :meth:`receive` says whether a numbered message is new, a repeat, or a gap.
+    The byte limit counts unacknowledged payload bytes.
     """
 
     __slots__ = (
         "max_bytes",
         "entries",
+        "first_seq",
         "bytes",
         "sent_seq",
         "acked_seq",
+        "carried_seq",
         "received_seq",
         "close_seq",
-        "close_entry",
+        "close_message",
         "keyed",
         "replaced",
     )
 
     def __init__(self, max_bytes: int = 0) -> None:
         self.max_bytes = max_bytes
-        self.entries: deque[Entry] = deque()
+        #: Unacknowledged messages, oldest first; ``entries[i]`` has number ``first_seq + i``.
+        self.entries: deque[Any] = deque()
+        self.first_seq = 1
         self.bytes = 0
         self.sent_seq = 0
         self.acked_seq = 0
+        #: Every number up to this one was handed to a transport: no longer replaceable.
+        self.carried_seq = 0
         self.received_seq = 0
         self.close_seq = 0
-        self.close_entry: Entry | None = None
-        #: key -> the unsent entry carrying it, for the keyed entries pushed since the last unkeyed one.
-        self.keyed: dict[Any, Entry] = {}
+        self.close_message: Close | None = None
+        #: key -> number of the uncarried message with that key, for keyed pushes since the last unkeyed one.
+        self.keyed: dict[Any, int] = {}
         #: Keyed messages replaced in place by a newer one.
         self.replaced = 0
 
     # -- outbound ----------------------------------------------------------------
 
-    def push(self, message: str | bytes, key: Any = None) -> Entry:
-        """Number and keep ``message``; with ``key``, replace an unsent one of that key instead.
+    def push(self, message: str | bytes, key: Any = None) -> int:
+        """Number and keep ``message``; with ``key``, replace an uncarried one of that key instead.
 
-        A keyed entry followed by an unkeyed one keeps its place and content (as the
-        transports' keyed writes do): order around unkeyed messages is kept.
+        Returns the message's number. A keyed message followed by an unkeyed one
+        keeps its place and content (as the transports' keyed writes do).
         """
         if self.close_seq:
             raise ProtocolError("session is closing")
@@ -226,53 +215,56 @@ class SessionState:
             if self.keyed:
                 self.keyed.clear()
         else:
-            old = self.keyed.get(key)
-            if old is not None and not old.sent:
-                if self.max_bytes and self.bytes - old.size + size > self.max_bytes:
+            seq = self.keyed.get(key)
+            if seq is not None and seq > self.carried_seq:
+                index = seq - self.first_seq
+                grown = self.bytes - len(self.entries[index]) + size
+                if self.max_bytes and grown > self.max_bytes:
                     raise BufferFull(f"more than {self.max_bytes} bytes unacknowledged")
-                self.bytes += size - old.size
-                old.message, old.size, old.wire = message, size, None
+                self.entries[index] = message
+                self.bytes = grown
                 self.replaced += 1
-                return old
+                return seq
         total = self.bytes + size
         if total > self.max_bytes and self.max_bytes:
             raise BufferFull(f"more than {self.max_bytes} bytes unacknowledged")
         seq = self.sent_seq = self.sent_seq + 1
-        entry = Entry(seq, message, key, size)
-        self.entries.append(entry)
+        self.entries.append(message)
         self.bytes = total
         if key is not None:
-            self.keyed[key] = entry
-        return entry
+            self.keyed[key] = seq
+        return seq
 
-    def push_close(self, code: int | None, reason: str = "", *, drop: bool = False) -> Entry:
-        """The close after what is kept (or instead of it, ``drop``); nothing may follow it."""
-        if self.close_entry is not None:
-            return self.close_entry
+    def push_close(self, code: int | None, reason: str = "", *, drop: bool = False) -> int:
+        """The close after what is kept (or instead of it, ``drop``); nothing may follow it.
+
+        Returns its number; the message is :attr:`close_message`.
+        """
+        if self.close_seq:
+            return self.close_seq
         if drop:
             self.entries.clear()
             self.keyed.clear()
             self.bytes = 0
-        entry = self._append(Close(code, reason), None, 0)
-        self.close_seq = entry.seq
-        self.close_entry = entry
-        return entry
-
-    def _append(self, message: Any, key: Any, size: int) -> Entry:
+            self.first_seq = self.sent_seq + 1
+        self.close_message = Close(code, reason)
         self.sent_seq += 1
-        entry = Entry(self.sent_seq, message, key, size)
-        self.entries.append(entry)
-        self.bytes += size
-        return entry
+        self.entries.append(self.close_message)
+        self.close_seq = self.sent_seq
+        return self.close_seq
 
-    def mark_sent(self, entry: Entry) -> None:
-        """A transport carried ``entry``: from now on a keyed push makes a new entry."""
-        entry.sent = True
-        if entry.key is not None and self.keyed.get(entry.key) is entry:
-            del self.keyed[entry.key]
+    def carried(self, seq: int) -> None:
+        """A transport took every message up to ``seq``: a keyed push no longer replaces them."""
+        if seq > self.carried_seq:
+            self.carried_seq = seq
+
+    @property
+    def uncarried(self) -> bool:
+        """Whether messages wait that no transport has taken yet."""
+        return self.sent_seq > self.carried_seq
 
     def acknowledge(self, ack: int) -> bool:
-        """Drop entries up to ``ack``; True when that confirms the close.
+        """Drop messages up to ``ack``; True when that confirms the close.
 
         A stale ack changes nothing; one beyond the last number sent is a protocol error.
         """
@@ -280,17 +272,22 @@ class SessionState:
             raise ProtocolError(f"ack {ack} for a message never sent (last is {self.sent_seq})")
         if ack > self.acked_seq:
             self.acked_seq = ack
+            self.carried(ack)
             entries = self.entries
-            while entries and entries[0].seq <= ack:
-                entry = entries.popleft()
-                self.bytes -= entry.size
-                if entry.key is not None and self.keyed.get(entry.key) is entry:
-                    del self.keyed[entry.key]
+            count = min(ack - self.first_seq + 1, len(entries))
+            if count > 0:
+                self.first_seq += count
+                freed = 0
+                for _ in range(count):
+                    message = entries.popleft()
+                    if type(message) is not Close:
+                        freed += len(message)
+                self.bytes -= freed
         return bool(self.close_seq) and ack >= self.close_seq
 
-    def unacknowledged(self) -> list[Entry]:
-        """Every entry the peer has not confirmed, oldest first (what a new transport replays)."""
-        return list(self.entries)
+    def unacknowledged(self) -> list[tuple[int, Any]]:
+        """Every (number, message) the peer has not confirmed, oldest first (a new transport replays them)."""
+        return list(enumerate(self.entries, self.first_seq))
 
     # -- inbound -----------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from ..proto.errors import HandshakeError, ProtocolError
 from ..proto.http11 import Request, build_response, is_token
 from ..proto.longpoll import EV_CLOSE
 from ..proto.origin import parse_origin, request_origin
-from ..proto.session import NOT_RECOVERED_REASON, Close, Entry, SequenceGap, parse_session_param
+from ..proto.session import NOT_RECOVERED_REASON, Close, SequenceGap, parse_session_param
 from .host import TransportHost
 from .session import without_session_param
 from .upgrade import select_subprotocol
@@ -80,9 +80,9 @@ class LongPollSession:
 
     # -- the carrier's API (see transports/session.py) -----------------------------
 
-    def carry(self, entry: Entry) -> bool:
-        """Queue ``entry`` for the next poll response; it counts as sent once a response holds it."""
-        if type(entry.message) is Close:
+    def carry(self, seq: int, message: Any) -> bool:
+        """Queue message ``seq`` for the next poll response; it counts as carried once a response holds it."""
+        if type(message) is Close:
             self._linger()
             session = self.session
             if self.host.stopping and session.state == CLOSING:
@@ -102,8 +102,7 @@ class LongPollSession:
     @property
     def backlogged(self) -> bool:
         """True while messages wait that no poll response has carried yet (a volatile send is dropped)."""
-        proto = self.proto
-        return bool(proto.entries) and not proto.entries[-1].sent
+        return self.proto.uncarried
 
     def check_keepalive(self, now: float, interval: float, timeout: float) -> None:
         """Polls are the keepalive: see :meth:`check_timers`."""

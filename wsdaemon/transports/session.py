@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from ..proto.codes import CLOSED, CLOSING, CONNECTING, OPEN, CloseCode, ConnState
 from ..proto.errors import ConnectionClosedError
 from ..proto.http11 import QueryParams, Request
-from ..proto.session import SESSION_PARAM, BufferFull, Entry, ResumeRequest, SessionState
+from ..proto.session import SESSION_PARAM, BufferFull, ResumeRequest, SessionState
 from .appconnection import APP_STATE_SLOTS, AppConnection
 
 log = logging.getLogger("wsdaemon.session")
@@ -37,8 +37,8 @@ class Carrier(Protocol):
 
     protocol: str
 
-    def carry(self, entry: Entry) -> bool:
-        """Send ``entry`` (a message or the close); True when it is on its way now."""
+    def carry(self, seq: int, message: Any) -> bool:
+        """Send message ``seq`` (``str``, ``bytes`` or the final ``Close``); True when it is on its way now."""
 
     def carry_ack(self, seq: int) -> None:
         """Tell the client every message up to ``seq`` arrived (a no-op where replies carry it)."""
@@ -126,15 +126,14 @@ class Session(AppConnection):
         if volatile and (carrier is None or carrier.backlogged):
             self.dropped += 1
             return
+        proto = self.proto
         try:
-            entry = self.proto.push(message, key)
+            seq = proto.push(message, key)
         except BufferFull:
             self._overflow()
             return
-        if carrier is not None and not entry.sent and carrier.carry(entry):
-            entry.sent = True
-            if key is not None:
-                self.proto.mark_sent(entry)
+        if carrier is not None and carrier.carry(seq, message):
+            proto.carried_seq = seq  # sent in order: everything before it went out too
 
     def send_encoded(self, encoded: Any) -> None:
         if self.state == OPEN:
@@ -170,23 +169,23 @@ class Session(AppConnection):
         self.state = CLOSING
         self.close_code = code
         self.close_reason = reason
-        entry = self.proto.push_close(code, reason)
+        seq = self.proto.push_close(code, reason)
         carrier = self.carrier
         if carrier is None:
             self._finish(code, reason)
-        elif carrier.carry(entry):
-            self.proto.mark_sent(entry)
+        elif carrier.carry(seq, self.proto.close_message):
+            self.proto.carried(seq)
 
     def fail(self, code: int, reason: str) -> None:
         """End now (callback error, overflow): the application sees ``on_close`` at once."""
         if self.state == CLOSED:
             return
         log.info("failing %s: %d %s", self, code, reason)
-        entry = self.proto.push_close(code, reason, drop=True)
+        seq = self.proto.push_close(code, reason, drop=True)
         carrier = self.carrier
         self._finish(code, reason)
         if carrier is not None:
-            carrier.carry(entry)  # the close goes out; the carrier ends itself
+            carrier.carry(seq, self.proto.close_message)  # the close goes out; the carrier ends itself
 
     def _overflow(self) -> None:
         what = "resume buffer full" if self.resumable else "slow consumer"
@@ -195,10 +194,10 @@ class Session(AppConnection):
 
     # -- the carrier's side --------------------------------------------------------
 
-    def attach(self, carrier: Any, ack: int) -> list[Entry]:
-        """``carrier`` takes over after a resume: returns the entries it must replay, in order.
+    def attach(self, carrier: Any, ack: int) -> list[tuple[int, Any]]:
+        """``carrier`` takes over after a resume: returns the (number, message) it must replay, in order.
 
-        The caller sends its hello, then the entries, then calls :meth:`resumed`.
+        The caller sends its hello, then those, then calls :meth:`resumed`.
         """
         self.proto.acknowledge(ack)  # ProtocolError if the client claims more than was sent
         old = self.carrier
@@ -220,9 +219,6 @@ class Session(AppConnection):
             self.host.app.handle_resume(self)
         except Exception:
             self._callback_failed("on_resume")
-
-    def replayed(self, entry: Entry) -> None:
-        self.proto.mark_sent(entry)
 
     def message_received(self, seq: int, message: str | bytes) -> None:
         """A numbered message of the client: delivered once, in order; the ack follows batched."""

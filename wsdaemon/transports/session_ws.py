@@ -19,10 +19,11 @@ from ..proto.errors import ProtocolError
 from ..proto.http11 import Request
 from ..proto.rfc6455 import OP_TEXT, binary_frame, encode_close, encode_frame, text_frame
 from ..proto.session import (
+    B36_PAIRS,
+    B36_SHORT,
     NOT_RECOVERED,
     NOT_RECOVERED_REASON,
     Close,
-    Entry,
     ResumeRequest,
     base36,
     decode_binary,
@@ -83,9 +84,10 @@ class SessionRfc6455Connection(Rfc6455Connection):
                 self._write_text(
                     encode_hello(session.id, session.token, session.proto.received_seq, True, window)
                 )
-                for entry in replay:
-                    self.carry(entry)
-                    session.replayed(entry)
+                for seq, message in replay:
+                    self.carry(seq, message)
+                if replay:
+                    session.proto.carried(replay[-1][0])
                 session.resumed()
         if leftover and self.state != CLOSED:
             self.feed(leftover)
@@ -95,12 +97,19 @@ class SessionRfc6455Connection(Rfc6455Connection):
 
     # -- the carrier's API ---------------------------------------------------------
 
-    def carry(self, entry: Entry) -> bool:
+    def carry(self, seq: int, message: Any) -> bool:
         if self.state != OPEN:
             return False
-        message = entry.message
         if type(message) is str:
-            self.write(text_frame((base36(entry.seq) + ":" + message).encode("utf-8")))
+            # base 36 inline for the first 1.6 million numbers: this runs once per message
+            digits = (
+                B36_SHORT[seq]
+                if seq < 1296
+                else B36_SHORT[seq // 1296] + B36_PAIRS[seq % 1296]
+                if seq < 1679616
+                else base36(seq)
+            )
+            self.write(text_frame((digits + ":" + message).encode("utf-8")))
         elif type(message) is Close:
             session = self.session
             if session is not None and session.state == CLOSED:
@@ -110,7 +119,7 @@ class SessionRfc6455Connection(Rfc6455Connection):
             else:
                 self.close(message.code or CloseCode.NORMAL_CLOSURE, message.reason)
         else:
-            self.write(binary_frame(encode_binary(entry.seq, message)))
+            self.write(binary_frame(encode_binary(seq, message)))
         return True
 
     def carry_ack(self, seq: int) -> None:
