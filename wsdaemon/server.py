@@ -320,7 +320,7 @@ class Server:
         connections: Iterable[AppConnection] | None = None,
         exclude: AppConnection | None = None,
     ) -> int:
-        """Send ``message`` to every open connection (or ``connections``); encoded once per transport.
+        """Send ``message`` to every open connection (or ``connections``); encoded once per wire format.
 
         Returns how many connections got it: a binary message skips hixie clients.
         """
