@@ -19,9 +19,7 @@ import time
 import urllib.request
 
 import pytest
-from playwright.sync_api import sync_playwright
 
-from tests.support.chromium import launch_chromium
 from tests.support.lp_helpers import closes, wait_for
 from tests.support.upgrade_blocker import UpgradeBlockingProxy
 
@@ -31,32 +29,12 @@ UNICODE = "привет, мир ✓ 🎮 ½"
 
 
 @pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as pw:
-        browser = launch_chromium(pw)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
 def daemon():
     from tests.support.daemon_process import Daemon
 
     d = Daemon(app=APP)
     yield d
     d.stop()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert not errors, errors
 
 
 def log_lines(page) -> list[str]:

@@ -8,11 +8,6 @@ Chromium or playwright is missing (tests/install-deps.sh installs them).
 
 from __future__ import annotations
 
-import pytest
-from playwright.sync_api import sync_playwright
-
-from tests.support.chromium import launch_chromium
-
 APP = "tests.support.deflate_app:app"
 ANSWER = (
     "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
@@ -47,26 +42,6 @@ async (url) => {
   return results;
 }
 """
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as pw:
-        browser = launch_chromium(pw)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(15000)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert not errors, errors
 
 
 def test_chromium_negotiates_and_round_trips(page, daemon_factory):

@@ -11,11 +11,8 @@ from __future__ import annotations
 import json
 import urllib.request
 
-import pytest
 import websocket
-from playwright.sync_api import sync_playwright
 
-from tests.support.chromium import launch_chromium
 from tests.support.lp_helpers import wait_for
 
 APP = "tests.support.rooms_app:app"
@@ -25,14 +22,6 @@ TIMEOUT_MS = 15000
 def state(d) -> dict:
     with urllib.request.urlopen(d.http_url + "/state", timeout=10) as resp:
         return json.loads(resp.read())
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as pw:
-        browser = launch_chromium(pw)
-        yield browser
-        browser.close()
 
 
 def wait_got(page, name: str, text: str) -> None:

@@ -11,14 +11,13 @@ the page is told the session was not recovered (close 4000).
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import urllib.request
 
 import pytest
-from playwright.sync_api import sync_playwright
 
-from tests.support.chromium import launch_chromium
 from tests.support.lp_helpers import wait_for
 from tests.support.upgrade_blocker import UpgradeBlockingProxy
 
@@ -27,28 +26,10 @@ TIMEOUT_MS = 30000
 CHAT = [f"chat {i}" for i in range(1, 201)]
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as pw:
-        browser = launch_chromium(pw)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
-def daemon_factory():
-    from tests.support.daemon_process import Daemon
-
-    started = []
-
-    def start(*args):
-        d = Daemon(*args, app=APP)
-        started.append(d)
-        return d
-
-    yield start
-    for d in started:
-        d.stop()
+def daemon_factory(daemon_factory):
+    """tests/conftest.py's factory, with this module's application."""
+    return functools.partial(daemon_factory, app=APP)
 
 
 @pytest.fixture
@@ -63,18 +44,6 @@ def proxy_factory():
     yield start
     for p in proxies:
         p.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert not errors, errors
 
 
 def callbacks(daemon) -> list[dict]:

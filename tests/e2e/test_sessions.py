@@ -7,6 +7,7 @@ client that must see nothing of it. Long-polling is driven with plain HTTP.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import time
@@ -32,19 +33,9 @@ def daemon():
 
 
 @pytest.fixture
-def daemon_factory():
-    from tests.support.daemon_process import Daemon
-
-    started = []
-
-    def start(*args):
-        d = Daemon(*args, app=APP)
-        started.append(d)
-        return d
-
-    yield start
-    for d in started:
-        d.stop()
+def daemon_factory(daemon_factory):
+    """tests/conftest.py's factory, with this module's application."""
+    return functools.partial(daemon_factory, app=APP)
 
 
 def callbacks(daemon, session_id=None) -> list[dict]:
