@@ -111,7 +111,7 @@ def test_page_in_a_real_browser(daemon_factory, transport):
         browser = launch_chromium(p)
         try:
             page = browser.new_page()
-            page.goto(f"{d.http_url}/pathfind?size=200&transport={transport}")  # searches once connected
+            page.goto(f"{d.http_url}/pathfind?size=200&seed=1&transport={transport}")  # searches once connected
             page.wait_for_function(
                 "/path of|no path/.test(document.getElementById('log').textContent)", timeout=30_000
             )
@@ -171,7 +171,7 @@ def wait_answer(page, timeout_ms: int = 60_000) -> str:
 
 def test_page_with_transport_auto(daemon_factory, browser_page):
     d = daemon_factory("--workers", "1", app=APP)
-    browser_page.goto(f"{d.http_url}/pathfind?size=100&transport=auto")
+    browser_page.goto(f"{d.http_url}/pathfind?size=100&seed=1&transport=auto")
     log = wait_answer(browser_page)
     assert log.startswith("100 x 100: path of") and log.endswith("over websocket"), log
 
@@ -197,7 +197,7 @@ def red(page, x: int, y: int) -> bool:
 def test_new_terrain_during_a_search_shows_the_new_grids_answer(daemon_factory, browser_page, transport):
     d = daemon_factory("--workers", "1", app=APP)
     page = browser_page
-    page.goto(f"{d.http_url}/pathfind?size=800&transport={transport}")  # seconds of A* in the worker
+    page.goto(f"{d.http_url}/pathfind?size=800&seed=1&transport={transport}")  # seconds of A* in the worker
     page.wait_for_function("/searching 800/.test(document.getElementById('log').textContent)", timeout=15_000)
     page.select_option("#size", "100")
     page.click("#search")

@@ -205,7 +205,7 @@ PAGE = r"""<!DOCTYPE html>
 <script src="/wsdaemon.js"></script>
 <script>
   // ?transport=auto (the default: WebSocket, then long-polling), websocket or long-polling;
-  // ?size=N picks the first grid.
+  // ?size=N picks the first grid; ?seed=N makes the terrains repeatable (tests use it).
   var TRANSPORTS = {auto: ['websocket', 'long-polling'], websocket: ['websocket'], 'long-polling': ['long-polling']};
   var url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/';
   var asked = /[?&]transport=([^&#]*)/.exec(location.search);
@@ -215,10 +215,20 @@ PAGE = r"""<!DOCTYPE html>
   // sent when the running one's (now stale) answer arrives. Answers carry their request's id.
   var current = null, running = null, lastId = 0;
   function log(text) { document.getElementById('log').textContent = text; }
+  var seeded = /[?&]seed=(\d+)/.exec(location.search);
+  var random = seeded ? mulberry32(parseInt(seeded[1], 10)) : Math.random;
+  function mulberry32(a) {
+    return function () {
+      a = (a + 0x6D2B79F5) | 0;
+      var t = Math.imul(a ^ (a >>> 15), 1 | a);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  }
   function terrain(n) {
     var cells = new Uint8Array(n * n);
     for (var i = 0; i < cells.length; i++) {
-      cells[i] = Math.random() < 0.22 ? 0 : 1 + Math.floor(Math.random() * 5);
+      cells[i] = random() < 0.22 ? 0 : 1 + Math.floor(random() * 5);
     }
     for (var d = 0; d < 3; d++) {  // keep the corners open
       cells[d] = cells[d * n] = cells[n * n - 1 - d] = cells[n * n - 1 - d * n] = 1;
