@@ -11,7 +11,8 @@
 #     (the package does not depend on it; tests/test_hixie_faye.py runs it), npm when
 #     nodejs did not bring it, shellcheck; gcc and zlib1g-dev (tests/bench builds
 #     bench/loadgen.c, which links zlib);
-#     systemd (for systemd-analyze only; never booted) if systemd-analyze is missing
+#     systemd (for systemd-analyze only; never booted) if systemd-analyze is missing;
+#     redis-server and nginx (started by fixtures on free ports, never the system services)
 #   - the package itself, editable, with its [test] extra, plus ruff
 #   - the Autobahn|Testsuite venv (wstest, ported to Python 3) into $AUTOBAHN_VENV
 #     (default: ~/.cache/wsdaemon-autobahn), with tests/autobahn/install.sh
@@ -56,7 +57,7 @@ has_candidate() {
 
 # ---------------------------------------------------------------- Debian ----
 apt_deps() {
-  local wanted=(chromium fonts-liberation nodejs node-faye-websocket shellcheck logrotate gcc zlib1g-dev)
+  local wanted=(chromium fonts-liberation nodejs node-faye-websocket shellcheck logrotate gcc zlib1g-dev redis-server nginx)
   local missing=() p
   for p in "${wanted[@]}"; do
     is_installed "$p" || missing+=("$p")
