@@ -25,9 +25,9 @@
  *             (a message leaves flight when the sender gets its own copy);
  *             counts deliveries to all connections per second.
  *             With --session it speaks wsdaemon's resumable-session envelope
- *             (docs/sessions.md): ?wsdaemon_session=new, every message
- *             numbered "<6 base-36 digits>:" (its own copy of the frame, the
- *             digits patched in), an "!a<seq>" ack every 32 echoes, and the
+ *             (docs/sessions.md): ?wsdaemon_session=new, messages numbered by
+ *             their place on the connection (the payload goes as it is), an
+ *             "!a<seq>" ack every 32 echoes at a frame boundary, and the
  *             server's "!..." hello and acks not counted as echoes.
  *  handshake  L loops of connect, upgrade, close frame, wait for close/EOF.
  *  idle       open N connections (from --sources source addresses), print
@@ -143,10 +143,8 @@ static struct {
 } cfg = {M_ECHO, "127.0.0.1", "/", 0, 10, 16, 1, 0, 50, 0, 64, 0, 0, 5.0, 1.0, 60.0, 0,
          0, 0, 8, "permessage-deflate; client_max_window_bits"};
 
-#define SEQ_DIGITS 6 /* --session: fixed-width client numbers, 2.1 billion per connection */
 static const char B36[] = "0123456789abcdefghijklmnopqrstuvwxyz";
 static uint8_t smask[4];  /* the mask of the data frame template */
-static size_t shead;      /* header bytes of the data frame template */
 
 static struct conn *conns;
 static int nconns, epfd;
@@ -219,14 +217,9 @@ static void build_stream(void)
     memcpy(mask, &r, 4);
     uint8_t *payload = malloc(cfg.size + 1);
     for (int i = 0; i < cfg.size; i++) payload[i] = 'a' + i % 26;
-    if (cfg.session) { /* "000000:": the digits are patched per message */
-        memset(payload, '0', SEQ_DIGITS);
-        payload[SEQ_DIGITS] = ':';
-        memcpy(smask, mask, 4);
-    }
+    if (cfg.session) memcpy(smask, mask, 4); /* the acks' mask */
     frame = malloc(cfg.size + 14);
     flen = build_frame(frame, cfg.binary ? 2 : 1, payload, cfg.size, mask);
-    shead = flen - cfg.size;
     free(payload);
     size_t copies = flen >= 65536 ? 1 : 65536 / flen;
     slen = copies * flen;
@@ -654,14 +647,10 @@ static void session_ack(struct conn *c)
 static void queue_msgs(struct conn *c, uint32_t k)
 {
     if (phase == P_MEASURE) st.sent += k;
-    if (cfg.session) { /* each message its own number: a copy of the template, digits patched */
+    if (cfg.session) { /* the numbers are implicit: copies of the frame, acks between them */
         uint8_t *f = sbuf_grow(c, (size_t)k * flen);
-        for (uint32_t i = 0; i < k; i++, f += flen) {
-            memcpy(f, frame, flen);
-            uint32_t v = ++c->seq_out;
-            for (int j = SEQ_DIGITS - 1; j >= 0; j--, v /= 36)
-                f[shead + j] = (uint8_t)B36[v % 36] ^ smask[j & 3];
-        }
+        for (uint32_t i = 0; i < k; i++, f += flen) memcpy(f, frame, flen);
+        c->seq_out += k;
         c->inflight += k;
         return;
     }
@@ -698,10 +687,8 @@ static void on_message(struct conn *c)
         if (c->first_seen && c->first == '!') return; /* the hello or the server's ack */
         c->seq_in++;
         if (c->seq_in - c->acked_in >= 32) session_ack(c);
-        /* the echo is "<server seq>:" + our payload after our 7-byte prefix */
         if (phase == P_MEASURE) { st.msgs++; st.bytes += c->msg_len; }
-        if (c->msg_len + SEQ_DIGITS < (uint64_t)cfg.size + 1 ||
-            c->msg_len > (uint64_t)cfg.size + 2) st.size_errors++;
+        if (c->msg_len != (uint64_t)cfg.size) st.size_errors++;
     } else {
         if (phase == P_MEASURE) { st.msgs++; st.bytes += c->msg_len; }
         if (c->msg_len != (uint64_t)cfg.size) st.size_errors++;
@@ -1084,7 +1071,7 @@ static void parse_args(int argc, char **argv)
     if (cfg.conns < 1 || cfg.loops < 1 || cfg.inflight < 1 || cfg.size < 0 || cfg.concurrency < 1)
         usage();
     if (cfg.session) {
-        if (cfg.mode != M_ECHO || cfg.binary || cfg.size < SEQ_DIGITS + 1) usage();
+        if (cfg.mode != M_ECHO || cfg.binary) usage();
         static char path[512];
         snprintf(path, sizeof path, "%s%swsdaemon_session=new", cfg.path, strchr(cfg.path, '?') ? "&" : "?");
         cfg.path = path;

@@ -3,8 +3,8 @@
 Starts ``wsdaemon run --app wsdaemon.apps.echo:app`` pinned to core 0 (when
 ``taskset`` exists) and drives it from this process (asyncio + websockets) with
 the same connections and messages in flight, once raw and once with
-``?wsdaemon_session=new``: numbered ``<seq36>:payload`` messages, the ``!h``
-hello skipped, an ``!a`` ack every 100 ms. The load generator is Python, so the
+``?wsdaemon_session=new``: messages numbered by their place (the payload as it
+is), the ``!h`` hello skipped, an ``!a`` ack every 100 ms. The load generator is Python, so the
 figure is a smoke test of the envelope's cost, not the C load generator's
 (``docs/sessions.md`` says what ``bench/loadgen.c`` would send).
 
@@ -28,7 +28,7 @@ from websockets.asyncio.client import connect
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from wsdaemon.proto.session import base36, encode_ack  # noqa: E402
+from wsdaemon.proto.session import encode_ack  # noqa: E402
 
 PAYLOAD = "x" * 32
 
@@ -68,7 +68,7 @@ async def client(url: str, session: bool, inflight: int, stop_at: float, counts:
         async def send_one() -> None:
             nonlocal seq
             seq += 1
-            await ws.send(f"{base36(seq)}:{PAYLOAD}" if session else PAYLOAD)
+            await ws.send(PAYLOAD)
 
         for _ in range(inflight):
             await send_one()

@@ -111,7 +111,9 @@ def test_page_in_a_real_browser(daemon_factory, transport):
         browser = launch_chromium(p)
         try:
             page = browser.new_page()
-            page.goto(f"{d.http_url}/pathfind?size=200&seed=1&transport={transport}")  # searches once connected
+            page.goto(
+                f"{d.http_url}/pathfind?size=200&seed=1&transport={transport}"
+            )  # searches once connected
             page.wait_for_function(
                 "/path of|no path/.test(document.getElementById('log').textContent)", timeout=30_000
             )

@@ -12,14 +12,10 @@ from wsdaemon.proto.session import (
     SequenceGap,
     SessionState,
     base36,
-    decode_binary,
-    decode_text,
-    decode_varint,
+    decode_control,
     encode_ack,
-    encode_binary,
     encode_hello,
-    encode_text,
-    encode_varint,
+    escape_text,
     parse_base36,
     parse_session_param,
 )
@@ -43,59 +39,37 @@ def test_bad_base36_is_a_protocol_error(bad):
         parse_base36(bad)
 
 
-@pytest.mark.parametrize("n", [0, 1, 127, 128, 300, 16383, 16384, 2**35, 2**56 - 1])
-def test_varint_round_trip(n):
-    encoded = encode_varint(n)
-    assert decode_varint(encoded + b"tail") == (n, len(encoded))
-
-
-def test_varint_sizes():
-    assert encode_varint(127) == b"\x7f"
-    assert encode_varint(128) == b"\x80\x01"
-    assert len(encode_varint(2**35 - 1)) == 5
-    assert len(encode_varint(2**56 - 1)) == 8
-
-
-@pytest.mark.parametrize("bad", [b"", b"\x80", b"\xff" * 10])
-def test_truncated_varint_is_a_protocol_error(bad):
-    with pytest.raises(ProtocolError):
-        decode_varint(bad)
-
-
 # -- the envelope --------------------------------------------------------------------
 
 
-def test_text_envelope():
-    assert encode_text(1, "hello") == b"1:hello"
-    assert encode_text(36, "привет") == "10:привет".encode()
-    assert decode_text("1z:a:b") == (71, "a:b")  # only the first colon separates
-    assert decode_text("5:") == (5, "")
-
-
-def test_binary_envelope_stays_binary():
-    frame = encode_binary(200, b"\x00\xff")
-    assert frame == b"\xc8\x01\x00\xff"
-    assert decode_binary(frame) == (200, b"\x00\xff")
-
-
-@pytest.mark.parametrize("seq", [1, 1000, 10**6, 36**7 - 1])
-def test_envelope_costs_at_most_8_bytes(seq):
-    assert len(encode_text(seq, "x")) - 1 <= 8
-    assert len(encode_binary(seq, b"x")) - 1 <= 8
+def test_a_message_is_its_own_bytes_a_leading_bang_escaped():
+    """Numbers are implicit on an ordered WebSocket: the envelope costs 0 bytes, 1 for a leading ``!``."""
+    assert escape_text("hello") == "hello"
+    assert escape_text("") == ""
+    assert escape_text("a!") == "a!"
+    assert escape_text("!cmd") == "!!cmd"
+    assert decode_control("!!cmd") == (None, 0)  # the receiver drops the first "!"
 
 
 def test_ack_and_hello():
     assert encode_ack(1296) == "!a100"
-    assert decode_text("!a100") == (1296, None)
-    hello = encode_hello("S", "T", 4, True, 30.0)
+    assert decode_control("!a100") == ("ack", 1296)
+    hello = encode_hello("S", "T", 4, 9, True, 30.0)
     assert hello.startswith("!h")
-    assert json.loads(hello[2:]) == {"session": "S", "token": "T", "ack": 4, "resumed": True, "window": 30.0}
+    assert json.loads(hello[2:]) == {
+        "session": "S",
+        "token": "T",
+        "ack": 4,
+        "next": 9,
+        "resumed": True,
+        "window": 30.0,
+    }
 
 
-@pytest.mark.parametrize("bad", ["no number", "!x1", "!a", ":x", "g$:x"])
-def test_bad_text_messages(bad):
+@pytest.mark.parametrize("bad", ["!x1", "!a", "!a-1", "!h{}", "!"])
+def test_bad_control_messages(bad):
     with pytest.raises(ProtocolError):
-        decode_text(bad)
+        decode_control(bad)
 
 
 def test_session_param():

@@ -1,8 +1,9 @@
 """A Python client of the session envelope (docs/sessions.md), for tests and load scripts.
 
 It speaks what ``wsdaemon.js`` speaks over WebSocket: ``?wsdaemon_session=new`` or
-``ID.TOKEN.ACK``, the ``!h`` hello, numbered text (``<seq36>:text``) and binary
-(varint + bytes) messages, and batched ``!a`` acks, on a ``websockets`` connection.
+``ID.TOKEN.ACK``, the ``!h`` hello, messages numbered by their place after it (a text
+beginning with ``!`` escaped with one more), and batched ``!a`` acks, on a
+``websockets`` connection.
 """
 
 from __future__ import annotations
@@ -12,14 +13,7 @@ import socket
 
 from websockets.sync.client import connect
 
-from wsdaemon.proto.session import (
-    SESSION_PARAM,
-    decode_binary,
-    decode_text,
-    encode_ack,
-    encode_binary,
-    encode_text,
-)
+from wsdaemon.proto.session import SESSION_PARAM, decode_control, encode_ack, escape_text
 
 
 class SessionClient:
@@ -47,6 +41,8 @@ class SessionClient:
         ).__enter__()
         self.acks_received: list[int] = []
         self.hello = self._read_hello()
+        #: The number of the server's next message on this connection.
+        self.next_seq = self.hello["next"]
 
     def _read_hello(self) -> dict:
         frame = self.ws.recv(timeout=self.timeout)
@@ -60,39 +56,36 @@ class SessionClient:
         self.outbox = [(seq, m) for seq, m in self.outbox if seq > ack]
 
     def send(self, message: str | bytes) -> int:
-        """Number ``message``, keep it until acknowledged, send it."""
+        """Number ``message`` (by its place), keep it until acknowledged, send it."""
         self.sent_seq += 1
         self.outbox.append((self.sent_seq, message))
-        self._write(self.sent_seq, message)
+        self._write(message)
         return self.sent_seq
 
-    def _write(self, seq: int, message: str | bytes) -> None:
-        if isinstance(message, str):
-            self.ws.send(encode_text(seq, message).decode("utf-8"))
-        else:
-            self.ws.send(encode_binary(seq, message))
+    def _write(self, message: str | bytes) -> None:
+        self.ws.send(escape_text(message) if isinstance(message, str) else message)
 
     def resend_unacknowledged(self) -> None:
-        for seq, message in self.outbox:
-            self._write(seq, message)
+        """After the hello: what the server did not have, from its ack + 1 (as wsdaemon.js does)."""
+        for _seq, message in self.outbox:
+            self._write(message)
 
     def recv(self, timeout: float | None = None) -> tuple[int, str | bytes]:
         """The next numbered message (acks are recorded on the way); replays already seen are kept too."""
         while True:
             frame = self.ws.recv(timeout=self.timeout if timeout is None else timeout)
-            if isinstance(frame, str):
-                seq, text = decode_text(frame)
-                if text is None:
-                    self.acks_received.append(seq)
-                    self._acked(seq)
+            if isinstance(frame, str) and frame[:1] == "!":
+                kind, ack = decode_control(frame)
+                if kind == "ack":
+                    self.acks_received.append(ack)
+                    self._acked(ack)
                     continue
-                message: str | bytes = text
-            else:
-                seq, message = decode_binary(frame)
+                frame = frame[1:]
+            seq, self.next_seq = self.next_seq, self.next_seq + 1
             if seq > self.received_seq:
                 assert seq == self.received_seq + 1, (seq, self.received_seq)
                 self.received_seq = seq
-            return seq, message
+            return seq, frame
 
     def ack(self) -> None:
         self.ws.send(encode_ack(self.received_seq))

@@ -2,17 +2,19 @@
 
 A session numbers every message in both directions and keeps what the peer has
 not acknowledged, so that a new transport (WebSocket or long-polling) can take
-over after the old one dropped and nothing is lost or delivered twice. The
-WebSocket envelope is described in ``docs/sessions.md``: a text message is
-``<seq in base 36>:<text>``, a binary one a LEB128 varint ``seq`` before the
-bytes, and control messages are text starting with ``!``. Long-polling carries
-the same numbers in its JSON items (:mod:`wsdaemon.proto.longpoll`).
+over after the old one dropped and nothing is lost or delivered twice. On a
+WebSocket the numbers are implicit: the transport is ordered, and its hello
+names the first number of each direction, so a message is the application's own
+bytes (a text that begins with ``!`` gets one more ``!``) and control messages
+are texts that begin with ``!`` and another character (``docs/sessions.md``).
+Long-polling carries the same numbers explicitly in its JSON items
+(:mod:`wsdaemon.proto.longpoll`).
 """
 
 from __future__ import annotations
 
 import json
-from collections import deque
+from itertools import islice
 from typing import Any, NamedTuple
 
 from .errors import ProtocolError
@@ -27,11 +29,13 @@ NOT_RECOVERED_REASON = "session not recovered"
 CONTROL = "!"
 HELLO = "!h"
 ACK = "!a"
+#: A text message of the application that begins with ``!`` is sent with one more in front.
+ESCAPED = "!!"
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 _MAX_SEQ_DIGITS = 12  # base 36: up to 4.7e18, more than any session sends
 #: Two base-36 digits for every number below 36**2: with and without a leading zero.
-B36_PAIRS = [a + b for a in _DIGITS for b in _DIGITS]
-B36_SHORT = [pair.lstrip("0") or "0" for pair in B36_PAIRS]
+_B36_PAIRS = [a + b for a in _DIGITS for b in _DIGITS]
+_B36_SHORT = [pair.lstrip("0") or "0" for pair in _B36_PAIRS]
 
 
 class BufferFull(Exception):
@@ -59,9 +63,9 @@ class Close(NamedTuple):
 def base36(n: int) -> str:
     """``n`` in base 36, lower case: 7 digits reach 78 billion."""
     if n < 1296:
-        return B36_SHORT[n]
+        return _B36_SHORT[n]
     head, low = divmod(n, 1296)
-    return (base36(head) if head >= 1296 else B36_SHORT[head]) + B36_PAIRS[low]
+    return (base36(head) if head >= 1296 else _B36_SHORT[head]) + _B36_PAIRS[low]
 
 
 def parse_base36(text: str) -> int:
@@ -70,46 +74,28 @@ def parse_base36(text: str) -> int:
     return int(text, 36)
 
 
-def encode_varint(n: int) -> bytes:
-    """Unsigned LEB128: 7 bits per byte, low bits first, high bit set on every byte but the last."""
-    if n < 0x80:
-        return bytes((n,))
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def decode_varint(data: bytes | memoryview) -> tuple[int, int]:
-    """(value, bytes used) of the varint at the start of ``data``."""
-    value = shift = 0
-    for i in range(min(len(data), 9)):
-        byte = data[i]
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, i + 1
-        shift += 7
-    raise ProtocolError("binary message without a valid sequence number")
-
-
 # -- the WebSocket envelope ----------------------------------------------------------
 
 
-def encode_text(seq: int, text: str) -> bytes:
-    """A numbered text message, as the payload of a text frame (UTF-8)."""
-    return (base36(seq) + ":" + text).encode("utf-8")
+def escape_text(text: str) -> str:
+    """An application text as a session sends it: one more ``!`` when it begins with ``!``."""
+    return CONTROL + text if text[:1] == CONTROL else text
 
 
-def encode_binary(seq: int, data: bytes) -> bytes:
-    """A numbered binary message, as the payload of a binary frame."""
-    return encode_varint(seq) + data
+def encode_hello(session_id: str, token: str, ack: int, next_seq: int, resumed: bool, window: float) -> str:
+    """The first text message on a session's transport: who it is and where both numberings stand.
 
-
-def encode_hello(session_id: str, token: str, ack: int, resumed: bool, window: float) -> str:
-    """The first text message on a session's transport: who it is and what the server has received."""
-    doc = {"session": session_id, "token": token, "ack": ack, "resumed": resumed, "window": window}
+    ``ack``: the last client message the server has (the client's next one on this
+    transport is ``ack + 1``); ``next``: the number of the server's next message.
+    """
+    doc = {
+        "session": session_id,
+        "token": token,
+        "ack": ack,
+        "next": next_seq,
+        "resumed": resumed,
+        "window": window,
+    }
     return HELLO + json.dumps(doc, separators=(",", ":"))
 
 
@@ -118,22 +104,13 @@ def encode_ack(seq: int) -> str:
     return ACK + base36(seq)
 
 
-def decode_text(text: str) -> tuple[int, str | None]:
-    """A text message of the peer: ``(seq, text)`` for a message, ``(ack, None)`` for an ack."""
-    if text[:1] == CONTROL:
-        if text[:2] == ACK:
-            return parse_base36(text[2:]), None
-        raise ProtocolError(f"unknown session control message {text[:8]!r}")
-    colon = text.find(":", 0, _MAX_SEQ_DIGITS + 1)
-    if colon < 0:
-        raise ProtocolError("text message without a sequence number")
-    return parse_base36(text[:colon]), text[colon + 1 :]
-
-
-def decode_binary(data: bytes) -> tuple[int, bytes]:
-    """A binary message of the peer: ``(seq, payload)``."""
-    seq, used = decode_varint(data)
-    return seq, data[used:]
+def decode_control(text: str) -> tuple[str | None, int]:
+    """A text of the peer that begins with ``!``: ``(None, 0)`` for an escaped message, ``("ack", seq)`` for an ack."""
+    if text[:2] == ESCAPED:
+        return None, 0
+    if text[:2] == ACK:
+        return "ack", parse_base36(text[2:])
+    raise ProtocolError(f"unknown session control message {text[:8]!r}")
 
 
 class ResumeRequest(NamedTuple):
@@ -185,7 +162,7 @@ class SessionState:
     def __init__(self, max_bytes: int = 0) -> None:
         self.max_bytes = max_bytes
         #: Unacknowledged messages, oldest first; ``entries[i]`` has number ``first_seq + i``.
-        self.entries: deque[Any] = deque()
+        self.entries: list[Any] = []
         self.first_seq = 1
         self.bytes = 0
         self.sent_seq = 0
@@ -277,11 +254,10 @@ class SessionState:
             count = min(ack - self.first_seq + 1, len(entries))
             if count > 0:
                 self.first_seq += count
-                freed = 0
-                for _ in range(count):
-                    message = entries.popleft()
-                    if type(message) is not Close:
-                        freed += len(message)
+                freed = sum(map(len, islice(entries, count)))
+                if type(entries[count - 1]) is Close:  # the close is last and counts no bytes
+                    freed -= len(entries[count - 1])
+                del entries[:count]
                 self.bytes -= freed
         return bool(self.close_seq) and ack >= self.close_seq
 

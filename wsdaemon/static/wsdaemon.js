@@ -333,6 +333,7 @@
     ws.binaryType = 'arraybuffer';
     var opened = false, abandoned = false;
     var sentUpTo = 0;  // the last numbered message written to this socket
+    var inSeq = 0;     // the number of the server's next message here (its hello says)
     var timer = setTimeout(function () { abandon('no open within ' + self._openTimeout + ' ms'); },
                            this._openTimeout);
 
@@ -357,8 +358,10 @@
           var item = out[i];
           if (item.seq <= sentUpTo) { continue; }
           if (!item.ready || item.isClose) { break; }  // a long-polling close item: not for a socket
-          ws.send(item.text !== undefined ? item.seq.toString(36) + ':' + item.text
-                                          : withVarint(item.seq, item.bytes));
+          // Numbers are implicit on the socket: after the hello, the client's messages
+          // go from the server's ack + 1, in order; only a text beginning with '!' is escaped.
+          ws.send(item.text === undefined ? item.bytes
+                                          : item.text.charAt(0) === '!' ? '!' + item.text : item.text);
           sentUpTo = item.seq;
         }
       },
@@ -382,31 +385,21 @@
     ws.onmessage = function (e) {
       var data = e.data;
       if (!useSession) { self._message(data); return; }
-      if (typeof data === 'string') {
-        if (data.charAt(0) === '!') {
-          if (data.charAt(1) === 'h') {
-            var doc = parseJson(data.slice(2));
-            if (!doc || !doc.session) { abandon('bad session hello'); return; }
-            self._hello(doc);
-            open();
-          } else if (data.charAt(1) === 'a') {
-            self._serverAck(parseInt(data.slice(2), 36));
-          }
+      if (typeof data === 'string' && data.charAt(0) === '!') {
+        var kind = data.charAt(1);
+        if (kind === 'h') {
+          var doc = parseJson(data.slice(2));
+          if (!doc || !doc.session) { abandon('bad session hello'); return; }
+          self._hello(doc);
+          inSeq = doc.next || 1;
+          open();
           return;
         }
-        var colon = data.indexOf(':');
-        self._numbered(parseInt(data.slice(0, colon), 36), data.slice(colon + 1));
-      } else {
-        var bytes = new Uint8Array(data);
-        var seq = 0, scale = 1, i = 0;
-        while (i < bytes.length) {  // LEB128 varint
-          var b = bytes[i++];
-          seq += (b & 0x7f) * scale;
-          if (b < 0x80) { break; }
-          scale *= 128;
-        }
-        self._numbered(seq, data.slice(i));
+        if (kind === 'a') { self._serverAck(parseInt(data.slice(2), 36)); return; }
+        if (kind !== '!') { return; }  // a control message of a later version
+        data = data.slice(1);
       }
+      self._numbered(inSeq++, data);  // numbered by its place after the hello
     };
     ws.onerror = function () { if (opened && !useSession) { self._error(); } };
     ws.onclose = function (e) {
@@ -708,15 +701,6 @@
     return total;
   }
 
-  function withVarint(seq, bytes) {
-    var head = [];
-    while (seq >= 0x80) { head.push((seq % 128) | 0x80); seq = Math.floor(seq / 128); }
-    head.push(seq);
-    var out = new Uint8Array(head.length + bytes.length);
-    out.set(head, 0);
-    out.set(bytes, head.length);
-    return out.buffer;
-  }
 
   // -- helpers -----------------------------------------------------------------
 

@@ -141,17 +141,21 @@ class Rfc6455Connection(WebSocketConnection):
                     except Exception:
                         self._callback_failed("on_message")
                         return
-            elif kind == OP_PING:
-                if not self._close_sent:
-                    self.write(encode_frame(OP_PONG, value))
-            elif kind == OP_PONG:
-                pass
-            elif kind == OP_CLOSE:
-                self._close_received(*value)
+            elif self._control_event(kind, value):
                 return
-            elif kind == EV_ERROR:
-                self.fail(value.code, value.reason)
-                return
+
+    def _control_event(self, kind: int, value: Any) -> bool:
+        """A ping, pong, close or parse error from the parser; True when nothing may follow it."""
+        if kind == OP_PING:
+            if not self._close_sent:
+                self.write(encode_frame(OP_PONG, value))
+        elif kind == OP_CLOSE:
+            self._close_received(*value)
+            return True
+        elif kind == EV_ERROR:
+            self.fail(value.code, value.reason)
+            return True
+        return False
 
     def _message_handler(self) -> Any:
         """``fn(conn, message)`` for each message: the application's (a session carrier decodes first)."""

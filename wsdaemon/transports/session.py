@@ -20,9 +20,17 @@ from collections.abc import Hashable
 from typing import Any, Protocol
 
 from ..proto.codes import CLOSED, CLOSING, CONNECTING, OPEN, CloseCode, ConnState
-from ..proto.errors import ConnectionClosedError
+from ..proto.errors import ConnectionClosedError, ProtocolError
 from ..proto.http11 import QueryParams, Request
-from ..proto.session import SESSION_PARAM, BufferFull, ResumeRequest, SessionState
+from ..proto.session import (
+    CONTROL,
+    ESCAPED,
+    SESSION_PARAM,
+    BufferFull,
+    ResumeRequest,
+    SessionState,
+    decode_control,
+)
 from .appconnection import APP_STATE_SLOTS, AppConnection
 
 log = logging.getLogger("wsdaemon.session")
@@ -123,15 +131,27 @@ class Session(AppConnection):
                 raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
             message = bytes(message)
         carrier = self.carrier
-        if volatile and (carrier is None or carrier.backlogged):
-            self.dropped += 1
-            return
         proto = self.proto
-        try:
-            seq = proto.push(message, key)
-        except BufferFull:
-            self._overflow()
-            return
+        if key is None and not volatile:
+            # SessionState.push's unkeyed case, inline: this runs once per message
+            if proto.keyed:
+                proto.keyed.clear()
+            total = proto.bytes + len(message)
+            if total > proto.max_bytes and proto.max_bytes:
+                self._overflow()
+                return
+            seq = proto.sent_seq = proto.sent_seq + 1
+            proto.entries.append(message)
+            proto.bytes = total
+        else:
+            if volatile and (carrier is None or carrier.backlogged):
+                self.dropped += 1
+                return
+            try:
+                seq = proto.push(message, key)
+            except BufferFull:
+                self._overflow()
+                return
         if carrier is not None and carrier.carry(seq, message):
             proto.carried_seq = seq  # sent in order: everything before it went out too
 
@@ -231,19 +251,53 @@ class Session(AppConnection):
                 self.host.app.handle_message(self, message)
             except Exception:
                 self._callback_failed("on_message")
-        if self._ack_timer is None:
-            self._ack_timer = self.host.loop.call_later(ACK_DELAY, self._send_ack)
-        elif seq - self._acked_to_client >= ACK_EVERY:
+        if seq - self._acked_to_client >= ACK_EVERY:
             self._send_ack()
+        elif self._ack_timer is None:
+            self._ack_timer = self.host.loop.call_later(ACK_DELAY, self._ack_due)
+
+    def messages_carried(self, carrier: Any, messages: list[str | bytes]) -> None:
+        """The WebSocket carrier's messages of one read, in order: numbered by their place, or controls."""
+        proto = self.proto
+        handle = self.host.app.handle_message
+        for message in messages:
+            if type(message) is str and message[:1] == CONTROL:
+                if message[:2] != ESCAPED:
+                    self._control_received(carrier, message)  # a bad one fails the carrier and the session
+                    continue
+                message = message[1:]
+            proto.received_seq += 1
+            if self.state == OPEN:
+                try:
+                    handle(self, message)
+                except Exception:
+                    self._callback_failed("on_message")
+        if self.carrier is not carrier:
+            return
+        if proto.received_seq - self._acked_to_client >= ACK_EVERY:
+            self._send_ack()
+        elif self._ack_timer is None:
+            self._ack_timer = self.host.loop.call_later(ACK_DELAY, self._ack_due)
+
+    def _control_received(self, carrier: Any, text: str) -> None:
+        try:
+            kind, seq = decode_control(text)
+            if kind == "ack":
+                self.proto.acknowledge(seq)
+        except ProtocolError as exc:
+            carrier.fail(CloseCode.PROTOCOL_ERROR, exc.reason)
 
     def ack_received(self, ack: int) -> bool:
         """The client acknowledged up to ``ack``; True when that confirms our close."""
         return self.proto.acknowledge(ack)
 
+    def _ack_due(self) -> None:
+        """At most ``ACK_DELAY`` after a message: acknowledge what the count did not (the timer is not
+        rescheduled per count-triggered ack, so a steady stream costs one timer per delay)."""
+        self._ack_timer = None
+        self._send_ack()
+
     def _send_ack(self) -> None:
-        if self._ack_timer is not None:
-            self._ack_timer.cancel()
-            self._ack_timer = None
         carrier = self.carrier
         if carrier is not None and self.proto.received_seq > self._acked_to_client:
             self._acked_to_client = self.proto.received_seq

@@ -2,7 +2,9 @@
 
 The handshake is the ordinary one; the request's ``wsdaemon_session`` parameter
 says "new" or names the session to resume. After the ``101`` the server sends
-the hello (``!h{...}``), then numbered messages (see :mod:`wsdaemon.proto.session`).
+the hello (``!h{...}``), which names the first number of each direction; after it
+every message is numbered by its place on the connection, so the application's
+bytes go out as they are (see :mod:`wsdaemon.proto.session`).
 A drop without a close frame (EOF, reset, ping timeout) suspends the session;
 a close frame ends it.
 """
@@ -15,22 +17,16 @@ from typing import Any
 from ..net.sockets import format_address
 from ..proto import rfc6455
 from ..proto.codes import CLOSED, OPEN, CloseCode
-from ..proto.errors import ProtocolError
 from ..proto.http11 import Request
 from ..proto.permessage_deflate import DeflateParams, DeflatePolicy, PerMessageDeflate
-from ..proto.rfc6455 import OP_TEXT, binary_frame, encode_close, encode_frame, text_frame
+from ..proto.rfc6455 import OP_BINARY, OP_TEXT, binary_frame, encode_close, encode_frame, text_frame
 from ..proto.session import (
-    B36_PAIRS,
-    B36_SHORT,
+    CONTROL,
     NOT_RECOVERED,
     NOT_RECOVERED_REASON,
     Close,
     ResumeRequest,
-    base36,
-    decode_binary,
-    decode_text,
     encode_ack,
-    encode_binary,
     encode_hello,
 )
 from .host import TransportHost
@@ -69,7 +65,7 @@ class SessionRfc6455Connection(Rfc6455Connection):
             session.carrier = self
             session.last_protocol = self.protocol
             self.session = session
-            self._write_text(encode_hello(session.id, session.token, 0, False, window))
+            self._write_text(encode_hello(session.id, session.token, 0, 1, False, window))
             session._deliver_open()
         else:
             session = manager.find(self.resume)
@@ -83,8 +79,10 @@ class SessionRfc6455Connection(Rfc6455Connection):
             else:
                 replay = session.attach(self, self.resume.ack)
                 self.session = session
+                proto = session.proto
+                next_seq = replay[0][0] if replay else proto.sent_seq + 1
                 self._write_text(
-                    encode_hello(session.id, session.token, session.proto.received_seq, True, window)
+                    encode_hello(session.id, session.token, proto.received_seq, next_seq, True, window)
                 )
                 for seq, message in replay:
                     self.carry(seq, message)
@@ -103,18 +101,13 @@ class SessionRfc6455Connection(Rfc6455Connection):
     # -- the carrier's API ---------------------------------------------------------
 
     def carry(self, seq: int, message: Any) -> bool:
+        """Send message ``seq``: its number is its place after the hello, so only a ``!`` is escaped."""
         if self.state != OPEN:
             return False
         if type(message) is str:
-            # base 36 inline for the first 1.6 million numbers: this runs once per message
-            digits = (
-                B36_SHORT[seq]
-                if seq < 1296
-                else B36_SHORT[seq // 1296] + B36_PAIRS[seq % 1296]
-                if seq < 1679616
-                else base36(seq)
-            )
-            self.write(self._text((digits + ":" + message).encode("utf-8")))
+            if message[:1] == CONTROL:
+                message = CONTROL + message
+            self.write(self._text(message.encode("utf-8")))
         elif type(message) is Close:
             session = self.session
             if session is not None and session.state == CLOSED:
@@ -124,7 +117,7 @@ class SessionRfc6455Connection(Rfc6455Connection):
             else:
                 self.close(message.code or CloseCode.NORMAL_CLOSURE, message.reason)
         else:
-            self.write(self._binary(encode_binary(seq, message)))
+            self.write(self._binary(message))
         return True
 
     def carry_ack(self, seq: int) -> None:
@@ -145,29 +138,27 @@ class SessionRfc6455Connection(Rfc6455Connection):
 
     # -- inbound: the envelope ------------------------------------------------------
 
-    def _message_handler(self) -> Any:
-        return self._on_envelope
-
-    def _on_envelope(self, _conn: Any, value: str | bytes) -> None:
+    def data_received(self, data: bytes) -> None:
+        """The messages of one read go to the session together (it numbers them and acks once)."""
         session = self.session
-        if session is None:
-            return
-        try:
-            if type(value) is str:
-                digits, colon, text = value.partition(":")
-                if colon and digits.isalnum() and len(digits) < 13 and digits.isascii():  # the common case
-                    session.message_received(int(digits, 36), text)
-                    return
-                seq, message = decode_text(value)
-                if message is None:
-                    session.ack_received(seq)
-                    return
-                session.message_received(seq, message)
-            else:
-                seq, data = decode_binary(value)
-                session.message_received(seq, data)
-        except ProtocolError as exc:
-            self.fail(CloseCode.PROTOCOL_ERROR, exc.reason)
+        if session is None or self.state != OPEN:
+            return super().data_received(data)
+        self._ping_sent_at = 0.0
+        messages: list[Any] = []
+        for kind, value in self.parser.feed(data):
+            if kind == OP_TEXT or kind == OP_BINARY:
+                messages.append(value)
+                continue
+            if messages:
+                session.messages_carried(self, messages)
+                messages = []
+            if self._control_event(kind, value):
+                return
+        if messages:
+            session.messages_carried(self, messages)
+
+    def _message_handler(self) -> Any:
+        return _ignore  # only while closing: an open carrier hands its messages to the session
 
     def _deliver_close(self, code: int, reason: str) -> None:
         """The transport ended: the session decides (suspend on 1006, close otherwise)."""
@@ -179,6 +170,10 @@ class SessionRfc6455Connection(Rfc6455Connection):
         session, self.session = self.session, None
         if session is not None:
             session.transport_closed(self, code, reason)
+
+
+def _ignore(_carrier: Any, _message: Any) -> None:
+    """Messages of a carrier whose session moved on."""
 
 
 class SessionRfc6455DeflateConnection(CompressingFrames, SessionRfc6455Connection):
