@@ -141,3 +141,36 @@ def test_volatile_messages_are_dropped_while_backlogged(daemon_factory):
     stats = json.loads(stats[6:])
     assert stats["dropped"] == count - len(got), (stats, len(got))
     client.close()
+
+
+def test_keyed_updates_to_a_session_that_stops_reading(daemon_factory):
+    """The JS client's case: a resumable session over WebSocket. While its socket is backlogged the
+    carrier takes nothing, the session keeps what the application sends and replaces keyed
+    messages in place; when the client reads again they leave in order, the newest state last."""
+    d = daemon_factory(
+        "--max-write-buffer", str(LIMIT), "--resume-buffer", str(64 * LIMIT), "--ping-interval", "0", app=APP
+    )
+    client = Reader(d, "/?name=slow&wsdaemon_session=new")
+    (hello,) = client.read_until(lambda op, payload: payload.startswith(b"!h"), timeout=10)
+    assert json.loads(hello[1][2:])["next"] == 1
+    time.sleep(0.3)
+    rss_start = rss_peak = rss_bytes(d.proc.pid)
+    count, size = 100_000, 200
+    client.send(f"keyed {count} state {size}")  # the client's message 1 (numbers are implicit)
+    stop = time.monotonic() + 5.0
+    while time.monotonic() < stop:  # not reading
+        rss_peak = max(rss_peak, rss_bytes(d.proc.pid))
+        time.sleep(0.05)
+    frames = client.read_until(lambda op, payload: payload.startswith(b"done"))
+    rss_peak = max(rss_peak, rss_bytes(d.proc.pid))
+    assert frames[-1] == (0x1, f"done {count}".encode()), frames[-1]
+    states = [int(p[6:14]) for op, p in frames if op == 0x1 and p.startswith(b"state ")]
+    assert states[-1] == count - 1
+    assert states == sorted(states) and len(set(states)) == len(states)
+    assert len(states) < 100, len(states)  # replaced in the session while the socket was full
+    client.send("stats")
+    ((_, stats),) = client.read_until(lambda op, payload: payload.startswith(b"stats"))[-1:]
+    stats = json.loads(stats[6:])
+    assert stats["replaced"] == count - len(states), stats
+    assert rss_peak - rss_start < SLACK, (rss_start, rss_peak)
+    client.close()

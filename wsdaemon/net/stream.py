@@ -463,6 +463,11 @@ class StreamConnection:
             self.loop.modify(self.sock, EVENT_READ, self)
         if self._close_after_flush:
             self._finish_close()
+        else:
+            self.on_drained()
+
+    def on_drained(self) -> None:
+        """Everything the kernel had refused has left: an owner that held messages back may send them."""
 
     # -- closing -----------------------------------------------------------------
 

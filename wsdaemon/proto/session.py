@@ -240,6 +240,11 @@ class SessionState:
         """Whether messages wait that no transport has taken yet."""
         return self.sent_seq > self.carried_seq
 
+    def uncarried_messages(self) -> list[tuple[int, Any]]:
+        """Every (number, message) no transport has taken yet, oldest first."""
+        start = self.carried_seq + 1
+        return list(enumerate(self.entries[start - self.first_seq :], start))
+
     def acknowledge(self, ack: int) -> bool:
         """Drop messages up to ``ack``; True when that confirms the close.
 

@@ -232,6 +232,16 @@ class Session(AppConnection):
         self._acked_to_client = self.proto.received_seq  # the hello carries it
         return self.proto.unacknowledged()
 
+    def carrier_drained(self, carrier: Any) -> None:
+        """The carrier can take messages again: what waited leaves, in order."""
+        proto = self.proto
+        if carrier is not self.carrier or not proto.uncarried:
+            return
+        for seq, message in proto.uncarried_messages():
+            if not carrier.carry(seq, message):
+                break
+            proto.carried(seq)
+
     def resumed(self) -> None:
         """Replay done: the application hears of it."""
         log.debug("resumed %s over %s", self, self.protocol)

@@ -101,9 +101,16 @@ class SessionRfc6455Connection(Rfc6455Connection):
     # -- the carrier's API ---------------------------------------------------------
 
     def carry(self, seq: int, message: Any) -> bool:
-        """Send message ``seq``: its number is its place after the hello, so only a ``!`` is escaped."""
+        """Send message ``seq``: its number is its place after the hello, so only a ``!`` is escaped.
+
+        While the kernel refuses bytes the carrier takes nothing but the close: what
+        the application sends waits in the session, where a keyed message is still
+        replaced in place, and leaves in order when the socket drains.
+        """
         if self.state != OPEN:
             return False
+        if self._wbuf and type(message) is not Close:
+            return False  # backlogged: the session keeps it (replaceable if keyed) until on_drained
         if type(message) is str:
             if message[:1] == CONTROL:
                 message = CONTROL + message
@@ -119,6 +126,11 @@ class SessionRfc6455Connection(Rfc6455Connection):
         else:
             self.write(self._binary(message))
         return True
+
+    def on_drained(self) -> None:
+        session = self.session
+        if session is not None and self.state == OPEN:
+            session.carrier_drained(self)
 
     def carry_ack(self, seq: int) -> None:
         if self.state == OPEN:
