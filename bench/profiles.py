@@ -149,6 +149,13 @@ PROFILES = {
             ["--mode", "echo", "--conns", "100", "--size", "32", "--inflight", "10", "--session"],
             "msg/s",
         ),
+        Profile(
+            "hb",
+            "as b, through a resumable session (wsdaemon only)",
+            "session",
+            ["--mode", "echo", "--conns", "1000", "--size", "32", "--inflight", "1", "--session"],
+            "msg/s",
+        ),
     )
 }
 

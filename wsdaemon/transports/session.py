@@ -35,8 +35,11 @@ from .appconnection import APP_STATE_SLOTS, AppConnection
 
 log = logging.getLogger("wsdaemon.session")
 
-#: The receiver's acks are batched: at most one per this many seconds, or one per ACK_EVERY messages.
-ACK_DELAY = 0.1
+#: The server acknowledges the client's messages batched: after ACK_EVERY of them, or this many seconds
+#: after the first one not yet acknowledged. Acks only let the client drop what it keeps for a resend
+#: (the hello of a resume says what the server has), so a second is soon enough and costs a send
+#: per session per second, not ten.
+ACK_DELAY = 1.0
 ACK_EVERY = 64
 
 
