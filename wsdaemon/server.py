@@ -18,12 +18,13 @@ from .net.admission import Admission
 from .net.deadlines import Deadlines, Expiring
 from .net.listener import Listener
 from .net.loop import EVENT_READ, EventLoop, TimerHandle
-from .net.sockets import bind_socket, check_descriptor_limit
+from .net.sockets import bind_socket, check_descriptor_limit, format_address
 from .net.stream import StreamConnection
 from .net.tls import TlsHandshake, make_server_context
 from .proto import masking
 from .proto.codes import CloseCode
 from .proto.errors import HandshakeError, Reject
+from .proto.forwarded import ProxyTrust
 from .proto.http11 import Request, reason_phrase
 from .proto.origin import OriginPolicy, is_loopback_host, request_origin
 from .settings import Settings
@@ -68,6 +69,7 @@ class Server:
         #: ``max_connections``: the client sockets served, the refusals past the limit.
         self.admission = Admission(self)
         self.origin_policy = OriginPolicy(self.settings.allowed_origins, self.settings.allow_missing_origin)
+        self.proxy_trust = ProxyTrust(self.settings.trusted_proxies)
         self.tls_context = (
             make_server_context(self.settings.certfile, self.settings.keyfile)
             if self.settings.certfile
@@ -164,11 +166,15 @@ class Server:
     def _new_https_connection(self, client: ssl.SSLSocket, address: Any) -> HttpConnection:
         return HttpConnection(self, client, address, secure=True)
 
-    def _reload_origin_policy(self, settings: Settings, old: Settings) -> None:
+    def _reload_request_policies(self, settings: Settings, old: Settings) -> None:
         try:
             self.origin_policy = OriginPolicy(settings.allowed_origins, settings.allow_missing_origin)
         except ValueError as exc:
             log.error("reload: bad allowed_origins (%s); keeping the running Origin policy", exc)
+        try:
+            self.proxy_trust = ProxyTrust(settings.trusted_proxies)
+        except ValueError as exc:
+            log.error("reload: %s; keeping the running trusted proxies", exc)
 
     def reload_tls(self) -> bool:
         """Load the certificate and key again (SIGHUP); new connections use them.
@@ -203,9 +209,10 @@ class Server:
         reason = self.origin_policy.check(origin)
         if reason is not None:
             log.warning(
-                "refused %s %s from %r: %s",
+                "refused %s %s from %s, Origin %r: %s",
                 request.method,
                 request.path,
+                format_address(request.remote_address),
                 origin,
                 reason,
             )
@@ -459,7 +466,7 @@ class Server:
         applied: list[str] = []
         if settings is not None:
             applied = self._take_settings(settings)
-            self._reload_origin_policy(self.settings, old)
+            self._reload_request_policies(self.settings, old)
         self._schedule_keepalive()
         self._call_components("reload", self.settings, old)
         for name in applied:

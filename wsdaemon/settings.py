@@ -237,6 +237,12 @@ class Settings:
     allow_missing_origin: bool = option(
         True, "Accept handshakes without an Origin header (non-browser clients)."
     )
+    trusted_proxies: str = option(
+        "",
+        "Comma-separated addresses or networks (127.0.0.1, 10.0.0.0/8, ::1) of reverse proxies "
+        "whose Forwarded / X-Forwarded-For / X-Forwarded-Proto headers are believed "
+        "(empty: nobody's).",
+    )
     certfile: str = option(
         "",
         "PEM certificate chain: serve wss:// and https:// (TLS); SIGHUP reads it again.",

@@ -137,6 +137,8 @@ class Request:
     query: QueryParams = field(default_factory=QueryParams)
     cookies: dict[str, str] = field(default_factory=dict)
     secure: bool = False
+    #: The socket's peer when a trusted proxy forwarded the request (``remote_address`` is then the client).
+    peer_address: tuple | None = None
 
     @property
     def host(self) -> str | None:

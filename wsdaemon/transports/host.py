@@ -17,6 +17,8 @@ class TransportHost(StreamHost, Protocol):
     stopping: bool
     #: The Origin policy (long-polling answers CORS with it).
     origin_policy: Any
+    #: The ``--trusted-proxies`` (a ProxyTrust; false when empty): whose forwarding headers count.
+    proxy_trust: Any
     #: The Router the HTTP connections hand complete request heads to.
     router: Any
     #: The resumable sessions (a SessionManager): created, found for a resume, forgotten.

@@ -113,6 +113,8 @@ class HttpConnection(StreamConnection):
         while request is not None:
             request.remote_address = self.remote_address
             request.secure = self.secure
+            if self.host.proxy_trust:
+                self._believe_proxy(request)
             self.host.router.route(self, request)
             if self.handed_over or self._close_after_flush or self.transport_closed or self.busy:
                 return
@@ -123,6 +125,15 @@ class HttpConnection(StreamConnection):
                 self.loop.call_soon(self._pipeline_continue)
                 return
             request = self.parser.feed()
+
+    def _believe_proxy(self, request: Request) -> None:
+        """Behind a trusted reverse proxy: the client and its scheme are what the proxy says."""
+        forwarded = self.host.proxy_trust.client(self.remote_address, request.headers)
+        if forwarded is not None:
+            request.peer_address = self.remote_address
+            request.remote_address = forwarded.address
+            if forwarded.secure is not None:
+                request.secure = forwarded.secure
 
     # -- request bodies ----------------------------------------------------------
 

@@ -1,0 +1,34 @@
+"""Test application: tells each client who the daemon thinks it is.
+
+On open it sends one JSON text: ``remote_address``, ``peer_address`` (the socket's
+peer when a trusted proxy forwarded the request, else null), ``secure`` and the
+transport. Any message gets the same JSON again.
+"""
+
+import json
+
+from wsdaemon.application import Application
+
+app = Application("whoami")
+
+
+def who(conn) -> str:
+    request = conn.request
+    return json.dumps(
+        {
+            "remote_address": list(request.remote_address),
+            "peer_address": list(request.peer_address) if request.peer_address else None,
+            "secure": request.secure,
+            "protocol": conn.protocol,
+        }
+    )
+
+
+@app.on_open
+def opened(conn):
+    conn.send(who(conn))
+
+
+@app.on_message
+def message(conn, _message):
+    conn.send(who(conn))
