@@ -43,9 +43,10 @@ class Daemon:
         env: dict | None = None,
         cwd: str | None = None,
         host: str = "127.0.0.1",
+        port: int | None = None,
     ) -> None:
         self.host = host
-        self.port = free_port(host)
+        self.port = port or free_port(host)
         self.log_file = tempfile.NamedTemporaryFile(prefix="wsdaemon-", suffix=".log", delete=False)
         full_env = dict(os.environ)
         full_env["PYTHONPATH"] = os.pathsep.join([str(REPO), full_env.get("PYTHONPATH", "")])

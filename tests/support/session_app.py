@@ -103,7 +103,8 @@ window.got = []; window.events = [];
 function connect() {
   var options = {openTimeout: Number(params.get('timeout') || 3000)};
   if (params.get('transports')) { options.transports = params.get('transports').split(','); }
-  var ws = new WsDaemon('ws://' + location.host + '/chat', options);
+  var scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
+  var ws = new WsDaemon(scheme + location.host + '/chat', options);
   ws.onopen = function () { window.events.push('open ' + ws.transport); };
   ws.onmessage = function (e) { window.got.push(e.data); };
   ws.onclose = function (e) { window.events.push('close ' + e.code + ' ' + e.reason); };

@@ -2,7 +2,7 @@
 
 On open it sends one JSON text: ``remote_address``, ``peer_address`` (the socket's
 peer when a trusted proxy forwarded the request, else null), ``secure`` and the
-transport. Any message gets the same JSON again.
+transport. ``who`` gets the same JSON again; any other message is echoed.
 """
 
 import json
@@ -30,5 +30,5 @@ def opened(conn):
 
 
 @app.on_message
-def message(conn, _message):
-    conn.send(who(conn))
+def message(conn, message):
+    conn.send(who(conn) if message == "who" else message)
