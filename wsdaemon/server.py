@@ -29,6 +29,7 @@ from .proto.http11 import Request, reason_phrase
 from .proto.origin import OriginPolicy, is_loopback_host, request_origin
 from .settings import Settings
 from .transports.appconnection import AppConnection
+from .transports.connlog import ConnectionLog
 from .transports.http import HttpConnection
 from .transports.longpoll_transport import LongPolling
 from .transports.rooms import Room, RoomRegistry
@@ -98,6 +99,10 @@ class Server:
 
             self.workers = self.add_component(WorkerPool(self, app.tasks))
             app.bind_task_runner(self.workers.submit)
+        #: Each connection's open and close line (``--log-connections``), rate-limited.
+        self.connection_log = self.add_component(
+            ConnectionLog(self.loop, self.settings.log_connections, self.settings.log_connections_rate)
+        )
         #: Resumable sessions of the JS client, whatever transport carries them.
         self.sessions = self.add_component(SessionManager(self))
         #: The long-polling transport (``/lp/``), or None when disabled.

@@ -64,6 +64,15 @@ class Settings:
     static: bool = option(True, "Serve the test page at / and the client at /wsdaemon.js.", restart=True)
     backlog: int = option(1024, "Listen backlog.", restart=True)
     log_level: str = option("info", "Log level.", ("debug", "info", "warning", "error"))
+    log_format: str = option(
+        "plain", "Log line format: plain text, or one JSON object per line.", ("plain", "json"), restart=True
+    )
+    log_connections: bool = option(
+        False, "Log each connection's open and close at INFO (rate-limited by log_connections_rate)."
+    )
+    log_connections_rate: int = option(
+        100, "At most this many open/close lines a second; the rest are counted in one line.", minimum=1
+    )
     log_summary_interval: float = option(
         60.0,
         "Log one INFO line of connections opened, closed and open every this many seconds, when any "

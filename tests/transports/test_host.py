@@ -18,11 +18,13 @@ from wsdaemon.net.loop import EVENT_READ
 from wsdaemon.net.stream import StreamHost
 from wsdaemon.proto.codes import CloseCode
 from wsdaemon.proto.errors import HandshakeError
+from wsdaemon.proto.forwarded import ProxyTrust
 from wsdaemon.proto.http11 import Request
 from wsdaemon.proto.origin import OriginPolicy
 from wsdaemon.proto.rfc6455 import OP_CLOSE, OP_TEXT, encode_frame
 from wsdaemon.server import Server
 from wsdaemon.transports.appconnection import AppConnection
+from wsdaemon.transports.connlog import ConnectionLog
 from wsdaemon.transports.host import TransportHost
 from wsdaemon.transports.http import HttpConnection
 from wsdaemon.transports.rooms import RoomRegistry
@@ -42,6 +44,8 @@ class StubTransportHost(StubHost):
         self.opened: list[AppConnection] = []
         self.closed_conns: list[AppConnection] = []
         self.room_registry = RoomRegistry(lambda members, message, exclude, key: 0)
+        self.proxy_trust = ProxyTrust(self.settings.trusted_proxies)
+        self.connection_log = ConnectionLog(self.loop)
 
     def authenticate(self, request: Request):
         return self.app.handle_connect(request)

@@ -160,7 +160,7 @@ def serve(
 def run_foreground(source: SettingsSource, settings: Settings) -> None:
     """``wsdaemon run``: serve in this process, with an optional pid file."""
     try:
-        logs = LogSetup(settings.logfile, settings.log_level)
+        logs = LogSetup(settings.logfile, settings.log_level, log_format=settings.log_format)
     except OSError as exc:
         raise ServiceError(f"cannot open log file {settings.logfile}: {exc.strerror}") from exc
     pidfile = PidFile(settings.pidfile, port_note(settings)) if settings.pidfile else None
@@ -281,7 +281,12 @@ def _daemon_main(
     if log_stream is not None:
         log_stream.close()  # descriptors 1 and 2 are its copies now
     try:
-        logs = LogSetup(settings.logfile, settings.log_level, redirect_std=bool(settings.logfile))
+        logs = LogSetup(
+            settings.logfile,
+            settings.log_level,
+            redirect_std=bool(settings.logfile),
+            log_format=settings.log_format,
+        )
         log.info("wsdaemon %s daemon started (pid %d)", __version__, os.getpid())
         serve(source, settings, app, sock, logs, ready=lambda: report(f"ready {os.getpid()}"))
         return 0

@@ -139,6 +139,8 @@ class Request:
     secure: bool = False
     #: The socket's peer when a trusted proxy forwarded the request (``remote_address`` is then the client).
     peer_address: tuple | None = None
+    #: The loop's clock when the head was complete (a connection's duration starts there).
+    received_at: float = 0.0
 
     @property
     def host(self) -> str | None:

@@ -12,7 +12,6 @@ import logging
 from collections.abc import Hashable, KeysView
 from typing import Any
 
-from ..net.sockets import format_address
 from ..proto.codes import CLOSED, CONNECTING, OPEN, CloseCode, ConnState
 from ..proto.errors import ConnectionClosedError
 
@@ -166,13 +165,7 @@ class AppConnection:
         self.state = OPEN
         server = self.host
         server.connection_opened(self)
-        log.debug(
-            "open %s %s %s%s",
-            self.protocol,
-            format_address(self.request.remote_address),
-            self.request.path,
-            f" subprotocol={self.subprotocol}" if self.subprotocol else "",
-        )
+        server.connection_log.opened(self)
         try:
             server.app.handle_open(self)
         except Exception:
@@ -197,13 +190,7 @@ class AppConnection:
             self.host.room_registry.leave_all(self)
         if not was_open:
             return
-        log.debug(
-            "close %s %s code=%s reason=%r",
-            self.protocol,
-            format_address(self.request.remote_address),
-            code,
-            reason,
-        )
+        self.host.connection_log.closed(self, code, reason)
         try:
             self.host.app.handle_close(self, code, reason)
         except Exception:

@@ -19,6 +19,8 @@ class TransportHost(StreamHost, Protocol):
     origin_policy: Any
     #: The ``--trusted-proxies`` (a ProxyTrust; false when empty): whose forwarding headers count.
     proxy_trust: Any
+    #: The per-connection open/close log lines (a ConnectionLog, rate-limited).
+    connection_log: Any
     #: The Router the HTTP connections hand complete request heads to.
     router: Any
     #: The resumable sessions (a SessionManager): created, found for a resume, forgotten.

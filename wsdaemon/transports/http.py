@@ -113,6 +113,7 @@ class HttpConnection(StreamConnection):
         while request is not None:
             request.remote_address = self.remote_address
             request.secure = self.secure
+            request.received_at = self.loop.now
             if self.host.proxy_trust:
                 self._believe_proxy(request)
             self.host.router.route(self, request)
