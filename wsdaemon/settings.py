@@ -146,6 +146,13 @@ class Settings:
         "RFC 6455 connections are pinged instead while --ping-interval is set.",
         unit="seconds",
     )
+    processes: int = option(
+        1,
+        "Serving processes under one supervising parent on the one port (1: no parent); above 1 "
+        "needs --broker for rooms across them (docs/scaling.md, Processes).",
+        minimum=1,
+        restart=True,
+    )
     # -- workers: task functions run in worker processes (docs/workers.md) --
     workers: int = option(
         0, "Worker processes to start for the application's task functions.", minimum=0, restart=True

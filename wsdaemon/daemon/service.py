@@ -88,6 +88,12 @@ def port_note(settings: Settings) -> str:
 
 def prepare(source: SettingsSource, settings: Settings) -> tuple[Application, socket.socket]:
     """Import the application and bind the port: what can fail before a daemon exists."""
+    check_processes(settings)
+    return prepare_socket_only(source, settings)
+
+
+def prepare_socket_only(source: SettingsSource, settings: Settings) -> tuple[Application, socket.socket]:
+    """:func:`prepare` without the --processes/--broker check (the arbiter's tests)."""
     try:
         use_app_dir(source, settings)
         check_tls(settings)
@@ -129,6 +135,59 @@ def serve(
     ready: Callable[[], None] | None = None,
 ) -> None:
     """Serve on ``sock`` until SIGTERM/SIGINT; SIGHUP reloads, SIGUSR1 reopens the log."""
+    if settings.processes > 1:
+        serve_processes(source, settings, app, sock, logs, ready)
+        return
+    _serve_one(source, settings, app, sock, logs, ready)
+
+
+def check_processes(settings: Settings) -> None:
+    """``--processes`` above 1 needs a broker: rooms and broadcasts must reach every child."""
+    if settings.processes > 1 and not getattr(settings, "broker", ""):
+        raise ServiceError(
+            f"--processes {settings.processes} needs --broker redis://...: without a broker, rooms, "
+            "broadcasts and presence would not span the processes (see docs/scaling.md)",
+            2,
+        )
+
+
+def serve_processes(
+    source: SettingsSource,
+    settings: Settings,
+    app: Application,
+    sock: socket.socket,
+    logs: LogSetup,
+    ready: Callable[[], None] | None = None,
+) -> None:
+    """The supervising parent: N children serve on the inherited ``sock`` (daemon/arbiter.py)."""
+    from .arbiter import Arbiter
+
+    notifier = SystemdNotifier()  # the parent is MAINPID; children never notify
+
+    def child_main(index: int) -> int:
+        _serve_one(source, settings, app, sock, logs, None)
+        return 0
+
+    def on_ready() -> None:
+        notifier.notify(f"READY=1\nMAINPID={os.getpid()}")
+        if ready is not None:
+            ready()
+
+    arbiter = Arbiter(settings.processes, child_main, settings.shutdown_grace + STOP_MARGIN, logs.reopen)
+    log.info("supervising %d processes on port %d (pid %d)", settings.processes, settings.port, os.getpid())
+    arbiter.run(on_ready)
+    sock.close()
+    log.info("stopped")
+
+
+def _serve_one(
+    source: SettingsSource,
+    settings: Settings,
+    app: Application,
+    sock: socket.socket,
+    logs: LogSetup,
+    ready: Callable[[], None] | None = None,
+) -> None:
     if settings.malloc_tuning:
         keep_large_buffers_in_heap(settings.max_message_size)
     try:
