@@ -63,6 +63,21 @@ def pids_seen(port: int, want: int, tries: int = 200) -> set[int]:
     return seen
 
 
+def test_sighup_reloads_children_without_replacing_them(parent):
+    proc, port = parent
+    seen = pids_seen(port, 2)
+    assert len(seen) == 2
+    proc.send_signal(signal.SIGHUP)
+    time.sleep(1.0)
+    assert proc.poll() is None
+    assert pids_seen(port, 2) == seen  # reloaded in place, not restarted
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+    log = proc.stderr.read()
+    assert "SIGHUP: children reload" in log
+    assert log.count("configuration reloaded") == 2  # once in each child
+
+
 def test_children_serve_get_replaced_and_stop_with_1001(parent):
     proc, port = parent
     seen = pids_seen(port, 2)

@@ -470,11 +470,23 @@ def daemon_status(settings: Settings, config_path: str | None = None) -> tuple[i
         f"uptime {format_uptime(doc.get('uptime', 0))}, "
         f"{plural(doc.get('connections', 0), 'connection')}" + (f" ({per})" if per else "")
     )
-    if doc.get("pid") != pid:
-        line += f"; note: port {settings.port} is served by pid {doc.get('pid')}"
+    served_by = doc.get("pid")
+    if served_by != pid and isinstance(served_by, int) and parent_pid(served_by) == pid:
+        line += f"; answered by its child pid {served_by} (--processes)"
+    elif served_by != pid:
+        line += f"; note: port {settings.port} is served by pid {served_by}"
     if settings.port != configured:
         line += f"; the settings say port {configured} now: restart to apply"
     return STATUS_RUNNING, line
+
+
+def parent_pid(pid: int) -> int:
+    """The parent of ``pid`` from /proc (0 when unknown): a --processes child answers /status."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def format_uptime(seconds: float) -> str:
