@@ -37,6 +37,7 @@ class Server:
     src: Path | None = None  # wsdaemon only: a tree of its own instead of --wsdaemon-src
     deflate_option: bool = False  # wsdaemon only: preflight found --compression
     deflate_extra: tuple = ()  # wsdaemon only: compression options of a variant; compressed profiles only
+    processes: int = 1  # wsdaemon only: --processes N (needs WSDAEMON_BROKER=redis://... in the environment)
 
     def command(
         self, mode: str, port: int, wsdaemon_src: Path, build: Path, deflate: bool = False
@@ -59,7 +60,8 @@ class Server:
             if self.deflate_extra and not deflate:
                 raise Unavailable("a compression variant: same as wsdaemon without compression")
             compression = ["--compression", "on", *self.deflate_extra] if deflate else []
-            return [*launcher, "run", *options.split(), *self.extra, *compression]
+            procs = ["--processes", str(self.processes)] if self.processes > 1 else []
+            return [*launcher, "run", *options.split(), *self.extra, *compression, *procs]
         if self.kind == "c":
             if mode != "echo" or deflate:
                 raise Unavailable(f"{self.name} has no {'compression' if deflate else mode} mode")
@@ -75,6 +77,7 @@ SERVERS = {
     s.name: s
     for s in (
         Server("wsdaemon", "wsdaemon"),
+        Server("wsdaemon-p2", "wsdaemon", processes=2),
         Server("wsdaemon+takeover", "wsdaemon", deflate_extra=("--compression-context-takeover", "on")),
         Server("websockets", "python", "websockets_server.py"),
         Server("websockets+uvloop", "python", "websockets_server.py", uvloop=True),
@@ -110,6 +113,10 @@ def preflight(server: Server, wsdaemon_src: Path) -> None:
         lines = check.stderr.strip().splitlines() or ["failed"]
         raise Unavailable(lines[-1])
     if server.kind == "wsdaemon":
+        if server.processes > 1 and "--processes" not in check.stdout:
+            raise Unavailable("this wsdaemon has no --processes option")
+        if server.processes > 1 and not os.environ.get("WSDAEMON_BROKER"):
+            raise Unavailable("--processes needs a broker: set WSDAEMON_BROKER=redis://127.0.0.1:PORT/0")
         server.extra = tuple(wsdaemon_options(check.stdout))
         wanted = ["--compression", *(x for x in server.deflate_extra if x.startswith("--"))]
         server.deflate_option = all(opt in check.stdout for opt in wanted)
