@@ -246,6 +246,17 @@ class Settings:
     allow_missing_origin: bool = option(
         True, "Accept handshakes without an Origin header (non-browser clients)."
     )
+    metrics_listen: str = option(
+        "",
+        "HOST:PORT of a second listener serving only /metrics (Prometheus) and /status, to anyone "
+        "who can reach it (empty: none).",
+        restart=True,
+    )
+    metrics_allow: str = option(
+        "127.0.0.0/8,::1",
+        "Addresses or networks that may read /metrics and /status on the public port "
+        "(empty: nobody; the metrics listener serves everyone).",
+    )
     trusted_proxies: str = option(
         "",
         "Comma-separated addresses or networks (127.0.0.1, 10.0.0.0/8, ::1) of reverse proxies "
