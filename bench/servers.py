@@ -37,6 +37,7 @@ class Server:
     src: Path | None = None  # wsdaemon only: a tree of its own instead of --wsdaemon-src
     deflate_option: bool = False  # wsdaemon only: preflight found --compression
     deflate_extra: tuple = ()  # wsdaemon only: compression options of a variant; compressed profiles only
+    scraped: bool = False  # wsdaemon only: the runner reads /metrics once a second during the run
 
     def command(
         self, mode: str, port: int, wsdaemon_src: Path, build: Path, deflate: bool = False
@@ -76,6 +77,7 @@ SERVERS = {
     for s in (
         Server("wsdaemon", "wsdaemon"),
         Server("wsdaemon+takeover", "wsdaemon", deflate_extra=("--compression-context-takeover", "on")),
+        Server("wsdaemon+scraped", "wsdaemon", scraped=True),
         Server("websockets", "python", "websockets_server.py"),
         Server("websockets+uvloop", "python", "websockets_server.py", uvloop=True),
         Server("aiohttp", "python", "aiohttp_server.py"),
