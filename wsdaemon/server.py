@@ -71,7 +71,7 @@ class Server:
         #: ``max_connections``: the client sockets served, the refusals past the limit.
         self.admission = Admission(self)
         self.origin_policy = OriginPolicy(self.settings.allowed_origins, self.settings.allow_missing_origin)
-        self.proxy_trust = ProxyTrust(self.settings.trusted_proxies)
+        self.proxy_trust = ProxyTrust(self.settings.trusted_proxies) or None
         self.tls_context = (
             make_server_context(self.settings.certfile, self.settings.keyfile)
             if self.settings.certfile
@@ -186,7 +186,7 @@ class Server:
         except ValueError as exc:
             log.error("reload: bad allowed_origins (%s); keeping the running Origin policy", exc)
         try:
-            self.proxy_trust = ProxyTrust(settings.trusted_proxies)
+            self.proxy_trust = ProxyTrust(settings.trusted_proxies) or None
         except ValueError as exc:
             log.error("reload: %s; keeping the running trusted proxies", exc)
 

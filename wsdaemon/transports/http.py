@@ -115,7 +115,7 @@ class HttpConnection(StreamConnection):
             request.remote_address = self.remote_address
             request.secure = self.secure
             request.received_at = self.loop.now
-            if self.host.proxy_trust:
+            if self.host.proxy_trust is not None:
                 self._believe_proxy(request)
             self.host.router.route(self, request)
             if self.handed_over or self._close_after_flush or self.transport_closed or self.busy:
