@@ -223,12 +223,12 @@ class Server:
         reason = self.origin_policy.check(origin)
         if reason is not None:
             log.warning(
-                "refused %s %s from %s, Origin %r: %s",
+                "refused %s %s from %r: %s (client %s)",
                 request.method,
                 request.path,
-                format_address(request.remote_address),
                 origin,
                 reason,
+                format_address(request.remote_address),
             )
             raise HandshakeError(reason, 403)
 

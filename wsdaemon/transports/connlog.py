@@ -15,7 +15,7 @@ from typing import Any
 
 from ..net.sockets import format_address
 
-log = logging.getLogger("wsdaemon.connections")
+log = logging.getLogger("wsdaemon.app")  # where these lines always were
 
 
 class ConnectionLog:
