@@ -263,6 +263,31 @@ class Settings:
         "whose Forwarded / X-Forwarded-For / X-Forwarded-Proto headers are believed "
         "(empty: nobody's).",
     )
+    # -- broker: rooms, broadcast and presence across daemons (docs/scaling.md) --
+    broker: str = option(
+        "",
+        "Redis (or Valkey) pub/sub that joins this daemon to others: redis://[user:password@]host:port/db, "
+        "rediss://... (TLS) or unix:///path/redis.sock?db=N (empty: this daemon alone).",
+        restart=True,
+    )
+    broker_prefix: str = option(
+        "wsdaemon", "Prefix of every Redis channel and key this cluster of daemons uses.", restart=True
+    )
+    broker_buffer: int = option(
+        4 * 1024 * 1024,
+        "Bytes of commands held for Redis while it is away or slow; publications past it are dropped "
+        "and counted.",
+        minimum=65536,
+        unit="bytes",
+    )
+    broker_presence_ttl: float = option(
+        10.0,
+        "A node's members drop out of presence this long after its last heartbeat (it beats every "
+        "third of it).",
+        minimum=0.5,
+        unit="seconds",
+        restart=True,
+    )
     certfile: str = option(
         "",
         "PEM certificate chain: serve wss:// and https:// (TLS); SIGHUP reads it again.",
