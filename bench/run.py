@@ -18,7 +18,9 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from importlib import metadata
 from pathlib import Path
 
@@ -156,11 +158,44 @@ def one_run(args, server, profile, loadgen: list[str], log: Path) -> dict:
     env = python_env() if server.kind == "wsdaemon" else None
     cmd = server.command(profile.mode, port, args.wsdaemon_src, BUILD, deflate=profile.deflate)
     running = Running(cmd, port, log, env)
+    scraper = None
     try:
         running.wait_ready()
-        return measure(profile, running, loadgen, args.duration, args.warmup)
+        if server.scraped:
+            scraper = Scraper(port)
+        result = measure(profile, running, loadgen, args.duration, args.warmup)
+        if scraper is not None:
+            result["scrapes"] = scraper.stop()
+        return result
     finally:
+        if scraper is not None:
+            scraper.stop()
         running.stop()
+
+
+class Scraper:
+    """A Prometheus stand-in: GET /metrics once a second until stopped (wsdaemon+scraped)."""
+
+    def __init__(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.count = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as resp:
+                    resp.read()
+                self.count += 1
+            except OSError:
+                pass
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        return self.count
 
 
 def main() -> int:

@@ -38,6 +38,7 @@ class Server:
     deflate_option: bool = False  # wsdaemon only: preflight found --compression
     deflate_extra: tuple = ()  # wsdaemon only: compression options of a variant; compressed profiles only
     processes: int = 1  # wsdaemon only: --processes N (needs WSDAEMON_BROKER=redis://... in the environment)
+    scraped: bool = False  # wsdaemon only: the runner reads /metrics once a second during the run
 
     def command(
         self, mode: str, port: int, wsdaemon_src: Path, build: Path, deflate: bool = False
@@ -79,6 +80,7 @@ SERVERS = {
         Server("wsdaemon", "wsdaemon"),
         Server("wsdaemon-p2", "wsdaemon", processes=2),
         Server("wsdaemon+takeover", "wsdaemon", deflate_extra=("--compression-context-takeover", "on")),
+        Server("wsdaemon+scraped", "wsdaemon", scraped=True),
         Server("websockets", "python", "websockets_server.py"),
         Server("websockets+uvloop", "python", "websockets_server.py", uvloop=True),
         Server("aiohttp", "python", "aiohttp_server.py"),

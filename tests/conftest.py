@@ -21,3 +21,13 @@ def daemon_factory():
 @pytest.fixture
 def echo_daemon(daemon_factory):
     return daemon_factory(app="wsdaemon.apps.echo:app")
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory):
+    """A private redis-server on a free loopback port (Debian's package), stopped after the test."""
+    from tests.support.redis_server import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()

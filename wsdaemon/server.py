@@ -14,6 +14,7 @@ from functools import partial
 from typing import Any
 
 from .application import Application
+from .metrics import MetricsEndpoint
 from .net.admission import Admission
 from .net.deadlines import Deadlines, Expiring
 from .net.listener import Listener
@@ -34,7 +35,7 @@ from .transports.http import HttpConnection
 from .transports.longpoll_transport import LongPolling
 from .transports.rooms import Room, RoomRegistry
 from .transports.session import SessionManager
-from .transports.static import StaticFiles, install_app_pages, json_resource
+from .transports.static import StaticFiles, install_app_pages
 from .transports.upgrade import Router
 
 log = logging.getLogger("wsdaemon.server")
@@ -70,7 +71,7 @@ class Server:
         #: ``max_connections``: the client sockets served, the refusals past the limit.
         self.admission = Admission(self)
         self.origin_policy = OriginPolicy(self.settings.allowed_origins, self.settings.allow_missing_origin)
-        self.proxy_trust = ProxyTrust(self.settings.trusted_proxies)
+        self.proxy_trust = ProxyTrust(self.settings.trusted_proxies) or None
         self.tls_context = (
             make_server_context(self.settings.certfile, self.settings.keyfile)
             if self.settings.certfile
@@ -89,7 +90,6 @@ class Server:
         if self.settings.static:
             StaticFiles().install(self.router)
         install_app_pages(self.router, app.routes, app.static_directories)
-        self.router.routes["/status"] = json_resource(self.status)
         #: Parts started, reloaded, shut down and closed with the server (see add_component).
         self.components: list[Any] = []
         #: The worker pool for the application's task functions, when configured.
@@ -99,10 +99,19 @@ class Server:
 
             self.workers = self.add_component(WorkerPool(self, app.tasks))
             app.bind_task_runner(self.workers.submit)
+        #: Plain counters for ``/metrics`` (read at scrape time, see wsdaemon/metrics.py).
+        self.opened_total: dict[str, int] = {}
+        self.closed_total: dict[tuple[str, int | None], int] = {}
+        self.slow_consumers = 0
+        #: Conflated (replaced) and volatile (dropped) messages of connections already closed.
+        self.replaced_closed = 0
+        self.dropped_closed = 0
         #: Each connection's open and close line (``--log-connections``), rate-limited.
         self.connection_log = self.add_component(
             ConnectionLog(self.loop, self.settings.log_connections, self.settings.log_connections_rate)
         )
+        #: ``/metrics`` and ``/status`` (the allow-list, the optional metrics port).
+        self.metrics = self.add_component(MetricsEndpoint(self))
         #: Resumable sessions of the JS client, whatever transport carries them.
         self.sessions = self.add_component(SessionManager(self))
         #: The long-polling transport (``/lp/``), or None when disabled.
@@ -177,7 +186,7 @@ class Server:
         except ValueError as exc:
             log.error("reload: bad allowed_origins (%s); keeping the running Origin policy", exc)
         try:
-            self.proxy_trust = ProxyTrust(settings.trusted_proxies)
+            self.proxy_trust = ProxyTrust(settings.trusted_proxies) or None
         except ValueError as exc:
             log.error("reload: %s; keeping the running trusted proxies", exc)
 
@@ -214,12 +223,12 @@ class Server:
         reason = self.origin_policy.check(origin)
         if reason is not None:
             log.warning(
-                "refused %s %s from %s, Origin %r: %s",
+                "refused %s %s from %r: %s (client %s)",
                 request.method,
                 request.path,
-                format_address(request.remote_address),
                 origin,
                 reason,
+                format_address(request.remote_address),
             )
             raise HandshakeError(reason, 403)
 
@@ -267,11 +276,19 @@ class Server:
     def connection_opened(self, conn: AppConnection) -> None:
         self.connections.add(conn)
         self._opened_since_summary += 1
+        opened = self.opened_total
+        opened[conn.protocol] = opened.get(conn.protocol, 0) + 1
 
     def connection_closed(self, conn: AppConnection) -> None:
         if conn in self.connections:
             self.connections.discard(conn)
             self._closed_since_summary += 1
+            key = (conn.protocol, conn.close_code)
+            self.closed_total[key] = self.closed_total.get(key, 0) + 1
+            if conn.close_reason == "slow consumer":
+                self.slow_consumers += 1
+            self.replaced_closed += getattr(conn, "replaced", 0)
+            self.dropped_closed += getattr(conn, "dropped", 0)
 
     def _log_summary(self) -> None:
         """One INFO line per interval instead of two per connection: a reconnect storm stays one line."""

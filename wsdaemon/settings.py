@@ -253,11 +253,47 @@ class Settings:
     allow_missing_origin: bool = option(
         True, "Accept handshakes without an Origin header (non-browser clients)."
     )
+    metrics_listen: str = option(
+        "",
+        "HOST:PORT of a second listener serving only /metrics (Prometheus) and /status, to anyone "
+        "who can reach it (empty: none).",
+        restart=True,
+    )
+    metrics_allow: str = option(
+        "127.0.0.0/8,::1",
+        "Addresses or networks that may read /metrics and /status on the public port "
+        "(empty: nobody; the metrics listener serves everyone).",
+    )
     trusted_proxies: str = option(
         "",
         "Comma-separated addresses or networks (127.0.0.1, 10.0.0.0/8, ::1) of reverse proxies "
         "whose Forwarded / X-Forwarded-For / X-Forwarded-Proto headers are believed "
         "(empty: nobody's).",
+    )
+    # -- broker: rooms, broadcast and presence across daemons (docs/scaling.md) --
+    broker: str = option(
+        "",
+        "Redis (or Valkey) pub/sub that joins this daemon to others: redis://[user:password@]host:port/db, "
+        "rediss://... (TLS) or unix:///path/redis.sock?db=N (empty: this daemon alone).",
+        restart=True,
+    )
+    broker_prefix: str = option(
+        "wsdaemon", "Prefix of every Redis channel and key this cluster of daemons uses.", restart=True
+    )
+    broker_buffer: int = option(
+        4 * 1024 * 1024,
+        "Bytes of commands held for Redis while it is away or slow; publications past it are dropped "
+        "and counted.",
+        minimum=65536,
+        unit="bytes",
+    )
+    broker_presence_ttl: float = option(
+        10.0,
+        "A node's members drop out of presence this long after its last heartbeat (it beats every "
+        "third of it).",
+        minimum=0.5,
+        unit="seconds",
+        restart=True,
     )
     certfile: str = option(
         "",

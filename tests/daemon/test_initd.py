@@ -162,6 +162,9 @@ def test_daemon_user(tmp_path):
             "click": Path(str(importlib.metadata.distribution("click").locate_file("click"))),
             # python-daemon installs the "daemon" package
             "daemon": Path(str(importlib.metadata.distribution("python-daemon").locate_file("daemon"))),
+            "prometheus_client": Path(
+                str(importlib.metadata.distribution("prometheus_client").locate_file("prometheus_client"))
+            ),
             "wsdaemon": REPO / "wsdaemon",
         }
         for name, source in packages.items():

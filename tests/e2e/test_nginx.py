@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import socket
+import urllib.error
+import urllib.request
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -66,6 +68,10 @@ def test_wss_echo_and_the_real_client_address(daemon_factory, nginx_factory):
             assert ws.recv(timeout=10) == message
         ws.send(b"\x00\x01\xff")
         assert ws.recv(timeout=10) == b"\x00\x01\xff"
+    for path in ("/metrics", "/status"):  # the operator's, not the Internet's
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(nginx.https_url + path, context=nginx.client_context(), timeout=10)
+        assert refused.value.code == 404
 
 
 def test_without_trust_the_daemon_sees_nginx(daemon_factory, nginx_factory):

@@ -44,7 +44,7 @@ class StubTransportHost(StubHost):
         self.opened: list[AppConnection] = []
         self.closed_conns: list[AppConnection] = []
         self.room_registry = RoomRegistry(lambda members, message, exclude, key: 0)
-        self.proxy_trust = ProxyTrust(self.settings.trusted_proxies)
+        self.proxy_trust = ProxyTrust(self.settings.trusted_proxies) or None
         self.connection_log = ConnectionLog(self.loop)
 
     def authenticate(self, request: Request):

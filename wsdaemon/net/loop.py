@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .counters import LAG_BOUNDS, Histogram
+
 log = logging.getLogger("wsdaemon.loop")
 
 EVENT_READ = selectors.EVENT_READ
@@ -79,6 +81,9 @@ class EventLoop:
         self._wake_r: int | None = None
         self._wake_w: int | None = None
         self.now = time.monotonic()
+        #: Loop iterations (one per select) and how late timers fire, for ``/metrics``.
+        self.iterations = 0
+        self.lag = Histogram(LAG_BOUNDS)
 
     # -- registration: the socket -> handler map is the selector itself ----------
 
@@ -177,6 +182,7 @@ class EventLoop:
             except InterruptedError:  # pragma: no cover - PEP 475 retries
                 ready = ()
             self.now = time.monotonic()
+            self.iterations += 1
             for key, mask in ready:
                 handler = key.data
                 try:
@@ -212,6 +218,7 @@ class EventLoop:
             handle = heapq.heappop(timers)
             if handle.cancelled:
                 continue
+            self.lag.observe(now - handle.when)
             if handle.interval is not None:
                 handle.when = max(handle.when + handle.interval, now)
                 heapq.heappush(timers, handle)

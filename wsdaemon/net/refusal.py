@@ -9,6 +9,7 @@ a reset caused by the request bytes we never read.
 from __future__ import annotations
 
 from ..proto.http11 import error_response
+from .counters import count_refusal
 from .stream import StreamConnection
 
 #: Seconds a refused client gets to read the answer before its socket is closed.
@@ -24,6 +25,7 @@ class RefusedConnection(StreamConnection):
     __slots__ = ()
 
     def refuse(self, response: bytes) -> None:
+        count_refusal(int(response[9:12]))
         self.deadline = self.loop.now + REFUSE_LINGER
         self.host.watch(self)
         self.write(response)

@@ -40,6 +40,7 @@ from itertools import islice
 from typing import Any, Protocol
 
 from ..settings import Settings
+from .counters import traffic
 from .loop import EVENT_READ, EVENT_WRITE, EventLoop
 from .sockets import format_address
 
@@ -71,6 +72,15 @@ class StreamHost(Protocol):
 
 class StreamConnection:
     """One registered socket with an inbound path and a bounded outbound buffer."""
+
+    #: The transport label of this class's traffic counters (subclasses name theirs).
+    protocol = "http"
+    #: [bytes in, bytes out, frames in, frames out] of every connection of this class's protocol.
+    _traffic = traffic("http")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._traffic = traffic(cls.protocol)
 
     __slots__ = (
         "host",
@@ -176,6 +186,7 @@ class StreamConnection:
         if self._draining:
             return
         self.last_seen = self.loop.now
+        self._traffic[0] += len(data)
         self.feed(data)
 
     def feed(self, data: bytes) -> None:
@@ -312,6 +323,7 @@ class StreamConnection:
     def _uncork(self) -> None:
         out = self._out
         self._out = self._okeys = None
+        self._traffic[3] += len(out)
         if len(out) == 1:
             if self._wbuf:
                 self._queue(out[0])
@@ -345,7 +357,9 @@ class StreamConnection:
     def _send(self, data: Any) -> int:
         """One non-blocking send; TLS in chunks, retried from the same first byte."""
         if not self._tls:
-            return self.sock.send(data)
+            sent = self.sock.send(data)
+            self._traffic[1] += sent
+            return sent
         sent = 0
         view = memoryview(data)
         n = len(view)
@@ -356,6 +370,7 @@ class StreamConnection:
                 if not sent:
                     raise
                 break
+        self._traffic[1] += sent
         return sent
 
     def _send_now(self, data: bytes, parts: list | None = None) -> None:

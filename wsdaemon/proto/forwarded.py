@@ -31,10 +31,13 @@ class ForwardedClient(NamedTuple):
     secure: bool | None
 
 
-class ProxyTrust:
-    """The ``--trusted-proxies`` list: addresses and networks whose forwarding headers are believed."""
+class AddressList:
+    """Addresses and networks from an option (``10.0.0.0/8, ::1``); IPv4-mapped IPv6 matches IPv4."""
 
     __slots__ = ("networks",)
+
+    #: The option's name in the error for a bad entry.
+    option = "address list"
 
     def __init__(self, spec: str | list[str]) -> None:
         items = spec.split(",") if isinstance(spec, str) else list(spec)
@@ -45,13 +48,13 @@ class ProxyTrust:
             try:
                 networks.append(ipaddress.ip_network(item, strict=False))
             except ValueError:
-                raise ValueError(f"trusted_proxies: not an address or network: {item!r}") from None
+                raise ValueError(f"{self.option}: not an address or network: {item!r}") from None
         self.networks = tuple(networks)
 
     def __bool__(self) -> bool:
         return bool(self.networks)
 
-    def trusts(self, address: IpAddress | str | None) -> bool:
+    def contains(self, address: IpAddress | str | None) -> bool:
         if isinstance(address, str):
             address = parse_ip(address)
         if address is None:
@@ -59,6 +62,16 @@ class ProxyTrust:
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
         return any(address in network for network in self.networks)
+
+
+class ProxyTrust(AddressList):
+    """The ``--trusted-proxies`` list: addresses and networks whose forwarding headers are believed."""
+
+    __slots__ = ()
+    option = "trusted_proxies"
+
+    def trusts(self, address: IpAddress | str | None) -> bool:
+        return self.contains(address)
 
     def client(self, peer: tuple, headers: Headers) -> ForwardedClient | None:
         """The client behind ``peer`` if ``peer`` is trusted and says so; None to keep the peer."""

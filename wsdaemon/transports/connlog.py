@@ -15,7 +15,7 @@ from typing import Any
 
 from ..net.sockets import format_address
 
-log = logging.getLogger("wsdaemon.connections")
+log = logging.getLogger("wsdaemon.app")  # where these lines always were
 
 
 class ConnectionLog:
@@ -37,10 +37,14 @@ class ConnectionLog:
         self.rate = settings.log_connections_rate
 
     def opened(self, conn: Any) -> None:
-        request = conn.request
         if not self.enabled:
-            log.debug("open %s %s %s", conn.protocol, format_address(request.remote_address), request.path)
+            if log.isEnabledFor(logging.DEBUG):
+                request = conn.request
+                log.debug(
+                    "open %s %s %s", conn.protocol, format_address(request.remote_address), request.path
+                )
             return
+        request = conn.request
         if self._allow():
             log.info(
                 "open %s %s %s",
@@ -56,16 +60,12 @@ class ConnectionLog:
             )
 
     def closed(self, conn: Any, code: int, reason: str) -> None:
-        request = conn.request
         if not self.enabled:
-            log.debug(
-                "close %s %s code=%s reason=%r",
-                conn.protocol,
-                format_address(request.remote_address),
-                code,
-                reason,
-            )
+            if log.isEnabledFor(logging.DEBUG):
+                address = format_address(conn.request.remote_address)
+                log.debug("close %s %s code=%s reason=%r", conn.protocol, address, code, reason)
             return
+        request = conn.request
         if self._allow():
             duration = (
                 round(max(0.0, self.loop.now - request.received_at), 3) if request.received_at else None

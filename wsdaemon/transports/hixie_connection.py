@@ -135,7 +135,9 @@ class HixieConnection(WebSocketConnection):
         if self.state == CLOSED:
             return
         on_message = self.host.app.handle_message
-        for kind, value in self.parser.feed(data):
+        events = self.parser.feed(data)
+        self._traffic[2] += len(events)
+        for kind, value in events:
             if kind == OP_TEXT:
                 if self.state == OPEN:
                     try:

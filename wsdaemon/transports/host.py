@@ -17,7 +17,7 @@ class TransportHost(StreamHost, Protocol):
     stopping: bool
     #: The Origin policy (long-polling answers CORS with it).
     origin_policy: Any
-    #: The ``--trusted-proxies`` (a ProxyTrust; false when empty): whose forwarding headers count.
+    #: The ``--trusted-proxies`` (a ProxyTrust; None when empty): whose forwarding headers count.
     proxy_trust: Any
     #: The per-connection open/close log lines (a ConnectionLog, rate-limited).
     connection_log: Any

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..net.counters import count_refusal
 from ..net.sockets import format_address
 from ..net.stream import StreamConnection
 from ..proto.errors import HandshakeError, ProtocolError
@@ -114,7 +115,7 @@ class HttpConnection(StreamConnection):
             request.remote_address = self.remote_address
             request.secure = self.secure
             request.received_at = self.loop.now
-            if self.host.proxy_trust:
+            if self.host.proxy_trust is not None:
                 self._believe_proxy(request)
             self.host.router.route(self, request)
             if self.handed_over or self._close_after_flush or self.transport_closed or self.busy:
@@ -238,6 +239,7 @@ class HttpConnection(StreamConnection):
         headers: list[tuple[str, str]] | None = None,
         phrase: str | None = None,
     ) -> None:
+        count_refusal(status)
         self.respond(error_response(status, message, headers, phrase))
 
     def on_deadline(self, now: float) -> None:

@@ -131,6 +131,7 @@ class Rfc6455Connection(WebSocketConnection):
         if self.state == CLOSED:
             return
         events = self.parser.feed(data)
+        self._traffic[2] += len(events)
         self._ping_sent_at = 0.0
         on_message = self._message_handler()
         for kind, value in events:

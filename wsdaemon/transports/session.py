@@ -374,6 +374,9 @@ class SessionManager:
     def __init__(self, host: Any) -> None:
         self.host = host
         self.sessions: dict[str, Session] = {}
+        #: Resumes that found their session, and those that did not (the client got 4000 / 410).
+        self.resumed = 0
+        self.not_recovered = 0
 
     def create(
         self, request: Request, subprotocol: str | None, resumable: bool = True, max_bytes: int | None = None
@@ -386,10 +389,15 @@ class SessionManager:
     def find(self, resume: ResumeRequest) -> Session | None:
         """The session a resume names, if it is still there and the token matches."""
         session = self.sessions.get(resume.session_id)
-        if session is None or not secrets.compare_digest(session.token, resume.token):
+        if (
+            session is None
+            or not secrets.compare_digest(session.token, resume.token)
+            or session.state not in (OPEN, CLOSING)
+            or resume.ack > session.proto.sent_seq
+        ):
+            self.not_recovered += 1
             return None
-        if session.state not in (OPEN, CLOSING) or resume.ack > session.proto.sent_seq:
-            return None
+        self.resumed += 1
         return session
 
     def forget(self, session: Session) -> None:

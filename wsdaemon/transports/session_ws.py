@@ -157,7 +157,9 @@ class SessionRfc6455Connection(Rfc6455Connection):
             return super().data_received(data)
         self._ping_sent_at = 0.0
         messages: list[Any] = []
-        for kind, value in self.parser.feed(data):
+        events = self.parser.feed(data)
+        self._traffic[2] += len(events)
+        for kind, value in events:
             if kind == OP_TEXT or kind == OP_BINARY:
                 messages.append(value)
                 continue

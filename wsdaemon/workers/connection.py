@@ -56,6 +56,8 @@ class WorkerEvents(Protocol):
 class WorkerConnection(StreamConnection):
     """One worker's socket: ``hello`` first, then tasks out and answers in."""
 
+    protocol = "worker"
+
     __slots__ = (
         "gate",
         "pool",

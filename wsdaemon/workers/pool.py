@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..net.counters import TASK_BOUNDS, Histogram
 from ..net.sockets import format_address
 from ..proto import workerproto
 from ..settings import Settings
@@ -58,6 +59,8 @@ class WorkerPool:
         self._ids = itertools.count(1)
         self.closing = False
         self.counters = dict.fromkeys(("submitted", "completed", "failed", "timed_out", "retried"), 0)
+        #: Seconds from submit to the answer, of the tasks that were answered (``/metrics``).
+        self.durations = Histogram(TASK_BOUNDS)
         self.listeners = WorkerListeners(host, self)
         self.supervisor = Supervisor(
             host, self.listeners.socket_path, self._remote_workers, on_tick=self._expire_queue
@@ -222,6 +225,7 @@ class WorkerPool:
         if was_head and inflight:
             self._start_head(conn)
         self._dispatch()
+        self.durations.observe(time.monotonic() - task.queued_at)
         if kind == "result":
             self.counters["completed"] += 1
             task.future.set_result(message.get("value"))
