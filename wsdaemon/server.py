@@ -114,6 +114,8 @@ class Server:
         self.metrics = self.add_component(MetricsEndpoint(self))
         #: Resumable sessions of the JS client, whatever transport carries them.
         self.sessions = self.add_component(SessionManager(self))
+        #: With ``--processes``: this child's slot and handovers (transports/handoff.py), else None.
+        self.process: Any = None
         #: The long-polling transport (``/lp/``), or None when disabled.
         self.longpoll: LongPolling | None = None
         if self.settings.longpoll:
@@ -269,6 +271,8 @@ class Server:
         if self.longpoll is not None:
             doc["long_polling"] = self.longpoll.stats()
         doc["resumable_sessions"] = self.sessions.stats()
+        if self.process is not None:
+            doc["process"] = self.process.status()
         return doc
 
     # -- the transports' host ----------------------------------------------------

@@ -16,6 +16,7 @@ import select
 import signal
 import time
 from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger("wsdaemon.arbiter")
 
@@ -35,11 +36,16 @@ class Arbiter:
         child_main: Callable[[int], int],
         stop_timeout: float,
         reopen_logs: Callable[[], None] | None = None,
+        slots: Any = None,
     ) -> None:
         self.count = count
         self.child_main = child_main
         self.stop_timeout = stop_timeout
         self.reopen_logs = reopen_logs
+        #: The shared slot records (net/handoff.py): a slot's pid is set at spawn, cleared at death.
+        self.slots = slots
+        #: Sockets served by the parent itself (``--metrics-listen``): object with on_readable/sock.
+        self.watched: list[Any] = []
         self.children: dict[int, tuple[int, float]] = {}  # pid -> (index, started at)
         self.backoff = [0.0] * count
         self.due: dict[int, float] = {}  # index -> monotonic time to (re)start it
@@ -91,12 +97,20 @@ class Arbiter:
         pid = os.fork()
         if pid:
             self.children[pid] = (index, time.monotonic())
+            if self.slots is not None:
+                self.slots.started(index, pid)
             log.info("child %d started (pid %d)", index, pid)
             return pid
         status = 1
         try:
             for signum in _SIGNALS:
                 signal.signal(signum, signal.SIG_DFL)
+            # Until the child's loop has its own handlers: a reload or reopen sent meanwhile must
+            # not kill it (SIGHUP's and SIGUSR1's default action is to terminate).
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+            for watched in self.watched:
+                watched.sock.close()
             signal.set_wakeup_fd(-1)
             os.close(self._wake_r)
             os.close(self._wake_w)
@@ -119,6 +133,8 @@ class Arbiter:
             if pid not in self.children:
                 continue
             index, started = self.children.pop(pid)
+            if self.slots is not None:
+                self.slots.stopped(index)
             if self.stopping_since:
                 log.info("child %d (pid %d) exited", index, pid)
                 continue
@@ -148,10 +164,14 @@ class Arbiter:
             ready()
         while not (self.stopping_since and not self.children):
             try:
-                select.select([self._wake_r], [], [], 0.5)
-                os.read(self._wake_r, 4096) if _readable(self._wake_r) else None
+                ready, _, _ = select.select([self._wake_r, *(w.sock for w in self.watched)], [], [], 0.5)
             except InterruptedError:
-                pass
+                ready = []
+            if self._wake_r in ready:
+                os.read(self._wake_r, 4096)
+            for watched in self.watched:
+                if watched.sock in ready and not self.stopping_since:
+                    watched.on_readable()
             while self.queue:
                 name = signal.Signals(self.queue.pop(0)).name.lower()
                 getattr(self, f"handle_{name}")()
@@ -168,10 +188,6 @@ class Arbiter:
                 self._signal_children(signal.SIGKILL)
                 self.stopping_since = now  # one more period to reap them
         log.info("all children stopped")
-
-
-def _readable(fd: int) -> bool:
-    return bool(select.select([fd], [], [], 0)[0])
 
 
 def _describe(status: int) -> str:

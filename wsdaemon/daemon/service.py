@@ -89,11 +89,6 @@ def port_note(settings: Settings) -> str:
 def prepare(source: SettingsSource, settings: Settings) -> tuple[Application, socket.socket]:
     """Import the application and bind the port: what can fail before a daemon exists."""
     check_processes(settings)
-    return prepare_socket_only(source, settings)
-
-
-def prepare_socket_only(source: SettingsSource, settings: Settings) -> tuple[Application, socket.socket]:
-    """:func:`prepare` without the --processes/--broker check (the arbiter's tests)."""
     try:
         use_app_dir(source, settings)
         check_tls(settings)
@@ -142,13 +137,31 @@ def serve(
 
 
 def check_processes(settings: Settings) -> None:
-    """``--processes`` above 1 needs a broker: rooms and broadcasts must reach every child."""
-    if settings.processes > 1 and not getattr(settings, "broker", ""):
+    """``--processes`` above 1 needs a broker (rooms and broadcasts must reach every child) and
+    no ``--worker-listen`` (one TCP port cannot be every child's)."""
+    if settings.processes <= 1:
+        return
+    if not settings.broker:
         raise ServiceError(
             f"--processes {settings.processes} needs --broker redis://...: without a broker, rooms, "
             "broadcasts and presence would not span the processes (see docs/scaling.md)",
             2,
         )
+    if settings.worker_listen:
+        raise ServiceError(
+            f"--worker-listen cannot be used with --processes {settings.processes}: remote workers "
+            "would reach only one child (see docs/scaling.md)",
+            2,
+        )
+
+
+def child_settings(settings: Settings, slot: int) -> Settings:
+    """What the child in ``slot`` runs with: its own worker socket, /status and /metrics on a
+    private loopback port (the parent serves ``--metrics-listen``)."""
+    changes: dict[str, Any] = {"metrics_listen": "127.0.0.1:0"}
+    if settings.worker_socket:
+        changes["worker_socket"] = f"{settings.worker_socket}.{slot}"
+    return dataclasses.replace(settings, **changes)
 
 
 def serve_processes(
@@ -160,12 +173,27 @@ def serve_processes(
     ready: Callable[[], None] | None = None,
 ) -> None:
     """The supervising parent: N children serve on the inherited ``sock`` (daemon/arbiter.py)."""
+    from ..net.handoff import ProcessSlots
     from .arbiter import Arbiter
+    from .children import ParentEndpoint
 
+    slots = ProcessSlots(settings.processes)  # before the forks: every child inherits them
+    endpoint = None
+    if settings.metrics_listen:
+        host, _, port = settings.metrics_listen.rpartition(":")
+        try:
+            metrics_sock = bind_socket(host.strip("[]") or "127.0.0.1", int(port), 128)
+        except OSError as exc:
+            raise ServiceError(f"cannot listen on {settings.metrics_listen}: {exc.strerror or exc}") from exc
+        endpoint = ParentEndpoint(metrics_sock, slots, settings.port)
+        log.info("metrics and status of the %d children on %s", settings.processes, settings.metrics_listen)
     notifier = SystemdNotifier()  # the parent is MAINPID; children never notify
 
     def child_main(index: int) -> int:
-        _serve_one(source, settings, app, sock, logs, None)
+        def adjust(loaded: Settings) -> Settings:
+            return child_settings(loaded, index)
+
+        _serve_one(source, adjust(settings), app, sock, logs, None, (slots, index), adjust)
         return 0
 
     def on_ready() -> None:
@@ -173,10 +201,19 @@ def serve_processes(
         if ready is not None:
             ready()
 
-    arbiter = Arbiter(settings.processes, child_main, settings.shutdown_grace + STOP_MARGIN, logs.reopen)
+    arbiter = Arbiter(
+        settings.processes, child_main, settings.shutdown_grace + STOP_MARGIN, logs.reopen, slots
+    )
+    if endpoint is not None:
+        arbiter.watched.append(endpoint)
     log.info("supervising %d processes on port %d (pid %d)", settings.processes, settings.port, os.getpid())
-    arbiter.run(on_ready)
-    sock.close()
+    try:
+        arbiter.run(on_ready)
+    finally:
+        if endpoint is not None:
+            endpoint.close()
+        slots.close()
+        sock.close()
     log.info("stopped")
 
 
@@ -187,7 +224,11 @@ def _serve_one(
     sock: socket.socket,
     logs: LogSetup,
     ready: Callable[[], None] | None = None,
+    process: tuple[Any, int] | None = None,
+    adjust: Callable[[Settings], Settings] | None = None,
 ) -> None:
+    """One serving loop: the daemon itself, or (``process``: slots and slot) one --processes child,
+    whose settings, at start and at each reload, pass through ``adjust``."""
     if settings.malloc_tuning:
         keep_large_buffers_in_heap(settings.max_message_size)
     try:
@@ -195,6 +236,10 @@ def _serve_one(
     except (OSError, ValueError) as exc:
         raise ServiceError(f"cannot start: {exc}") from exc
     server.listen(sock)
+    if process is not None:
+        from ..transports.handoff import Handoff
+
+        server.process = server.add_component(Handoff(server, *process))
     loop = server.loop
     notifier = SystemdNotifier()
     server.add_component(logs, first=True)
@@ -202,7 +247,8 @@ def _serve_one(
     def load_settings() -> Settings:
         notifier.notify("RELOADING=1")
         loop.call_soon(notifier.notify, "READY=1")  # after the reload, even a failed one
-        return source.load()
+        loaded = source.load()
+        return adjust(loaded) if adjust is not None else loaded
 
     def on_ready() -> None:
         notifier.notify(f"READY=1\nMAINPID={os.getpid()}")
@@ -464,20 +510,57 @@ def daemon_status(settings: Settings, config_path: str | None = None) -> tuple[i
         return STATUS_RUNNING, (
             f"wsdaemon is running: pid {pid}, but port {settings.port} does not answer /status: {exc}"
         )
-    per = ", ".join(f"{name} {n}" for name, n in sorted(doc.get("by_protocol", {}).items()))
-    line = (
-        f"wsdaemon is running: pid {pid}, port {doc.get('port')}, "
-        f"uptime {format_uptime(doc.get('uptime', 0))}, "
-        f"{plural(doc.get('connections', 0), 'connection')}" + (f" ({per})" if per else "")
-    )
     served_by = doc.get("pid")
-    if served_by != pid and isinstance(served_by, int) and parent_pid(served_by) == pid:
-        line += f"; answered by its child pid {served_by} (--processes)"
-    elif served_by != pid:
-        line += f"; note: port {settings.port} is served by pid {served_by}"
+    ours = isinstance(served_by, int) and parent_pid(served_by) == pid
+    if served_by != pid and ours and isinstance(doc.get("process"), dict):
+        line = processes_status_lines(pid, doc)
+    else:
+        line = f"wsdaemon is running: pid {pid}, port {doc.get('port')}, " + _connections_text(doc)
+        if served_by != pid and ours:
+            line += f"; answered by its child pid {served_by} (--processes)"
+        elif served_by != pid:
+            line += f"; note: port {settings.port} is served by pid {served_by}"
     if settings.port != configured:
         line += f"; the settings say port {configured} now: restart to apply"
     return STATUS_RUNNING, line
+
+
+def _connections_text(doc: dict) -> str:
+    per = ", ".join(f"{name} {n}" for name, n in sorted(doc.get("by_protocol", {}).items()))
+    return (
+        f"uptime {format_uptime(doc.get('uptime', 0))}, "
+        f"{plural(doc.get('connections', 0), 'connection')}" + (f" ({per})" if per else "")
+    )
+
+
+def processes_status_lines(pid: int, doc: dict) -> str:
+    """``--processes``: the sum over the children, then one line per child (from their private ports)."""
+    from .children import children_status, live_ports
+
+    records = [
+        (c.get("slot", 0), c.get("pid", 0), c.get("status_port", 0)) for c in doc["process"]["processes"]
+    ]
+    summed = children_status(live_ports(records))
+    count = len(records)
+    lines = [
+        f"wsdaemon is running: pid {pid} ({plural(count, 'process')}), port {doc.get('port')}, "
+        f"{plural(summed['connections'], 'connection')} in all"
+        + (
+            " (" + ", ".join(f"{name} {n}" for name, n in sorted(summed["by_protocol"].items())) + ")"
+            if summed["by_protocol"]
+            else ""
+        )
+    ]
+    by_pid = {child.get("pid"): child for child in summed["children"]}
+    for slot, child_pid, _port in records:
+        child = by_pid.get(child_pid)
+        if not child_pid:
+            lines.append(f"  child {slot}: restarting")
+        elif child is None or "error" in child:
+            lines.append(f"  child {slot}: pid {child_pid}, no answer")
+        else:
+            lines.append(f"  child {slot}: pid {child_pid}, " + _connections_text(child))
+    return "\n".join(lines)
 
 
 def parent_pid(pid: int) -> int:

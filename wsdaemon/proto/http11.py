@@ -159,10 +159,12 @@ class HttpRequestParser:
 
     ``feed`` returns ``None`` while the head is incomplete and raises
     :class:`ProtocolError` (with an HTTP status) on malformed or oversized
-    input. After a request, ``buffer`` holds the unconsumed bytes.
+    input. After a request, ``buffer`` holds the unconsumed bytes and
+    ``last_head`` the head's own bytes (without the blank line), which a
+    handover to another process sends on.
     """
 
-    __slots__ = ("buffer", "max_header_bytes", "max_headers", "_scanned")
+    __slots__ = ("buffer", "max_header_bytes", "max_headers", "_scanned", "last_head")
 
     def __init__(
         self,
@@ -173,6 +175,7 @@ class HttpRequestParser:
         self.max_header_bytes = max_header_bytes
         self.max_headers = max_headers
         self._scanned = 0
+        self.last_head = b""
 
     def feed(self, data: bytes = b"") -> Request | None:
         if data:
@@ -189,7 +192,7 @@ class HttpRequestParser:
             return None
         if end + 4 > self.max_header_bytes:
             raise ProtocolError("request header too large", status=431)
-        head = bytes(buf[:end])
+        head = self.last_head = bytes(buf[:end])
         del buf[: end + 4]
         self._scanned = 0
         return parse_request_head(head, self.max_headers)

@@ -271,6 +271,23 @@ class HttpConnection(StreamConnection):
             self.holder = None
             holder.hold_lost()
 
+    def handover_bytes(self) -> tuple[bytes, bytes]:
+        """For a handover to another process: the current request as read (its head and what
+        followed it) and the answers written but not sent yet. Nothing is taken."""
+        inbound = self.parser.last_head + b"\r\n\r\n" + bytes(self.parser.buffer)
+        outbound = bytes(self._wbuf or b"") + b"".join(self._out or ())
+        return inbound, outbound
+
+    def release_socket(self) -> None:
+        """The socket now belongs to another process: forget it here without ending the connection."""
+        self.handed_over = self.transport_closed = True
+        self.loop.unregister(self.sock)
+        self.host.client_closed(self.sock.fileno())
+        self.host.unwatch(self)
+        self.sock.close()  # the copy in flight keeps the connection open
+        self._wbuf = self._wlens = self._out = None
+        self.parser.buffer.clear()
+
     def take_unread(self) -> bytes:
         """The bytes after the last request head: an upgrade hands them to the new connection."""
         unread = bytes(self.parser.buffer)

@@ -95,7 +95,7 @@ class Session(AppConnection):
         self.manager = manager
         self.host = manager.host
         self._init_app_state(request, subprotocol)
-        self.id = secrets.token_urlsafe(18)
+        self.id = manager.id_prefix + secrets.token_urlsafe(18)
         self.token = secrets.token_urlsafe(18)
         self.proto = SessionState(self.host.settings.resume_buffer if max_bytes is None else max_bytes)
         self.carrier: Any = None
@@ -374,6 +374,8 @@ class SessionManager:
     def __init__(self, host: Any) -> None:
         self.host = host
         self.sessions: dict[str, Session] = {}
+        #: Begins every session id: with ``--processes``, the child's slot (transports/handoff.py).
+        self.id_prefix = ""
         #: Resumes that found their session, and those that did not (the client got 4000 / 410).
         self.resumed = 0
         self.not_recovered = 0

@@ -55,8 +55,13 @@ class Router:
         self.prefixes: dict[str, Any] = {}
         #: exact path -> callable(http_conn, request) for plain HTTP resources.
         self.routes: dict[str, Any] = {}
+        #: ``claim(http_conn, request) -> bool`` sees every head first; True: it took the request
+        #: (``--processes``: a session of another process is handed over, transports/handoff.py).
+        self.claim: Any = None
 
     def route(self, conn: HttpConnection, request: Request) -> None:
+        if self.claim is not None and self.claim(conn, request):
+            return
         protocol = websocket_protocol(request)
         if protocol is not None:
             handler = self.upgrades.get(protocol)
