@@ -1,4 +1,8 @@
-"""--processes N: refusal without a broker, and the supervising parent with real children and clients."""
+"""--processes N: the refusals, and the supervising parent with real children and clients.
+
+Every daemon with N > 1 runs with ``--broker`` on the ``redis_server`` fixture (a real
+redis-server). The children are named by the parent's slot records, as ``/status`` shows them.
+"""
 
 import asyncio
 import json
@@ -12,23 +16,58 @@ import urllib.request
 import pytest
 import websockets
 
-from tests.support.daemon_process import REPO, free_port, wait_for_port
+from tests.support.daemon_process import free_port
 
 
-def test_processes_without_broker_is_refused():
-    proc = subprocess.run(
-        [sys.executable, "-m", "wsdaemon", "run", "--processes", "2", "--port", str(free_port())],
+def run_refused(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "wsdaemon", "run", "--port", str(free_port()), *args],
         capture_output=True,
         text=True,
         timeout=30,
     )
+
+
+def test_processes_without_broker_is_refused():
+    proc = run_refused("--processes", "2")
     assert proc.returncode == 2
     assert "--processes 2 needs --broker" in proc.stderr
 
 
-def status_pid(port: int) -> int:
+def test_processes_with_worker_listen_is_refused(redis_server, tmp_path):
+    token = tmp_path / "token"
+    token.write_text("secret")
+    proc = run_refused(
+        "--processes", "2", "--broker", redis_server.url,
+        "--worker-listen", f"127.0.0.1:{free_port()}", "--worker-token-file", str(token),
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "--worker-listen cannot be used with --processes 2" in proc.stderr
+
+
+def status(port: int) -> dict:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5) as resp:
-        return json.loads(resp.read())["pid"]
+        return json.loads(resp.read())
+
+
+def children(port: int) -> dict[int, int]:
+    """slot -> pid of the live children, from the slot records (0 slots missing)."""
+    return {
+        p["slot"]: p["pid"] for p in status(port)["process"]["processes"] if p["pid"] and p["status_port"]
+    }
+
+
+def wait_children(port: int, count: int = 2, timeout: float = 20.0, without: int = 0) -> dict[int, int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            found = children(port)
+        except OSError:
+            found = {}
+        if len(found) == count and without not in found.values():
+            return found
+        assert time.monotonic() < deadline, f"children not up: {found}"
+        time.sleep(0.1)
 
 
 def parent_of(pid: int) -> int:
@@ -37,63 +76,38 @@ def parent_of(pid: int) -> int:
 
 
 @pytest.fixture
-def parent():
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.processes_host", str(port), "2", "wsdaemon.apps.echo:app"],
-        env=env,
-        cwd=str(REPO),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    wait_for_port("127.0.0.1", port, proc=proc)
-    yield proc, port
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(10)
-
-
-def pids_seen(port: int, want: int, tries: int = 200) -> set[int]:
-    seen: set[int] = set()
-    for _ in range(tries):
-        seen.add(status_pid(port))
-        if len(seen) >= want:
-            break
-    return seen
+def parent(daemon_factory, redis_server):
+    d = daemon_factory("--processes", "2", "--broker", redis_server.url, "--shutdown-grace", "3")
+    wait_children(d.port)
+    return d
 
 
 def test_sighup_reloads_children_without_replacing_them(parent):
-    proc, port = parent
-    seen = pids_seen(port, 2)
-    assert len(seen) == 2
-    proc.send_signal(signal.SIGHUP)
-    time.sleep(1.0)
-    assert proc.poll() is None
-    assert pids_seen(port, 2) == seen  # reloaded in place, not restarted
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(20) == 0
-    log = proc.stderr.read()
+    before = wait_children(parent.port)
+    assert all(parent_of(pid) == parent.proc.pid for pid in before.values())
+    parent.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 15
+    while parent.log().count("configuration reloaded") < 2:  # once in each child
+        assert time.monotonic() < deadline, parent.log()[-3000:]
+        time.sleep(0.1)
+    assert parent.alive()
+    assert wait_children(parent.port) == before  # reloaded in place, not restarted
+    log = parent.log()
     assert "SIGHUP: children reload" in log
-    assert log.count("configuration reloaded") == 2  # once in each child
+    assert " died " not in log
+    assert parent.stop() == 0
 
 
 def test_children_serve_get_replaced_and_stop_with_1001(parent):
-    proc, port = parent
-    seen = pids_seen(port, 2)
-    assert len(seen) == 2 and all(parent_of(pid) == proc.pid for pid in seen)
+    seen = wait_children(parent.port)
+    port = parent.port
 
     async def scenario():
-        victim, survivor = sorted(seen)
+        victim, survivor = seen[0], seen[1]
         clients = [await websockets.connect(f"ws://127.0.0.1:{port}/echo") for _ in range(8)]
         os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            pids = pids_seen(port, 2, tries=50)
-            if len(pids) == 2 and victim not in pids:
-                break
-            await asyncio.sleep(0.2)
-        assert survivor in pids and victim not in pids and len(pids) == 2
+        replaced = wait_children(port, without=victim)
+        assert replaced[1] == survivor and replaced[0] != victim
         alive = []
         for ws in clients:
             try:
@@ -103,11 +117,12 @@ def test_children_serve_get_replaced_and_stop_with_1001(parent):
             except websockets.ConnectionClosed:
                 pass
         assert alive, "the surviving child's clients must keep working"
-        proc.send_signal(signal.SIGTERM)
+        parent.proc.send_signal(signal.SIGTERM)
         for ws in alive:
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await asyncio.wait_for(ws.recv(), 15)
             assert closed.value.rcvd.code == 1001
 
     asyncio.run(scenario())
-    assert proc.wait(20) == 0
+    assert parent.proc.wait(20) == 0
+    assert "child 0 (pid" in parent.log() and "died (SIGKILL)" in parent.log()

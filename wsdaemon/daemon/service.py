@@ -543,7 +543,7 @@ def processes_status_lines(pid: int, doc: dict) -> str:
     summed = children_status(live_ports(records))
     count = len(records)
     lines = [
-        f"wsdaemon is running: pid {pid} ({plural(count, 'process')}), port {doc.get('port')}, "
+        f"wsdaemon is running: pid {pid} ({count} process{'es' if count != 1 else ''}), port {doc.get('port')}, "
         f"{plural(summed['connections'], 'connection')} in all"
         + (
             " (" + ", ".join(f"{name} {n}" for name, n in sorted(summed["by_protocol"].items())) + ")"
