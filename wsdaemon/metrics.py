@@ -206,6 +206,17 @@ class ServerCollector:
             "Resumes of a session that was gone (4000 / 410).",
             value=s.sessions.not_recovered,
         )
+        process = getattr(s, "process", None)
+        if process is not None:  # --processes: requests handed to or from another child
+            moved = CounterMetricFamily(
+                "wsdaemon_handoffs",
+                "Requests of another child's session handed over (sent), taken from a sibling "
+                "(adopted), or answered 503 because the owner could not take them (refused).",
+                labels=["outcome"],
+            )
+            for outcome in ("sent", "adopted", "refused"):
+                moved.add_metric([outcome], getattr(process, outcome))
+            yield moved
         if s.longpoll is not None:
             lp = s.longpoll.stats()
             yield GaugeMetricFamily(

@@ -273,6 +273,7 @@ def test_status_lists_the_children_and_metrics_are_their_sum(two, tmp_path):
         key = ("wsdaemon_connections", (("transport", "rfc6455"),))
         assert summed[key] == 10 == sum(c.get(key, 0) for c in per_child)
         assert summed[("wsdaemon_processes", ())] == 2 == summed[("wsdaemon_processes_scraped", ())]
+        assert ("wsdaemon_handoffs_total", (("outcome", "sent"),)) in summed
         bucket = ("wsdaemon_loop_lag_seconds_bucket", (("le", "+Inf"),))
         assert summed[bucket] >= max(c[bucket] for c in per_child)
 
