@@ -55,7 +55,7 @@ def test_pipelined_commands_are_answered_in_order(loop, redis_server):
     link = link_to(loop, redis_server.url)
     run_until(loop, lambda: link.ready)
     replies = []
-    for i in range(200):
+    for _ in range(200):
         link.command("INCR", "counter", callback=replies.append)
     link.command("GET", "counter", callback=replies.append)
     link.command("HGET", "counter", "x", callback=replies.append)  # wrong type: an error reply, in its place
