@@ -116,6 +116,7 @@ class ServerCollector:
         yield from self._traffic()
         yield from self._delivery(s)
         yield from self._sessions(s)
+        yield from self._broker(s)
         yield from self._workers(s)
         yield from self._loop(s)
 
@@ -225,6 +226,35 @@ class ServerCollector:
             yield GaugeMetricFamily(
                 "wsdaemon_longpoll_held_polls", "Polls held open now.", value=lp["held_polls"]
             )
+
+    @staticmethod
+    def _broker(s: Any) -> Iterator[Metric]:
+        broker = s.broker
+        if broker is None:
+            return
+        up = GaugeMetricFamily("wsdaemon_broker_up", "1 while the Redis link is ready.", labels=["link"])
+        up.add_metric(["commands"], 1 if broker.commands.ready else 0)
+        up.add_metric(["subscriber"], 1 if broker.subscriber.ready else 0)
+        yield up
+        lost = CounterMetricFamily(
+            "wsdaemon_broker_link_losses", "Times a ready Redis link was lost.", labels=["link"]
+        )
+        lost.add_metric(["commands"], broker.commands.losses)
+        lost.add_metric(["subscriber"], broker.subscriber.losses)
+        yield lost
+        publications = CounterMetricFamily(
+            "wsdaemon_broker_publications",
+            "Room publications and broadcasts sent to other nodes, received from them, and dropped "
+            "(the buffer was full while Redis was away or slow).",
+            labels=["outcome"],
+        )
+        publications.add_metric(["sent"], broker.published)
+        publications.add_metric(["received"], broker.received)
+        publications.add_metric(["dropped"], broker.dropped)
+        yield publications
+        yield GaugeMetricFamily(
+            "wsdaemon_broker_buffered_bytes", "Commands waiting for Redis.", value=broker.commands.buffered
+        )
 
     @staticmethod
     def _workers(s: Any) -> Iterator[Metric]:

@@ -31,9 +31,10 @@ from .proto.origin import OriginPolicy, is_loopback_host, request_origin
 from .settings import Settings
 from .transports.appconnection import AppConnection
 from .transports.connlog import ConnectionLog
+from .transports.fanout import fan_out
 from .transports.http import HttpConnection
 from .transports.longpoll_transport import LongPolling
-from .transports.rooms import Room, RoomRegistry
+from .transports.rooms import Presence, Room, RoomRegistry
 from .transports.session import SessionManager
 from .transports.static import StaticFiles, install_app_pages
 from .transports.upgrade import Router
@@ -43,7 +44,6 @@ log = logging.getLogger("wsdaemon.server")
 IDLE_SWEEP_INTERVAL = 1.0
 #: Descriptors the daemon needs besides its clients (listeners, workers, logs, pipes).
 SPARE_DESCRIPTORS = 64
-_NOT_ENCODED = object()
 
 
 class Server:
@@ -61,8 +61,10 @@ class Server:
         self.connections: set[AppConnection] = set()
         self._opened_since_summary = 0
         self._closed_since_summary = 0
-        #: Rooms and their members (conn.join / conn.leave); publish goes through fan_out.
-        self.room_registry = RoomRegistry(self.fan_out, app.handle_join, app.handle_leave)
+        #: Rooms and their members (conn.join / conn.leave); room.publish is self.publish.
+        self.room_registry = RoomRegistry(self.publish, app.handle_join, app.handle_leave)
+        #: The other daemons through Redis (``--broker``), or None: this daemon alone.
+        self.broker: Any = None
         #: Clients refused by the application's on_connect (a Reject), and on_connect failures.
         self.rejected = 0
         self.connect_errors = 0
@@ -110,6 +112,12 @@ class Server:
         self.connection_log = self.add_component(
             ConnectionLog(self.loop, self.settings.log_connections, self.settings.log_connections_rate)
         )
+        if self.settings.broker:
+            from .broker.node import Broker
+
+            self.broker = self.add_component(
+                Broker(self.loop, self.settings, self.room_registry, self._deliver_remote, self._local_users)
+            )
         #: ``/metrics`` and ``/status`` (the allow-list, the optional metrics port).
         self.metrics = self.add_component(MetricsEndpoint(self))
         #: Resumable sessions of the JS client, whatever transport carries them.
@@ -273,6 +281,8 @@ class Server:
         doc["resumable_sessions"] = self.sessions.stats()
         if self.process is not None:
             doc["process"] = self.process.status()
+        if self.broker is not None:
+            doc["broker"] = self.broker.stats()
         return doc
 
     # -- the transports' host ----------------------------------------------------
@@ -355,9 +365,14 @@ class Server:
     ) -> int:
         """Send ``message`` to every open connection (or ``connections``); encoded once per wire format.
 
-        Returns how many connections got it: a binary message skips hixie clients.
+        With a broker, a broadcast to everyone reaches every node. Returns how many
+        connections here got it: a binary message skips hixie clients.
         """
-        return self.fan_out(self.connections if connections is None else connections, message, exclude)
+        if connections is None:
+            if self.broker is not None:
+                self.broker.broadcast(message)
+            connections = self.connections
+        return fan_out(connections, message, exclude)
 
     def publish(
         self,
@@ -367,42 +382,21 @@ class Server:
         key: Hashable | None = None,
     ) -> int:
         """Send ``message`` to every open member of ``room`` but ``exclude``: O(members),
-        encoded once per wire format; ``key`` conflates it (docs/rooms.md). Returns how many got it."""
+        encoded once per wire format; ``key`` conflates it (docs/rooms.md). With a broker,
+        members on every node get it. Returns how many here got it."""
+        if self.broker is not None:
+            self.broker.publish(room, message, key)
         members = self.room_registry.rooms.get(room)
         if members is None:
             return 0
-        return self.fan_out(members.members, message, exclude, key)
+        return fan_out(members.members, message, exclude, key)
 
-    def fan_out(
-        self,
-        connections: Iterable[AppConnection],
-        message: str | bytes,
-        exclude: AppConnection | None = None,
-        key: Hashable | None = None,
-    ) -> int:
-        """The one fan-out of broadcast and publish: encode once per wire format, the same bytes
-        to every receiver (written corked: they leave at the end of the loop iteration)."""
-        encoded: dict[type | str, Any] = {}
-        count = 0
-        for conn in list(connections):  # a copy: a send can close a slow consumer meanwhile
-            if conn is exclude or not conn.open:
-                continue
-            cls = type(conn)
-            frame = encoded.get(cls, _NOT_ENCODED)
-            if frame is _NOT_ENCODED:  # first of its class: encoded once per wire format
-                wire = cls.wire_format
-                frame = encoded.get(wire, _NOT_ENCODED)
-                if frame is _NOT_ENCODED:
-                    frame = encoded[wire] = cls.encode_message(message)
-                encoded[cls] = frame
-            if frame is None:  # the transport cannot carry it (binary to a hixie client)
-                continue
-            if key is None:
-                conn.send_encoded(frame)
-            else:
-                conn.send_encoded_keyed(frame, key)
-            count += 1
-        return count
+    def _deliver_remote(self, room: str | None, message: str | bytes, key: str | None) -> int:
+        """A publication of another node, for this node's members (or everyone: a broadcast)."""
+        if room is None:
+            return fan_out(self.connections, message)
+        members = self.room_registry.rooms.get(room)
+        return fan_out(members.members, message, None, key) if members is not None else 0
 
     def room(self, name: str) -> Room:
         """Room ``name``: ``len()``, iteration over its members, ``publish()`` (empty if nobody is in it)."""
@@ -410,13 +404,27 @@ class Server:
 
     @property
     def rooms(self) -> KeysView[str]:
-        """The names of the rooms that have members (a live, read-only view)."""
+        """The names of the rooms that have members here (a live, read-only view)."""
         return self.room_registry.names()
 
-    def presence(self, room: str) -> list[Any]:
-        """The users (``conn.user``) of the members of ``room``, in join order."""
+    def _local_users(self, room: str) -> list[Any]:
         members = self.room_registry.rooms.get(room)
         return members.users if members is not None else []
+
+    def presence(self, room: str) -> Presence:
+        """The users (``conn.user``) of ``room``'s members; with a broker, those of every node as last
+        seen (``.stale`` is True while Redis is away; docs/scaling.md)."""
+        if self.broker is not None:
+            return self.broker.presence(room)
+        return Presence(self._local_users(room))
+
+    def fetch_presence(self, room: str, callback: Callable[[Presence], None], timeout: float = 1.0) -> None:
+        """``callback(presence)`` with ``room``'s presence read from Redis (for a room without members
+        here), or the local view marked stale after ``timeout``; without a broker, the local view."""
+        if self.broker is not None:
+            self.broker.fetch_presence(room, callback, timeout)
+        else:
+            self.loop.call_soon(callback, self.presence(room))
 
     # -- running -----------------------------------------------------------------
 

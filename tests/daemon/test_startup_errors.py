@@ -89,3 +89,13 @@ def test_an_application_import_error_shows_its_type_and_traceback(service_factor
         assert "Traceback (most recent call last)" in err
         assert 'wsdaemon_db_app.py", line 4' in err and "in connect" in err
         assert "importlib" not in err and "load_app" not in err  # the application's frames only
+
+
+def test_a_bad_broker_url_is_named_before_anything_starts(service_factory, tmp_path):
+    for err in both_fail(service_factory(), "--broker", "http://127.0.0.1:6379"):
+        assert "--broker: 'http://127.0.0.1:6379': the scheme must be redis://, rediss:// or unix://" in err
+    for err in both_fail(service_factory(), "--broker", "redis://127.0.0.1:6379/zero"):
+        assert "--broker: the database must be a number, not 'zero'" in err
+    missing = tmp_path / "no-ca.pem"
+    for err in both_fail(service_factory(), "--broker", f"rediss://127.0.0.1?ssl_ca_certs={missing}"):
+        assert f"--broker: ssl_ca_certs {missing}: no such file or not readable" in err

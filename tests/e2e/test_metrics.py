@@ -9,27 +9,15 @@ import urllib.error
 import urllib.request
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
 from tests.support.lp_helpers import Session, wait_for
+from tests.support.metrics_scrape import scrape
 from tests.support.rawclient import MASK, handshake_request, read_head
 from wsdaemon.proto.rfc6455 import encode_frame
 
 APP = "tests.support.metrics_app:app"
 MESSAGES = ["hello", "x" * 100, "état", "4", "five"]
-
-
-def scrape(url: str) -> dict[tuple, float]:
-    """Every sample of a scrape: (name, sorted labels) -> value."""
-    with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
-        assert resp.headers["Content-Type"].startswith("text/plain; version=")  # the text format
-        text = resp.read().decode()
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return samples
 
 
 def delta(before, after, name, **labels) -> float:
@@ -159,9 +147,13 @@ def test_scraping_does_not_disturb_traffic(d):
             assert ws.recv(timeout=10) == str(i)
 
 
-def test_every_metric_the_grafana_dashboard_queries_exists(d):
-    """etc/grafana/wsdaemon.json: each name in a panel's query (and its variable) is in a real scrape."""
+def test_every_metric_the_grafana_dashboard_queries_exists(daemon_factory, redis_server):
+    """etc/grafana/wsdaemon.json: each name in a panel's query (and its variable) is in a real scrape
+    (of a daemon with workers and a broker, so their series are there)."""
     import re
+
+    d = daemon_factory("--workers", "1", "--broker", redis_server.url, app=APP)
+    wait_for(lambda: ("wsdaemon_broker_up", (("link", "subscriber"),)) in scrape(d.http_url))
 
     from tests.support.daemon_process import REPO
 

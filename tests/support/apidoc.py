@@ -24,6 +24,7 @@ SERVER_API = (
     "room",
     "rooms",
     "presence",
+    "fetch_presence",
     "call_later",
     "call_every",
     "connections",

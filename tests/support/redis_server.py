@@ -32,11 +32,22 @@ def redis_binary() -> str:
 class RedisServer:
     """redis-server on 127.0.0.1:``port`` and on ``unix_path``; ``password`` turns on requirepass."""
 
-    def __init__(self, directory: Path, password: str | None = None) -> None:
+    def __init__(self, directory: Path, password: str | None = None, tls: bool = False) -> None:
         self.directory = directory
         self.port = free_port()
         self.unix_path = str(directory / "redis.sock")
         self.password = password
+        self.tls_port = free_port() if tls else 0
+        self.ca_file = ""
+        if tls:
+            import trustme
+
+            ca = trustme.CA()
+            cert = ca.issue_cert("127.0.0.1", "localhost")
+            self.ca_file = str(directory / "ca.pem")
+            ca.cert_pem.write_to_path(self.ca_file)
+            cert.cert_chain_pems[0].write_to_path(directory / "cert.pem")
+            cert.private_key_pem.write_to_path(directory / "key.pem")
         self.proc: subprocess.Popen | None = None
         self.start()
 
@@ -44,6 +55,10 @@ class RedisServer:
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    @property
+    def tls_url(self) -> str:
+        return f"rediss://127.0.0.1:{self.tls_port}/0?ssl_ca_certs={self.ca_file}"
 
     def start(self) -> None:
         args = [
@@ -60,6 +75,14 @@ class RedisServer:
         ]  # fmt: skip
         if self.password:
             args += ["--requirepass", self.password]
+        if self.tls_port:
+            args += [
+                "--tls-port", str(self.tls_port),
+                "--tls-cert-file", str(self.directory / "cert.pem"),
+                "--tls-key-file", str(self.directory / "key.pem"),
+                "--tls-ca-cert-file", self.ca_file,
+                "--tls-auth-clients", "no",
+            ]  # fmt: skip
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         wait_for_port("127.0.0.1", self.port, proc=self.proc)
 

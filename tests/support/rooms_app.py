@@ -16,6 +16,9 @@ Text commands, answered on the same connection:
 - ``publish_keyed R N``: N messages ``room-state I`` published to R with key ``pos``, at once
 - ``volatile N SIZE``: N volatile messages of SIZE bytes from a timer; then ``volatile-done``
 - ``stats``: JSON of replaced, dropped, buffered_amount
+- ``broadcast TEXT``: TEXT to every connection (every node with a broker), answered ``broadcast N``
+- ``presence_full R``: ``{"users": [...], "stale": bool}`` of ``server.presence(R)``
+- ``fetch_presence R``: the same, read from Redis by ``server.fetch_presence`` (``fetched {...}``)
 
 ``GET /state`` gives the users that reached on_open, the join/leave events and the rooms.
 ``GET /page`` is a page for the browser test: ``connect(name, transport)`` opens a
@@ -137,6 +140,22 @@ def message(conn, data):
     elif command == "volatile":
         count, size = (int(x) for x in rest.split())
         start_volatile(conn, count, size)
+    elif command == "broadcast":
+        conn.send(f"broadcast {server.broadcast(rest)}")
+    elif command == "presence_full":
+        presence = server.presence(rest)
+        conn.send(
+            "presence_full " + json.dumps({"users": sorted(map(str, presence)), "stale": presence.stale})
+        )
+    elif command == "fetch_presence":
+
+        def fetched(presence, conn=conn):
+            if conn.open:
+                conn.send(
+                    "fetched " + json.dumps({"users": sorted(map(str, presence)), "stale": presence.stale})
+                )
+
+        server.fetch_presence(rest, fetched)
     elif command == "stats":
         conn.send(
             "stats "

@@ -2,7 +2,7 @@
 
 In-process (socket pairs, the test turns the loop): what the swap builds for each offer, that
 zlib objects exist only while a message needs them, that a reload changes new connections only,
-and that :meth:`Server.fan_out` writes one compressed frame to every connection that can share it.
+and that :func:`wsdaemon.transports.fanout.fan_out` writes one compressed frame to every connection that can share it.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ class StubTransportHost(StubHost):
         self.origins_checked: list[str] = []
         self.opened: list[AppConnection] = []
         self.closed_conns: list[AppConnection] = []
-        self.room_registry = RoomRegistry(lambda members, message, exclude, key: 0)
+        self.room_registry = RoomRegistry(lambda room, message, exclude, key: 0)
         self.proxy_trust = ProxyTrust(self.settings.trusted_proxies) or None
         self.connection_log = ConnectionLog(self.loop)
 

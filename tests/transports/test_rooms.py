@@ -19,14 +19,15 @@ class Member:
 def registry(events=None):
     published = []
 
-    def fan_out(members, message, exclude, key):
+    def publish(name, message, exclude, key):
+        members = reg.rooms[name].members if name in reg.rooms else {}
         published.append(([m.user for m in members if m is not exclude], message, key))
         return len(published[-1][0])
 
     def record(kind):
         return lambda conn, room: events.append((kind, conn.user, room)) if events is not None else None
 
-    reg = RoomRegistry(fan_out, record("join"), record("leave"))
+    reg = RoomRegistry(publish, record("join"), record("leave"))
     reg.published = published
     return reg
 
@@ -63,13 +64,39 @@ def test_a_missing_room_is_empty_and_not_created():
     assert list(reg.names()) == []
 
 
-def test_room_publish_goes_to_the_members_through_fan_out():
+def test_room_publish_goes_through_the_servers_publish():
     reg = registry()
     a, b, c = Member("a"), Member("b"), Member("c")
     for m in (a, b, c):
         reg.join(m, "r")
     assert reg.get("r").publish("hi", exclude=b, key="pos") == 2
     assert reg.published == [(["a", "c"], "hi", "pos")]
+
+
+def test_the_observer_hears_each_join_and_leave_with_the_rooms_first_and_last_member():
+    heard = []
+
+    class Observer:
+        def joined(self, conn, room, first):
+            heard.append(("joined", conn.user, room, first))
+
+        def left(self, conn, room, last):
+            heard.append(("left", conn.user, room, last))
+
+    reg = registry()
+    reg.observer = Observer()
+    a, b = Member("a"), Member("b")
+    reg.join(a, "r")
+    reg.join(b, "r")
+    reg.join(b, "r")  # already in it: not heard
+    reg.leave(a, "r")
+    reg.leave_all(b)
+    assert heard == [
+        ("joined", "a", "r", True),
+        ("joined", "b", "r", False),
+        ("left", "a", "r", False),
+        ("left", "b", "r", True),
+    ]
 
 
 def test_iteration_is_a_copy_so_callbacks_may_change_membership():

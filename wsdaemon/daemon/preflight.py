@@ -7,6 +7,7 @@ is reported here instead, naming the option to fix.
 from __future__ import annotations
 
 import os
+import socket
 import ssl
 import sys
 import traceback
@@ -14,6 +15,7 @@ import traceback
 from .. import application
 from ..application import Application, load_app
 from ..net.tls import make_server_context
+from ..proto.redis_url import RedisUrlError, parse_redis_url
 from ..settings import Settings
 from .settings_loader import SettingsSource
 
@@ -60,6 +62,24 @@ def check_tls(settings: Settings) -> None:
         make_server_context(settings.certfile, settings.keyfile)
     except ValueError as exc:
         raise StartupError(_tls_reason(settings, exc.__context__ or exc)) from None
+
+
+def check_broker(settings: Settings) -> None:
+    """A ``--broker`` URL that parses and a host name that resolves (Redis itself may be down: the
+    daemon starts alone and connects when it comes)."""
+    if not settings.broker:
+        return
+    try:
+        address = parse_redis_url(settings.broker)
+    except RedisUrlError as exc:
+        raise StartupError(f"--broker: {exc}") from None
+    if address.ca_file and not os.access(address.ca_file, os.R_OK):
+        raise StartupError(f"--broker: ssl_ca_certs {address.ca_file}: no such file or not readable")
+    if address.host:
+        try:
+            socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise StartupError(f"--broker: cannot resolve {address.host!r}: {exc.strerror or exc}") from None
 
 
 def _tls_reason(settings: Settings, exc: BaseException) -> str:

@@ -38,7 +38,7 @@ from ..settings import Settings
 from .logs import LogSetup
 from .malloc_tuning import keep_large_buffers_in_heap
 from .pidfile import ABSENT, RUNNING, AlreadyRunning, PidFile, process_exists
-from .preflight import StartupError, check_tls, import_application, use_app_dir
+from .preflight import StartupError, check_broker, check_tls, import_application, use_app_dir
 from .settings_loader import SettingsSource
 
 log = logging.getLogger("wsdaemon.service")
@@ -92,6 +92,7 @@ def prepare(source: SettingsSource, settings: Settings) -> tuple[Application, so
     try:
         use_app_dir(source, settings)
         check_tls(settings)
+        check_broker(settings)
         app = import_application(settings)
     except StartupError as exc:
         raise ServiceError(str(exc)) from exc

@@ -3,32 +3,52 @@
 The registry maps a room name to a :class:`Room`; each connection keeps the rooms
 it is in (``conn._rooms``, name -> Room), so join and leave are O(1), a publish
 walks only the room's members and a close leaves every room of that connection
-without a scan of all connections. An empty room is removed. Encoding and
-writing are the server's one fan-out function, passed in as ``fan_out``.
+without a scan of all connections. An empty room is removed. Publishing is
+the server's (``publish``, passed in: local fan-out, and the broker when there
+is one); a :class:`MembershipObserver` (the broker) hears of every join and
+leave, and of a room's first and last local member.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Hashable, Iterator, KeysView
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger("wsdaemon.rooms")
 
-#: ``fan_out(members, message, exclude, key) -> count``: the server's broadcast step.
-FanOut = Callable[[Any, "str | bytes", Any, "Hashable | None"], int]
+#: ``publish(room_name, message, exclude, key) -> count``: the server's publish.
+Publish = Callable[[str, "str | bytes", Any, "Hashable | None"], int]
+
+
+class MembershipObserver(Protocol):
+    """Told of membership changes (the broker keeps subscriptions and presence with them)."""
+
+    def joined(self, conn: Any, room: str, first: bool) -> None: ...
+
+    def left(self, conn: Any, room: str, last: bool) -> None: ...
+
+
+class Presence(list):
+    """The users of a room; ``stale`` is True when part of it is the last view known of other nodes."""
+
+    __slots__ = ("stale",)
+
+    def __init__(self, users: Iterator[Any] | list[Any] = (), stale: bool = False) -> None:
+        super().__init__(users)
+        self.stale = stale
 
 
 class Room:
     """One room: ``len(room)``, ``for conn in room``, ``conn in room``, ``room.publish(...)``, ``room.users``."""
 
-    __slots__ = ("name", "members", "_fan_out")
+    __slots__ = ("name", "members", "_publish")
 
-    def __init__(self, name: str, fan_out: FanOut) -> None:
+    def __init__(self, name: str, publish: Publish) -> None:
         self.name = name
         #: The member connections in join order (a dict used as an ordered set).
         self.members: dict[Any, None] = {}
-        self._fan_out = fan_out
+        self._publish = publish
 
     def __len__(self) -> int:
         return len(self.members)
@@ -40,8 +60,8 @@ class Room:
         return conn in self.members
 
     def publish(self, message: str | bytes, exclude: Any = None, key: Hashable | None = None) -> int:
-        """Send ``message`` to every open member but ``exclude``; how many got it (see Server.publish)."""
-        return self._fan_out(self.members, message, exclude, key)
+        """Send ``message`` to every open member but ``exclude``; how many here got it (see Server.publish)."""
+        return self._publish(self.name, message, exclude, key)
 
     @property
     def users(self) -> list[Any]:
@@ -57,14 +77,16 @@ class RoomRegistry:
 
     def __init__(
         self,
-        fan_out: FanOut,
+        publish: Publish,
         on_join: Callable[[Any, str], None] | None = None,
         on_leave: Callable[[Any, str], None] | None = None,
     ) -> None:
         self.rooms: dict[str, Room] = {}
-        self._fan_out = fan_out
+        self._publish = publish
         self._on_join = on_join
         self._on_leave = on_leave
+        #: The broker, when there is one (None: nothing is paid per join or leave).
+        self.observer: MembershipObserver | None = None
 
     def names(self) -> KeysView[str]:
         """A live read-only view of the room names."""
@@ -73,7 +95,7 @@ class RoomRegistry:
     def get(self, name: str) -> Room:
         """The room called ``name``; an empty, unregistered one when nobody is in it."""
         room = self.rooms.get(name)
-        return room if room is not None else Room(name, self._fan_out)
+        return room if room is not None else Room(name, self._publish)
 
     def join(self, conn: Any, name: str) -> bool:
         """Put ``conn`` in room ``name`` (created on first join); False if it was in it already."""
@@ -85,10 +107,13 @@ class RoomRegistry:
         elif name in rooms:
             return False
         room = self.rooms.get(name)
-        if room is None:
-            room = self.rooms[name] = Room(name, self._fan_out)
+        first = room is None
+        if first:
+            room = self.rooms[name] = Room(name, self._publish)
         room.members[conn] = None
         rooms[name] = room
+        if self.observer is not None:
+            self.observer.joined(conn, name, first)
         self._notify(self._on_join, "on_join", conn, name)
         return True
 
@@ -99,8 +124,11 @@ class RoomRegistry:
         if room is None:
             return False
         del room.members[conn]
-        if not room.members and self.rooms.get(name) is room:
+        last = not room.members
+        if last and self.rooms.get(name) is room:
             del self.rooms[name]
+        if self.observer is not None:
+            self.observer.left(conn, name, last)
         self._notify(self._on_leave, "on_leave", conn, name)
         return True
 
