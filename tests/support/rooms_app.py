@@ -19,6 +19,7 @@ Text commands, answered on the same connection:
 - ``broadcast TEXT``: TEXT to every connection (every node with a broker), answered ``broadcast N``
 - ``presence_full R``: ``{"users": [...], "stale": bool}`` of ``server.presence(R)``
 - ``fetch_presence R``: the same, read from Redis by ``server.fetch_presence`` (``fetched {...}``)
+- ``pid``: the serving process's pid (which child of ``--processes`` holds this connection)
 
 ``GET /state`` gives the users that reached on_open, the join/leave events and the rooms.
 ``GET /page`` is a page for the browser test: ``connect(name, transport)`` opens a
@@ -26,6 +27,7 @@ WsDaemon client and records what it receives in ``window.got[name]``.
 """
 
 import json
+import os
 
 from wsdaemon import Application, Reject
 
@@ -109,6 +111,8 @@ def message(conn, data):
     server = conn.server
     if command == "whoami":
         conn.send(f"user {conn.user}")
+    elif command == "pid":
+        conn.send(f"pid {os.getpid()}")
     elif command == "join":
         conn.join(rest)
         reply_rooms(conn)
