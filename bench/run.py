@@ -24,12 +24,13 @@ import urllib.request
 from importlib import metadata
 from pathlib import Path
 
-from profiles import PROFILES, cores_busy, loadgen_args, measure
+from profiles import LOADGEN_CPU, PROFILES, cores_busy, loadgen_args, measure
 from report import DISTURBED, compression_table, human, save, summarize, table
 from servers import (
     BENCH,
     NODE_DIR,
     SERVERS,
+    RedisBroker,
     Running,
     Unavailable,
     add_baseline,
@@ -156,8 +157,18 @@ def one_run(args, server, profile, loadgen: list[str], log: Path) -> dict:
     wait_quiet(args.quiet_wait)
     port = free_port(args.port_base, args.port_base + 200)
     env = python_env() if server.kind == "wsdaemon" else None
-    cmd = server.command(profile.mode, port, args.wsdaemon_src, BUILD, deflate=profile.deflate)
-    running = Running(cmd, port, log, env)
+    broker = None
+    if server.needs_broker:  # its CPU counts as the server's, on the load generator's core
+        broker = RedisBroker(free_port(args.port_base + 200, args.port_base + 300), RESULTS, LOADGEN_CPU)
+    cmd = server.command(
+        profile.mode,
+        port,
+        args.wsdaemon_src,
+        BUILD,
+        deflate=profile.deflate,
+        broker_url=broker.url if broker else "",
+    )
+    running = Running(cmd, port, log, env, helpers=(broker.proc.pid,) if broker else ())
     scraper = None
     try:
         running.wait_ready()
@@ -171,6 +182,8 @@ def one_run(args, server, profile, loadgen: list[str], log: Path) -> dict:
         if scraper is not None:
             scraper.stop()
         running.stop()
+        if broker is not None:
+            broker.stop()
 
 
 class Scraper:

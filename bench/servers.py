@@ -37,11 +37,22 @@ class Server:
     src: Path | None = None  # wsdaemon only: a tree of its own instead of --wsdaemon-src
     deflate_option: bool = False  # wsdaemon only: preflight found --compression
     deflate_extra: tuple = ()  # wsdaemon only: compression options of a variant; compressed profiles only
-    processes: int = 1  # wsdaemon only: --processes N (needs WSDAEMON_BROKER=redis://... in the environment)
+    processes: int = 1  # wsdaemon only: --processes N (with a broker: the runner starts a redis-server)
+    broker: bool = False  # wsdaemon only: --broker on a redis-server the runner starts for the run
     scraped: bool = False  # wsdaemon only: the runner reads /metrics once a second during the run
 
+    @property
+    def needs_broker(self) -> bool:
+        return self.broker or self.processes > 1
+
     def command(
-        self, mode: str, port: int, wsdaemon_src: Path, build: Path, deflate: bool = False
+        self,
+        mode: str,
+        port: int,
+        wsdaemon_src: Path,
+        build: Path,
+        deflate: bool = False,
+        broker_url: str = "",
     ) -> list[str]:
         """The server's command line; deflate: negotiate permessage-deflate (profiles z, zb, zi)."""
         if mode == "room" and self.kind != "wsdaemon":
@@ -62,7 +73,8 @@ class Server:
                 raise Unavailable("a compression variant: same as wsdaemon without compression")
             compression = ["--compression", "on", *self.deflate_extra] if deflate else []
             procs = ["--processes", str(self.processes)] if self.processes > 1 else []
-            return [*launcher, "run", *options.split(), *self.extra, *compression, *procs]
+            broker = ["--broker", broker_url] if self.needs_broker else []
+            return [*launcher, "run", *options.split(), *self.extra, *compression, *procs, *broker]
         if self.kind == "c":
             if mode != "echo" or deflate:
                 raise Unavailable(f"{self.name} has no {'compression' if deflate else mode} mode")
@@ -79,6 +91,7 @@ SERVERS = {
     for s in (
         Server("wsdaemon", "wsdaemon"),
         Server("wsdaemon-p2", "wsdaemon", processes=2),
+        Server("wsdaemon+broker", "wsdaemon", broker=True),
         Server("wsdaemon+takeover", "wsdaemon", deflate_extra=("--compression-context-takeover", "on")),
         Server("wsdaemon+scraped", "wsdaemon", scraped=True),
         Server("websockets", "python", "websockets_server.py"),
@@ -117,8 +130,10 @@ def preflight(server: Server, wsdaemon_src: Path) -> None:
     if server.kind == "wsdaemon":
         if server.processes > 1 and "--processes" not in check.stdout:
             raise Unavailable("this wsdaemon has no --processes option")
-        if server.processes > 1 and not os.environ.get("WSDAEMON_BROKER"):
-            raise Unavailable("--processes needs a broker: set WSDAEMON_BROKER=redis://127.0.0.1:PORT/0")
+        if server.needs_broker and "--broker" not in check.stdout:
+            raise Unavailable("this wsdaemon has no --broker option")
+        if server.needs_broker and not shutil.which("redis-server"):
+            raise Unavailable("redis-server is not installed (apt-get install redis-server)")
         server.extra = tuple(wsdaemon_options(check.stdout))
         wanted = ["--compression", *(x for x in server.deflate_extra if x.startswith("--"))]
         server.deflate_option = all(opt in check.stdout for opt in wanted)
@@ -170,12 +185,53 @@ def python_env() -> dict:
     return dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
 
 
-class Running:
-    """A started server: its process, port and log file."""
+class RedisBroker:
+    """A private redis-server on a free loopback port (no persistence) for one run, pinned to ``cpu``."""
 
-    def __init__(self, cmd: list[str], port: int, log: Path, env: dict | None):
+    def __init__(self, port: int, workdir: Path, cpu: str | None) -> None:
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        cmd += ["--dir", str(workdir), "--client-output-buffer-limit", "pubsub", "64mb", "16mb", "60"]
+        self.log = workdir / f"redis-{port}.log"
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                ["taskset", "-c", cpu, *cmd] if cpu else cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise Unavailable(
+                        f"redis-server did not start: {self.log.read_text(errors='replace')[-200:]}"
+                    ) from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+class Running:
+    """A started server: its process, port and log file (and the pids of helpers that count as it)."""
+
+    def __init__(self, cmd: list[str], port: int, log: Path, env: dict | None, helpers: tuple[int, ...] = ()):
         self.port = port
         self.log = log
+        self.helpers = helpers
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(
                 ["taskset", "-c", SERVER_CPU, *cmd],
@@ -215,7 +271,7 @@ class Running:
                     continue
                 if int(fields[3]) == self.proc.pid:  # field 6, session id
                     found.append(int(entry.name))
-        return found or [self.proc.pid]
+        return (found or [self.proc.pid]) + list(self.helpers)
 
     def rss_kib(self) -> int:
         total = 0

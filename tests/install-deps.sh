@@ -117,7 +117,7 @@ py_deps() {
   if [ -f "$stamp" ] && (cd / && "$PY" - "$REPO" <<'EOF') >/dev/null 2>&1; then
 import os, sys
 import pytest, pytest_timeout, hypothesis, websockets, websocket, aiohttp, requests
-import playwright.sync_api, trustme, daemon, click, importlinter, grimp
+import playwright.sync_api, trustme, daemon, click, importlinter, grimp, socketio, redis
 import wsdaemon
 assert os.path.realpath(os.path.dirname(wsdaemon.__file__)).startswith(os.path.realpath(sys.argv[1]) + os.sep)
 EOF
