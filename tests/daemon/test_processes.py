@@ -126,3 +126,33 @@ def test_children_serve_get_replaced_and_stop_with_1001(parent):
     asyncio.run(scenario())
     assert parent.proc.wait(20) == 0
     assert "child 0 (pid" in parent.log() and "died (SIGKILL)" in parent.log()
+
+
+def test_sigusr1_reopens_the_log_in_the_parent_and_every_child(daemon_factory, redis_server, tmp_path):
+    logfile = tmp_path / "wsdaemon.log"
+    d = daemon_factory(
+        "--processes", "2", "--broker", redis_server.url, "--logfile", str(logfile), "--log-level", "debug"
+    )
+    wait_children(d.port)
+    rotated = tmp_path / "wsdaemon.log.1"
+    os.rename(logfile, rotated)
+    d.proc.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 15
+    while not logfile.exists() or logfile.read_text().count("(re)opened") < 3:  # the parent, then each child
+        assert time.monotonic() < deadline, logfile.read_text() if logfile.exists() else "no new log file"
+        time.sleep(0.1)
+
+    async def clients():  # enough connections that both children log one
+        for n in range(8):
+            async with websockets.connect(f"ws://127.0.0.1:{d.port}/after-rotation-{n}") as ws:
+                await ws.send("x")
+                assert await ws.recv() == "x"
+
+    asyncio.run(clients())
+    deadline = time.monotonic() + 10
+    while logfile.read_text().count("/after-rotation-") < 8:
+        assert time.monotonic() < deadline, logfile.read_text()[-2000:]
+        time.sleep(0.1)
+    assert "/after-rotation-" not in rotated.read_text()
+    assert wait_children(d.port)  # nobody died of the signal
+    assert " died " not in logfile.read_text() + rotated.read_text()
