@@ -18,7 +18,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from .net.counters import REFUSED, TRAFFIC, Histogram
+from .net.counters import FAIRNESS, REFUSED, TRAFFIC, Histogram
 from .net.listener import Listener
 from .net.loop import EVENT_READ
 from .net.sockets import bind_socket
@@ -174,6 +174,21 @@ class ServerCollector:
             "wsdaemon_slow_consumers_closed",
             "Connections closed as slow consumers (1008).",
             value=s.slow_consumers,
+        )
+        limited = CounterMetricFamily(
+            "wsdaemon_rate_limited",
+            "Connections closed (1008) by --max-messages-per-second or --max-control-frames-per-second, "
+            "and messages dropped by --rate-limit-action drop.",
+            labels=["what", "action"],
+        )
+        limited.add_metric(["messages", "closed"], s.rate_limited["messages"])
+        limited.add_metric(["control_frames", "closed"], s.rate_limited["control_frames"])
+        limited.add_metric(["messages", "dropped"], FAIRNESS["rate_dropped"])
+        yield limited
+        yield CounterMetricFamily(
+            "wsdaemon_read_budget_deferred",
+            "Reads whose frames went past --read-budget and were parsed over later loop turns.",
+            value=FAIRNESS["budget_deferred"],
         )
         live = list(s.connections)
         replaced = s.replaced_closed + sum(getattr(c, "replaced", 0) for c in live)

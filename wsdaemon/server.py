@@ -34,6 +34,7 @@ from .transports.connlog import ConnectionLog
 from .transports.fanout import fan_out
 from .transports.http import HttpConnection
 from .transports.longpoll_transport import LongPolling
+from .transports.rfc6455_connection import CONTROL_RATE_REASON, MESSAGE_RATE_REASON
 from .transports.rooms import Presence, Room, RoomRegistry
 from .transports.session import SessionManager
 from .transports.static import StaticFiles, install_app_pages
@@ -105,6 +106,8 @@ class Server:
         self.opened_total: dict[str, int] = {}
         self.closed_total: dict[tuple[str, int | None], int] = {}
         self.slow_consumers = 0
+        #: Connections closed (1008) by a rate limit: "messages" or "control_frames".
+        self.rate_limited = {"messages": 0, "control_frames": 0}
         #: Conflated (replaced) and volatile (dropped) messages of connections already closed.
         self.replaced_closed = 0
         self.dropped_closed = 0
@@ -299,8 +302,13 @@ class Server:
             self._closed_since_summary += 1
             key = (conn.protocol, conn.close_code)
             self.closed_total[key] = self.closed_total.get(key, 0) + 1
-            if conn.close_reason == "slow consumer":
+            reason = conn.close_reason
+            if reason == "slow consumer":
                 self.slow_consumers += 1
+            elif reason == MESSAGE_RATE_REASON:
+                self.rate_limited["messages"] += 1
+            elif reason == CONTROL_RATE_REASON:
+                self.rate_limited["control_frames"] += 1
             self.replaced_closed += getattr(conn, "replaced", 0)
             self.dropped_closed += getattr(conn, "dropped", 0)
 

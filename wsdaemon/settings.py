@@ -245,6 +245,33 @@ class Settings:
     max_frames_per_message: int = option(
         100000, "Most frames in one fragmented RFC 6455 message (1009 above)."
     )
+    read_budget: int = option(
+        16384,
+        "Bytes of RFC 6455 frames parsed for one connection per loop turn; the rest waits for the "
+        "next turn and that socket is not read meanwhile, so a flooding client cannot hold up the "
+        "others (0: no limit).",
+        unit="bytes",
+        minimum=0,
+    )
+    drop_grace: float = option(
+        1.0,
+        "Seconds a connection closed for a policy reason (slow consumer, rate limit, protocol "
+        "error) keeps its socket while its close frame leaves; it is not read meanwhile, then TCP "
+        "is dropped.",
+        unit="seconds",
+    )
+    max_control_frames_per_second: int = option(
+        100, "Pings and pongs one RFC 6455 client may send per second (1008 above; 0: no limit).", minimum=0
+    )
+    max_messages_per_second: int = option(
+        0, "Messages one client may send per second (0: no limit); see --rate-limit-action.", minimum=0
+    )
+    rate_limit_action: str = option(
+        "close",
+        "Over --max-messages-per-second: close the connection with 1008, or drop the excess "
+        "messages (counted in /status and /metrics).",
+        ("close", "drop"),
+    )
     allowed_origins: str = option(
         "",
         "Comma-separated Origins allowed to connect, like https://example.com or "

@@ -99,6 +99,8 @@ def test_slow_consumers_are_closed_with_1008_and_memory_stays_bounded(daemon_fac
         str(LIMIT),
         "--close-timeout",
         "60",
+        "--drop-grace",
+        "60",  # the slow clients read only after the flood: their close frame must still be there
         "--ping-interval",
         "0",
         app="wsdaemon.apps.broadcast:app",

@@ -338,3 +338,80 @@ def test_large_fragmented_binary_message_in_pieces():
     )
     for split in (5, 100005, 100011, len(data) - 3):
         assert parse_all(data, chunks=[split, 50000]) == [(OP_PING, b"mid"), (OP_BINARY, part + part)]
+
+
+# --- the read budget ---------------------------------------------------------
+
+
+def parse_with_budget(data: bytes, budget: int, chunk: int) -> tuple[list, int]:
+    """Feed ``data`` in ``chunk``-sized reads as the connection does: while the parser has a
+    backlog it gets ``feed(b"")`` (the next turn's slice) instead of the next read."""
+    parser = FrameParser()
+    parser.budget = budget
+    events, turns, pos = [], 0, 0
+    while pos < len(data) or parser.backlog:
+        turns += 1
+        assert turns < 100_000
+        if parser.backlog:
+            events += parser.feed(b"")
+        else:
+            events += parser.feed(data[pos : pos + chunk])
+            pos += chunk
+        assert parser.buffered <= chunk + 1024  # never more than one read (plus a partial frame) kept
+    return events, turns
+
+
+def test_budget_parses_frames_starting_within_it_and_keeps_the_rest():
+    frames = b"".join(client_frame(OP_TEXT, b"a") for _ in range(100))  # 7 bytes each
+    parser = FrameParser()
+    parser.budget = 70
+    first = parser.feed(frames)
+    assert len(first) == 10 and parser.backlog  # frames starting at 0, 7, ... 63
+    assert parser.buffered == 700 - 70
+    rest = []
+    while parser.backlog:
+        rest += parser.feed(b"")
+    assert len(first) + len(rest) == 100 and parser.buffered == 0
+
+
+def test_budget_ends_a_large_frame_it_started():
+    big = os.urandom(300_000)
+    data = client_frame(OP_BINARY, big) + client_frame(OP_TEXT, b"next")
+    events, _ = parse_with_budget(data, budget=1024, chunk=1 << 20)
+    assert events == [(OP_BINARY, big), (OP_TEXT, "next")]
+
+
+def test_bytes_fed_while_backlogged_are_kept_in_order():
+    parser = FrameParser()
+    parser.budget = 20
+    a = b"".join(client_frame(OP_TEXT, str(i).encode()) for i in range(10))
+    b = b"".join(client_frame(OP_TEXT, str(i).encode()) for i in range(10, 20))
+    events = parser.feed(a)
+    assert parser.backlog
+    events += parser.feed(b)  # (a TLS read, say): appended after what is left of a
+    while parser.backlog:
+        events += parser.feed(b"")
+    assert [v for _, v in events] == [str(i) for i in range(20)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    messages=st.lists(st.tuples(message, st.integers(1, 4)), max_size=12),
+    budget=st.integers(1, 4096),
+    chunk=st.integers(1, 9000),
+)
+def test_budget_gives_the_same_events_as_no_budget(messages, budget, chunk):
+    stream = b""
+    for (opcode, value), pieces in messages:
+        raw = value.encode() if opcode == OP_TEXT else value
+        if opcode in (OP_TEXT, OP_BINARY) and pieces > 1 and raw:
+            size = max(1, len(raw) // pieces)
+            parts = [raw[i : i + size] for i in range(0, len(raw), size)]
+            for i, part in enumerate(parts):
+                stream += encode_frame(
+                    opcode if i == 0 else OP_CONT, part, fin=i == len(parts) - 1, mask=MASK
+                )
+        else:
+            stream += encode_frame(opcode, raw, mask=MASK)
+    events, _ = parse_with_budget(stream, budget, chunk)
+    assert normalise(events) == normalise(parse_all(stream))

@@ -34,6 +34,11 @@ def count_refusal(status: int) -> None:
     REFUSED[status] = REFUSED.get(status, 0) + 1
 
 
+#: Fairness: reads whose frames the read budget spread over later loop turns, and messages
+#: dropped by the message rate limit (its closes are counted by close reason).
+FAIRNESS: dict[str, int] = {"budget_deferred": 0, "rate_dropped": 0}
+
+
 class Histogram:
     """Observations in buckets with upper bounds ``bounds`` (seconds), as plain ints.
 

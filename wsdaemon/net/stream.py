@@ -51,6 +51,8 @@ RECV_SIZE = 256 * 1024
 #: first this-many buffered bytes must stay in place until the retry succeeds.
 TLS_SEND_CHUNK = 64 * 1024
 _DRAIN_TIMEOUT = 2.0
+#: Bytes read and discarded after our half-close before the connection is dropped without its EOF.
+DRAIN_READ_LIMIT = 64 * 1024
 
 
 class StreamHost(Protocol):
@@ -95,6 +97,9 @@ class StreamConnection:
         "_write_registered",
         "_close_after_flush",
         "_draining",
+        "_drain_left",
+        "reading_paused",
+        "_read_stopped",
         "transport_closed",
         "handed_over",
         "deadline",
@@ -122,6 +127,10 @@ class StreamConnection:
         self._write_registered = False
         self._close_after_flush = False
         self._draining = False
+        self._drain_left = DRAIN_READ_LIMIT
+        #: While True the socket is not read: its owner has input to finish first, or gave up on it.
+        self.reading_paused = False
+        self._read_stopped = False
         #: True once this object is done with the socket: closed it, or handed it over.
         self.transport_closed = False
         #: True once :meth:`hand_over` gave the socket to another handler.
@@ -165,6 +174,8 @@ class StreamConnection:
     # -- inbound -----------------------------------------------------------------
 
     def on_readable(self) -> None:
+        if self.reading_paused:
+            return
         try:
             data = self.sock.recv(RECV_SIZE)
         except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
@@ -184,6 +195,10 @@ class StreamConnection:
         if self._tls and self.sock.pending():
             data = self._recv_pending(data)
         if self._draining:
+            # Waiting for the peer's EOF: a peer that keeps sending instead is dropped.
+            self._drain_left -= len(data)
+            if self._drain_left < 0:
+                self.close_transport()
             return
         self.last_seen = self.loop.now
         self._traffic[0] += len(data)
@@ -446,7 +461,20 @@ class StreamConnection:
     def _want_write(self) -> None:
         if not self._write_registered and not self.transport_closed:
             self._write_registered = True
-            self.loop.modify(self.sock, EVENT_READ | EVENT_WRITE, self)
+            if self._read_stopped:
+                self.loop.register(self.sock, EVENT_WRITE, self)
+            else:
+                self.loop.modify(self.sock, EVENT_READ | EVENT_WRITE, self)
+
+    def stop_reading(self) -> None:
+        """Never read this socket again (a peer given up on): the loop stops reporting it readable."""
+        if self._read_stopped or self.transport_closed:
+            return
+        self.reading_paused = self._read_stopped = True
+        if self._write_registered:
+            self.loop.modify(self.sock, EVENT_WRITE, self)
+        else:
+            self.loop.unregister(self.sock)
 
     def on_writable(self) -> None:
         wbuf = self._wbuf
@@ -475,7 +503,10 @@ class StreamConnection:
                 return
         if self._write_registered:
             self._write_registered = False
-            self.loop.modify(self.sock, EVENT_READ, self)
+            if self._read_stopped:
+                self.loop.unregister(self.sock)
+            else:
+                self.loop.modify(self.sock, EVENT_READ, self)
         if self._close_after_flush:
             self._finish_close()
         else:

@@ -188,6 +188,8 @@ class FrameParser:
         "_chunks",
         "_chunks_len",
         "_chunks_needed",
+        "resume_at",
+        "budget",
         "done",
     )
 
@@ -213,12 +215,21 @@ class FrameParser:
         self._chunks: list | None = None
         self._chunks_len = 0
         self._chunks_needed = 0
+        #: Where parsing of ``_buf`` resumes after the budget ran out (0: no backlog).
+        self.resume_at = 0
+        #: Bytes of frame starts parsed per feed (0: all): the work budget of one loop turn.
+        self.budget = 0
         self.done = False
 
     @property
     def buffered(self) -> int:
-        """Bytes received and kept for an incomplete frame."""
-        return len(self._buf) + self._chunks_len
+        """Bytes received and kept for an incomplete frame or for the next turn."""
+        return len(self._buf) - self.resume_at + self._chunks_len
+
+    @property
+    def backlog(self) -> bool:
+        """True when the budget stopped a feed with complete frames left: ``feed(b"")`` goes on."""
+        return self.resume_at > 0
 
     def feed(self, data: bytes) -> list:
         if self.done:
@@ -234,17 +245,27 @@ class FrameParser:
             self._chunks = None
             self._chunks_len = self._chunks_needed = 0
         buf = self._buf
-        if buf:
+        pos = self.resume_at
+        if pos:  # the rest of a read that the budget stopped
+            self.resume_at = 0
+            if data:
+                buf = bytearray(memoryview(buf)[pos:])
+                buf += data
+                pos = 0
+            data = buf
+        elif buf:
             if isinstance(buf, bytes):
                 buf = bytearray(buf)
             buf += data
             data = buf
         events: list = []
         append = events.append
-        pos = 0
         n = len(data)
+        stop = n - 1  # a frame needs at least 2 bytes
+        if self.budget and stop - pos > self.budget:
+            stop = pos + self.budget
         try:
-            while n - pos >= 2:
+            while pos < stop:
                 b0 = data[pos]
                 b1 = data[pos + 1]
                 length = b1 & 0x7F
@@ -353,6 +374,11 @@ class FrameParser:
                 else:
                     self._start_message(opcode, length)
                     self._msg_parts.append(payload)
+            else:
+                if pos < n - 1:  # the budget ran out with frames left: they wait for the next turn
+                    self._buf = data
+                    self.resume_at = pos
+                    return events
         except ProtocolError as exc:
             append((EV_ERROR, exc))
             self.done = True
@@ -364,7 +390,7 @@ class FrameParser:
             self._chunks = [bytes(data[pos:])]
             self._chunks_len = n - pos
             self._buf = b""
-        elif data is buf:
+        elif data is buf and type(buf) is bytearray:
             del buf[:pos]
             self._buf = buf
         else:

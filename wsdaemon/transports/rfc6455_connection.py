@@ -7,6 +7,7 @@ import os
 from collections.abc import Hashable
 from typing import Any
 
+from ..net.counters import FAIRNESS
 from ..proto import rfc6455
 from ..proto.codes import CLOSED, CLOSING, CONNECTING, OPEN, CloseCode, ConnState
 from ..proto.errors import ConnectionClosedError
@@ -29,6 +30,11 @@ from .websocket import WebSocketConnection
 
 log = logging.getLogger("wsdaemon.rfc6455")
 
+#: Close reasons of the rate limits (1008), counted by the server.
+MESSAGE_RATE_REASON = "message rate limit"
+CONTROL_RATE_REASON = "control frame rate limit"
+_UNLIMITED = 1 << 62
+
 
 class Rfc6455Connection(WebSocketConnection):
     """A client speaking RFC 6455; created by the HTTP request object's swap."""
@@ -37,6 +43,11 @@ class Rfc6455Connection(WebSocketConnection):
         "parser",
         "_ping_sent_at",
         "_close_sent",
+        "_msg_count",
+        "_msg_allow",
+        "_msg_window",
+        "_ctrl_count",
+        "_ctrl_window",
     )
 
     protocol = "rfc6455"
@@ -47,9 +58,17 @@ class Rfc6455Connection(WebSocketConnection):
 
     def __init__(self, server: TransportHost, sock: Any, request: Request, subprotocol: str | None) -> None:
         super().__init__(server, sock, request, subprotocol)
-        self.parser = self._new_parser(server.settings)
+        settings = server.settings
+        self.parser = self._new_parser(settings)
+        self.parser.budget = settings.read_budget
         self._ping_sent_at = 0.0
         self._close_sent = False
+        #: Events received in the current rate window, and how many it allows (see _over_message_rate).
+        self._msg_count = 0
+        self._msg_allow = settings.max_messages_per_second or _UNLIMITED
+        self._msg_window = self.loop.now
+        self._ctrl_count = 0
+        self._ctrl_window = self.loop.now
 
     def _new_parser(self, settings: Any) -> FrameParser:
         return FrameParser(settings.max_message_size, max_frames_per_message=settings.max_frames_per_message)
@@ -123,6 +142,11 @@ class Rfc6455Connection(WebSocketConnection):
             self.write(encode_close(code, reason))
         self.parser.done = True
         self._deliver_close(code, reason)
+        if code == CloseCode.POLICY_VIOLATION or self.buffered_amount:
+            # A peer we gave up on, or one that does not read: not read again, dropped soon.
+            self.stop_reading()
+            self.deadline = self.loop.now + self.host.settings.drop_grace
+            self.host.watch(self)
         self.close_after_flush()
 
     # -- inbound -----------------------------------------------------------------
@@ -130,8 +154,15 @@ class Rfc6455Connection(WebSocketConnection):
     def data_received(self, data: bytes) -> None:
         if self.state == CLOSED:
             return
-        events = self.parser.feed(data)
-        self._traffic[2] += len(events)
+        parser = self.parser
+        events = parser.feed(data)
+        if parser.resume_at:
+            self._continue_next_turn()
+        count = len(events)
+        self._traffic[2] += count
+        self._msg_count += count
+        if self._msg_count > self._msg_allow:
+            events = self._over_message_rate(events)
         self._ping_sent_at = 0.0
         on_message = self._message_handler()
         for kind, value in events:
@@ -145,8 +176,62 @@ class Rfc6455Connection(WebSocketConnection):
             elif self._control_event(kind, value):
                 return
 
+    # -- fairness: the work budget and the rate limits ---------------------------------
+
+    def _continue_next_turn(self) -> None:
+        """The read budget left frames unparsed: stop reading and parse the next slice next turn."""
+        FAIRNESS["budget_deferred"] += 1
+        self.reading_paused = True
+        self.loop.call_soon(self._next_slice)
+
+    def _next_slice(self) -> None:
+        if self.transport_closed:
+            return
+        self.feed(b"")
+        if not self.parser.resume_at and not self._read_stopped:
+            self.reading_paused = False
+
+    def _over_message_rate(self, events: list) -> list:
+        """The events of a read that went past --max-messages-per-second: deliver, trim or close."""
+        settings = self.host.settings
+        limit = settings.max_messages_per_second
+        if not limit:  # turned off by a reload
+            self._msg_allow = _UNLIMITED
+            return events
+        now = self.loop.now
+        if now - self._msg_window >= 1.0:  # a new second begins with this read
+            self._msg_window = now
+            self._msg_count = len(events)
+            self._msg_allow = limit
+            if self._msg_count <= limit:
+                return events
+        if settings.rate_limit_action == "close":
+            self.fail(CloseCode.POLICY_VIOLATION, MESSAGE_RATE_REASON)
+            return []
+        room = len(events) - (self._msg_count - self._msg_allow)
+        self._msg_count = self._msg_allow
+        kept = []
+        for event in events:
+            if event[0] == OP_TEXT or event[0] == OP_BINARY:
+                if room <= 0:
+                    FAIRNESS["rate_dropped"] += 1
+                    continue
+            room -= 1
+            kept.append(event)
+        return kept
+
     def _control_event(self, kind: int, value: Any) -> bool:
         """A ping, pong, close or parse error from the parser; True when nothing may follow it."""
+        if kind == OP_PING or kind == OP_PONG:
+            self._ctrl_count += 1
+            limit = self.host.settings.max_control_frames_per_second
+            if limit and self._ctrl_count > limit:
+                now = self.loop.now
+                if now - self._ctrl_window < 1.0:
+                    self.fail(CloseCode.POLICY_VIOLATION, CONTROL_RATE_REASON)
+                    return True
+                self._ctrl_window = now
+                self._ctrl_count = 1
         if kind == OP_PING:
             if not self._close_sent:
                 self.write(encode_frame(OP_PONG, value))
@@ -195,11 +280,12 @@ class Rfc6455Connection(WebSocketConnection):
         """
         self.discard_slow_consumer_backlog()
         self.parser.done = True
+        self.stop_reading()  # a peer that does not read gets nothing more of our CPU
         if not self._close_sent:
             self._close_sent = True
             self.write(encode_close(CloseCode.POLICY_VIOLATION, "slow consumer"))
         self._deliver_close(CloseCode.POLICY_VIOLATION, "slow consumer")
-        self.deadline = self.loop.now + self.host.settings.close_timeout
+        self.deadline = self.loop.now + self.host.settings.drop_grace
         self.host.watch(self)
         self.close_after_flush()
 
