@@ -98,7 +98,7 @@ class StreamConnection:
         "_close_after_flush",
         "_draining",
         "_drain_left",
-        "reading_paused",
+        "_paused",
         "_read_stopped",
         "transport_closed",
         "handed_over",
@@ -128,8 +128,8 @@ class StreamConnection:
         self._close_after_flush = False
         self._draining = False
         self._drain_left = DRAIN_READ_LIMIT
-        #: While True the socket is not read: its owner has input to finish first, or gave up on it.
-        self.reading_paused = False
+        #: What stands in for this connection in the selector while reading is paused (see pause_reading).
+        self._paused: _ReadingPaused | None = None
         self._read_stopped = False
         #: True once this object is done with the socket: closed it, or handed it over.
         self.transport_closed = False
@@ -174,8 +174,6 @@ class StreamConnection:
     # -- inbound -----------------------------------------------------------------
 
     def on_readable(self) -> None:
-        if self.reading_paused:
-            return
         try:
             data = self.sock.recv(RECV_SIZE)
         except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
@@ -464,13 +462,32 @@ class StreamConnection:
             if self._read_stopped:
                 self.loop.register(self.sock, EVENT_WRITE, self)
             else:
-                self.loop.modify(self.sock, EVENT_READ | EVENT_WRITE, self)
+                self.loop.modify(self.sock, EVENT_READ | EVENT_WRITE, self._paused or self)
+
+    def pause_reading(self) -> None:
+        """Leave the socket unread until :meth:`resume_reading`: its owner has input to finish first.
+
+        The selector keeps the socket with a stand-in that ignores read readiness, so the
+        read path itself checks nothing (changing a key's handler costs no system call).
+        """
+        if self._paused is None and not self._read_stopped and not self.transport_closed:
+            self._paused = _ReadingPaused(self)
+            events = EVENT_READ | EVENT_WRITE if self._write_registered else EVENT_READ
+            self.loop.modify(self.sock, events, self._paused)
+
+    def resume_reading(self) -> None:
+        if self._paused is not None:
+            self._paused = None
+            if not self._read_stopped and not self.transport_closed:
+                events = EVENT_READ | EVENT_WRITE if self._write_registered else EVENT_READ
+                self.loop.modify(self.sock, events, self)
 
     def stop_reading(self) -> None:
         """Never read this socket again (a peer given up on): the loop stops reporting it readable."""
         if self._read_stopped or self.transport_closed:
             return
-        self.reading_paused = self._read_stopped = True
+        self._read_stopped = True
+        self._paused = None
         if self._write_registered:
             self.loop.modify(self.sock, EVENT_WRITE, self)
         else:
@@ -506,7 +523,7 @@ class StreamConnection:
             if self._read_stopped:
                 self.loop.unregister(self.sock)
             else:
-                self.loop.modify(self.sock, EVENT_READ, self)
+                self.loop.modify(self.sock, EVENT_READ, self._paused or self)
         if self._close_after_flush:
             self._finish_close()
         else:
@@ -609,6 +626,24 @@ class StreamConnection:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {format_address(self.remote_address)}>"
+
+
+class _ReadingPaused:
+    """A paused connection's entry in the selector: read readiness is ignored, writes go on."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: StreamConnection) -> None:
+        self.conn = conn
+
+    def on_readable(self) -> None:
+        pass
+
+    def on_writable(self) -> None:
+        self.conn.on_writable()
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        self.conn.abort(exc)
 
 
 def _consume(wlens: deque, sent: int) -> None:

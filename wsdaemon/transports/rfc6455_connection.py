@@ -181,15 +181,15 @@ class Rfc6455Connection(WebSocketConnection):
     def _continue_next_turn(self) -> None:
         """The read budget left frames unparsed: stop reading and parse the next slice next turn."""
         FAIRNESS["budget_deferred"] += 1
-        self.reading_paused = True
+        self.pause_reading()
         self.loop.call_soon(self._next_slice)
 
     def _next_slice(self) -> None:
         if self.transport_closed:
             return
         self.feed(b"")
-        if not self.parser.resume_at and not self._read_stopped:
-            self.reading_paused = False
+        if not self.parser.resume_at:
+            self.resume_reading()
 
     def _over_message_rate(self, events: list) -> list:
         """The events of a read that went past --max-messages-per-second: deliver, trim or close."""
