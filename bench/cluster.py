@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,7 +35,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from servers import PEERS, RedisBroker, Unavailable, free_port, proc_cpu, python_env  # noqa: E402
+from servers import PEERS, RedisBroker, Running, Unavailable, free_port, proc_cpu, python_env  # noqa: E402
 
 BUILD = BENCH / "build"
 SIO_NODE_DIR = PEERS / "node-socketio"
@@ -94,78 +92,26 @@ def preflight(system: System) -> None:
                 raise Unavailable(f"npm ci in {SIO_NODE_DIR} failed: {out.stderr.strip()[-200:]}")
 
 
-class Proc:
-    """A started process in its own session, its output in a log file."""
-
-    def __init__(self, cmd: list[str], log: Path, cpu: str | None = None, env: dict | None = None, cwd=None):
-        self.log = log
-        pin = ["taskset", "-c", cpu] if cpu else []
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [*pin, *cmd],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                start_new_session=True,
-                env=env,
-                cwd=cwd,
-            )
-
-    def wait_port(self, port: int, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise Unavailable(f"exited with {self.proc.returncode}: {self.tail()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                time.sleep(0.3)
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise Unavailable(f"not listening on {port} after {timeout:.0f} s: {self.tail()}")
-
-    def tail(self) -> str:
-        lines = self.log.read_text(errors="replace").strip().splitlines()
-        return " | ".join(lines[-3:]) if lines else "no output"
-
-    def cpu(self) -> float:
-        return proc_cpu(self.proc.pid)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait(5)
-
-
 def one_run(system: System, args, work: Path, rate: float | None) -> dict:
     broker = RedisBroker(free_port(17000, 17500), work, None)  # unpinned: A and B have a core each
     url = broker.url
-    nodes: list[Proc] = []
+    nodes: list[Running] = []
     try:
         ports = []
         env = python_env()
         for core in NODE_CORES:
             port = free_port(17500, 18500)
             cwd = SIO_NODE_DIR if system.name == "node-socketio" else None
-            node = Proc(
-                system.command(port, url, args.wsdaemon_src),
-                work / f"{system.name}-{port}.log",
-                core,
-                env,
-                cwd,
-            )
+            log = work / f"{system.name}-{port}.log"
+            node = Running(system.command(port, url, args.wsdaemon_src), port, log, env, cpu=core, cwd=cwd)
             nodes.append(node)
-            node.wait_port(port)
+            node.wait_ready(20.0)
             ports.append(port)
         cmd = [str(BUILD / "fanout"), "--ports", ",".join(map(str, ports)), "--conns", str(args.conns)]
         cmd += ["--size", str(args.size), "--duration", str(args.duration), "--warmup", "1"]
         cmd += ["--rate", f"{rate:.1f}"] if rate else ["--inflight", str(args.inflight)]
         cmd += ["--sio"] if system.sio else []
-        cpus = [*(n.cpu for n in nodes), lambda: proc_cpu(broker.proc.pid)]
+        cpus = [*(n.cpu_seconds for n in nodes), lambda: proc_cpu(broker.proc.pid)]
         before = [cpu() for cpu in cpus]
         started, usage = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 90)
@@ -186,7 +132,7 @@ def one_run(system: System, args, work: Path, rate: float | None) -> dict:
         }
         for node in nodes:
             if node.proc.poll() is not None:
-                result.setdefault("error", f"{node.log.name} died: {node.tail()}")
+                result.setdefault("error", f"{node.log.name} died: {node.log_tail()}")
         return result
     finally:
         for node in nodes:

@@ -228,14 +228,24 @@ class RedisBroker:
 class Running:
     """A started server: its process, port and log file (and the pids of helpers that count as it)."""
 
-    def __init__(self, cmd: list[str], port: int, log: Path, env: dict | None, helpers: tuple[int, ...] = ()):
+    def __init__(
+        self,
+        cmd: list[str],
+        port: int,
+        log: Path,
+        env: dict | None,
+        helpers: tuple[int, ...] = (),
+        cpu: str = SERVER_CPU,
+        cwd: Path | None = None,
+    ):
         self.port = port
         self.log = log
         self.helpers = helpers
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(
-                ["taskset", "-c", SERVER_CPU, *cmd],
+                ["taskset", "-c", cpu, *cmd],
                 env=env,
+                cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=out,

@@ -154,15 +154,7 @@ class Rfc6455Connection(WebSocketConnection):
     def data_received(self, data: bytes) -> None:
         if self.state == CLOSED:
             return
-        parser = self.parser
-        events = parser.feed(data)
-        if parser.resume_at:
-            self._continue_next_turn()
-        count = len(events)
-        self._traffic[2] += count
-        self._msg_count += count
-        if self._msg_count > self._msg_allow:
-            events = self._over_message_rate(events)
+        events = self._read_events(data)
         self._ping_sent_at = 0.0
         on_message = self._message_handler()
         for kind, value in events:
@@ -175,6 +167,19 @@ class Rfc6455Connection(WebSocketConnection):
                         return
             elif self._control_event(kind, value):
                 return
+
+    def _read_events(self, data: bytes) -> list:
+        """The events of ``data`` within this turn's read budget, after the message rate limit."""
+        parser = self.parser
+        events = parser.feed(data)
+        if parser.resume_at:
+            self._continue_next_turn()
+        count = len(events)
+        self._traffic[2] += count
+        self._msg_count += count
+        if self._msg_count > self._msg_allow:
+            return self._over_message_rate(events)
+        return events
 
     # -- fairness: the work budget and the rate limits ---------------------------------
 

@@ -157,16 +157,7 @@ class SessionRfc6455Connection(Rfc6455Connection):
             return super().data_received(data)
         self._ping_sent_at = 0.0
         messages: list[Any] = []
-        parser = self.parser
-        events = parser.feed(data)
-        if parser.resume_at:
-            self._continue_next_turn()
-        count = len(events)
-        self._traffic[2] += count
-        self._msg_count += count
-        if self._msg_count > self._msg_allow:
-            events = self._over_message_rate(events)
-        for kind, value in events:
+        for kind, value in self._read_events(data):
             if kind == OP_TEXT or kind == OP_BINARY:
                 messages.append(value)
                 continue
