@@ -290,15 +290,9 @@ message = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None)
-@given(
-    messages=st.lists(st.tuples(message, st.integers(1, 4)), max_size=8),
-    chunk=st.integers(1, 5000),
-    mask=st.binary(min_size=4, max_size=4),
-)
-def test_random_messages_roundtrip(messages, chunk, mask):
+def message_stream(messages, mask: bytes) -> bytes:
+    """Client frames of ``(message, pieces)``: each data message in that many fragments."""
     stream = b""
-    expected = []
     for (opcode, value), pieces in messages:
         raw = value.encode() if opcode == OP_TEXT else value
         if opcode in (OP_TEXT, OP_BINARY) and pieces > 1 and raw:
@@ -310,7 +304,18 @@ def test_random_messages_roundtrip(messages, chunk, mask):
                 )
         else:
             stream += encode_frame(opcode, raw, mask=mask)
-        expected.append((opcode, value))
+    return stream
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    messages=st.lists(st.tuples(message, st.integers(1, 4)), max_size=8),
+    chunk=st.integers(1, 5000),
+    mask=st.binary(min_size=4, max_size=4),
+)
+def test_random_messages_roundtrip(messages, chunk, mask):
+    stream = message_stream(messages, mask)
+    expected = [(opcode, value) for (opcode, value), _ in messages]
     chunks = [chunk] * (len(stream) // chunk)
     assert parse_all(stream, chunks=chunks) == expected
 
@@ -401,17 +406,6 @@ def test_bytes_fed_while_backlogged_are_kept_in_order():
     chunk=st.integers(1, 9000),
 )
 def test_budget_gives_the_same_events_as_no_budget(messages, budget, chunk):
-    stream = b""
-    for (opcode, value), pieces in messages:
-        raw = value.encode() if opcode == OP_TEXT else value
-        if opcode in (OP_TEXT, OP_BINARY) and pieces > 1 and raw:
-            size = max(1, len(raw) // pieces)
-            parts = [raw[i : i + size] for i in range(0, len(raw), size)]
-            for i, part in enumerate(parts):
-                stream += encode_frame(
-                    opcode if i == 0 else OP_CONT, part, fin=i == len(parts) - 1, mask=MASK
-                )
-        else:
-            stream += encode_frame(opcode, raw, mask=MASK)
+    stream = message_stream(messages, MASK)
     events, _ = parse_with_budget(stream, budget, chunk)
     assert normalise(events) == normalise(parse_all(stream))
