@@ -278,6 +278,17 @@ class ServerCollector:
         for outcome in ("completed", "failed", "timed_out"):
             finished.add_metric([outcome], pool.counters[outcome])
         yield finished
+        supervisor = pool.supervisor
+        yield CounterMetricFamily(
+            "wsdaemon_worker_crash_replacements",
+            "Worker processes replaced after ending unplanned (crash, kill, task timeout).",
+            value=supervisor.crash_replacements,
+        )
+        yield CounterMetricFamily(
+            "wsdaemon_worker_rolling_restarts",
+            "Rolling restarts of the workers (SIGHUP), each replacing every worker once.",
+            value=supervisor.rolling_restarts,
+        )
         yield histogram(
             "wsdaemon_worker_task_duration_seconds", "Seconds from submit to answer.", pool.durations
         )
