@@ -2,7 +2,8 @@
 
 A client over the limit on a plain port reads a 503 (see :mod:`.refusal`); on
 a TLS port it is closed, no handshake being spent on it, as is every client
-while ``MAX_REFUSING`` refusals are still being answered.
+while ``MAX_REFUSING`` refusals are still being answered. Refusals are counted
+(``REFUSED_AT_ACCEPT``, for ``/metrics``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import socket
 from typing import Any
 
+from .counters import REFUSED_AT_ACCEPT
 from .loop import EVENT_READ
 from .refusal import RefusedConnection, over_capacity_response
 from .stream import StreamHost
@@ -55,6 +57,7 @@ class Admission:
         if not self.over_capacity:
             self.over_capacity = True
             log.warning("connection limit of %d reached; refusing new clients", limit)
+        REFUSED_AT_ACCEPT["limit"] += 1
         if secure or len(self._refusing) >= MAX_REFUSING:
             client.close()
             return False

@@ -34,6 +34,11 @@ def count_refusal(status: int) -> None:
     REFUSED[status] = REFUSED.get(status, 0) + 1
 
 
+#: reason -> client sockets refused at accept, before a byte was read, whether they got a 503 or were
+#: closed: ``limit`` (max_connections), ``metrics_limit`` (the metrics listener's own cap).
+REFUSED_AT_ACCEPT: dict[str, int] = {"limit": 0, "metrics_limit": 0}
+
+
 class Histogram:
     """Observations in buckets with upper bounds ``bounds`` (seconds), as plain ints.
 
