@@ -184,7 +184,8 @@ class ServerCollector:
         at_accept = CounterMetricFamily(
             "wsdaemon_connections_refused",
             "Client sockets refused at accept, before a byte was read (a 503, or closed on a TLS port): "
-            "limit (max_connections), metrics_limit (the metrics listener's cap).",
+            "limit (max_connections), rate (max_connects_per_second), metrics_limit (the metrics "
+            "listener's cap).",
             labels=["reason"],
         )
         for reason, n in sorted(REFUSED_AT_ACCEPT.items()):

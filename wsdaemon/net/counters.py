@@ -35,8 +35,9 @@ def count_refusal(status: int) -> None:
 
 
 #: reason -> client sockets refused at accept, before a byte was read, whether they got a 503 or were
-#: closed: ``limit`` (max_connections), ``metrics_limit`` (the metrics listener's own cap).
-REFUSED_AT_ACCEPT: dict[str, int] = {"limit": 0, "metrics_limit": 0}
+#: closed: ``limit`` (max_connections), ``rate`` (max_connects_per_second), ``metrics_limit`` (the
+#: metrics listener's own cap).
+REFUSED_AT_ACCEPT: dict[str, int] = {"limit": 0, "rate": 0, "metrics_limit": 0}
 
 
 class Histogram:
