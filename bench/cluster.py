@@ -52,6 +52,8 @@ class System:
         if self.name.startswith("wsdaemon"):
             launcher = [sys.executable, str(BENCH / "wsdaemon_launcher.py"), str(src)]
             options = "--host 127.0.0.1 --max-connections 0 --log-level warning --app wsdaemon.apps.room:app"
+            if "max_connects_per_second" in (src / "wsdaemon" / "settings.py").read_text():
+                options += " --max-connects-per-second 0"  # an older tree has no rate limit
             return [*launcher, "run", "--port", str(port), *options.split(), "--broker", redis_url]
         if self.name.startswith("python-socketio"):
             uv = ["--uvloop"] if self.name.endswith("uvloop") else []

@@ -142,7 +142,7 @@ def preflight(server: Server, wsdaemon_src: Path) -> None:
 # Options added to the benchmark command when this wsdaemon has them: no cap on
 # connections (its default cap would make (d)/(g) measure 503s) and no per-connection
 # info logging (the peers run without access logs too).
-WSDAEMON_OPTIONS = {"--max-connections": "0", "--log-level": "warning"}
+WSDAEMON_OPTIONS = {"--max-connections": "0", "--max-connects-per-second": "0", "--log-level": "warning"}
 
 
 def node_setup() -> None:

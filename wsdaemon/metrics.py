@@ -18,7 +18,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from .net.counters import FAIRNESS, REFUSED, TRAFFIC, Histogram
+from .net.counters import FAIRNESS, REFUSED, REFUSED_AT_ACCEPT, TRAFFIC, Histogram
 from .net.listener import Listener
 from .net.loop import EVENT_READ
 from .net.sockets import bind_socket
@@ -31,6 +31,10 @@ from .transports.upgrade import Router
 __all__ = ["MetricsEndpoint", "ServerCollector", "exposition", "make_registry"]
 
 log = logging.getLogger("wsdaemon.metrics")
+
+#: Connections the metrics listener serves at once; past it new ones are closed at accept. Not counted
+#: in ``max_connections`` (``/status`` must answer when the daemon is full), but bounded on its own.
+METRICS_MAX_CONNECTIONS = 16
 
 
 class MetricsAllow(AddressList):
@@ -55,6 +59,9 @@ class MetricsEndpoint:
         self.router.upgrades = {}  # an upgrade on the metrics port is a 426
         self.router.routes = {"/status": status, "/metrics": self.serve_metrics}
         self.port: int | None = None
+        #: Descriptors of the metrics listener's open connections (at most METRICS_MAX_CONNECTIONS).
+        self.clients: set[int] = set()
+        self._full = False
 
     def serve_metrics(self, conn: Any, request: Any) -> None:
         body = exposition(self.registry)
@@ -78,13 +85,31 @@ class MetricsEndpoint:
         sock = bind_socket(host.strip("[]") or "127.0.0.1", int(port), 128)
         sock.setblocking(False)
         self.port = sock.getsockname()[1]
-        listener = Listener(self.server.loop, sock, self._new_connection)
+        listener = Listener(self.server.loop, sock, self._new_connection, admit=self._admit)
         self.server.loop.register(sock, EVENT_READ, listener)
         self.server.listeners.append(listener)  # closed with the others at shutdown
         log.info("metrics and status on %s port %d", host or "127.0.0.1", self.port)
 
+    def _admit(self, client: Any, address: Any) -> bool:
+        """Its own cap, not ``max_connections`` nor the connection rate: closed at once past it."""
+        if len(self.clients) < METRICS_MAX_CONNECTIONS:
+            if self._full:
+                self._full = False
+                log.info("metrics listener: below its %d connections again", METRICS_MAX_CONNECTIONS)
+            self.clients.add(client.fileno())
+            return True
+        if not self._full:
+            self._full = True
+            log.warning(
+                "metrics listener: %d connections open; closing new ones until one ends",
+                METRICS_MAX_CONNECTIONS,
+            )
+        REFUSED_AT_ACCEPT["metrics_limit"] += 1
+        client.close()
+        return False
+
     def _new_connection(self, client: Any, address: Any) -> HttpConnection:
-        return HttpConnection(_MetricsHost(self.server, self.router), client, address)
+        return HttpConnection(_MetricsHost(self.server, self.router, self.clients), client, address)
 
     def reload(self, settings: Any, old: Any = None) -> None:
         try:
@@ -94,11 +119,16 @@ class MetricsEndpoint:
 
 
 class _MetricsHost:
-    """The server as the metrics port's HTTP connections see it: the same in all but the router."""
+    """The server as the metrics port's HTTP connections see it: the same in all but the router and
+    the count of open sockets (the listener's own, not ``max_connections``)."""
 
-    def __init__(self, server: Any, router: Router) -> None:
+    def __init__(self, server: Any, router: Router, clients: set[int]) -> None:
         self._server = server
         self.router = router
+        self._clients = clients
+
+    def client_closed(self, fileno: int) -> None:
+        self._clients.discard(fileno)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._server, name)
@@ -151,6 +181,16 @@ class ServerCollector:
         for status, n in sorted(REFUSED.items()):
             refused.add_metric([str(status)], n)
         yield refused
+        at_accept = CounterMetricFamily(
+            "wsdaemon_connections_refused",
+            "Client sockets refused at accept, before a byte was read (a 503, or closed on a TLS port): "
+            "limit (max_connections), rate (max_connects_per_second), metrics_limit (the metrics "
+            "listener's cap).",
+            labels=["reason"],
+        )
+        for reason, n in sorted(REFUSED_AT_ACCEPT.items()):
+            at_accept.add_metric([reason], n)
+        yield at_accept
 
     @staticmethod
     def _traffic() -> Iterator[Metric]:
@@ -293,6 +333,17 @@ class ServerCollector:
         for outcome in ("completed", "failed", "timed_out"):
             finished.add_metric([outcome], pool.counters[outcome])
         yield finished
+        supervisor = pool.supervisor
+        yield CounterMetricFamily(
+            "wsdaemon_worker_crash_replacements",
+            "Worker processes replaced after ending unplanned (crash, kill, task timeout).",
+            value=supervisor.crash_replacements,
+        )
+        yield CounterMetricFamily(
+            "wsdaemon_worker_rolling_restarts",
+            "Rolling restarts of the workers (SIGHUP), each replacing every worker once.",
+            value=supervisor.rolling_restarts,
+        )
         yield histogram(
             "wsdaemon_worker_task_duration_seconds", "Seconds from submit to answer.", pool.durations
         )

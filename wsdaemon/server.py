@@ -95,6 +95,7 @@ class Server:
         install_app_pages(self.router, app.routes, app.static_directories)
         #: Parts started, reloaded, shut down and closed with the server (see add_component).
         self.components: list[Any] = []
+        self.add_component(self.admission)  # the sweep of its rate buckets
         #: The worker pool for the application's task functions, when configured.
         self.workers: Any = None
         if self.settings.workers or self.settings.worker_listen:

@@ -242,6 +242,17 @@ class Settings:
     max_connections: int = option(
         10000, "Most client connections at once, handshakes included (503 above; 0: no limit)."
     )
+    max_connects_per_second: float = option(
+        20.0,
+        "New connections a second one client address may open (an IPv6 /64 counts as one), as a "
+        "token bucket of max_connects_burst; over it 503 with Retry-After: 1 at accept, before the "
+        "request is read. Addresses in trusted_proxies are exempt (0: no limit).",
+    )
+    max_connects_burst: int = option(
+        40,
+        "Connections one client address may open at once before max_connects_per_second applies.",
+        minimum=1,
+    )
     max_frames_per_message: int = option(
         100000, "Most frames in one fragmented RFC 6455 message (1009 above)."
     )

@@ -44,12 +44,19 @@ class Daemon:
         cwd: str | None = None,
         host: str = "127.0.0.1",
         port: int | None = None,
+        connect_rate: bool = False,
     ) -> None:
+        """``connect_rate``: keep the daemon's default ``max_connects_per_second``. Without it the limit
+        is off (``WSDAEMON_MAX_CONNECTS_PER_SECOND=0``): the tests' clients all come from a few
+        loopback addresses and many open hundreds of connections a second. A ``--max-connects-*``
+        argument still applies (the command line wins over the environment)."""
         self.host = host
         self.port = port or free_port(host)
         self.log_file = tempfile.NamedTemporaryFile(prefix="wsdaemon-", suffix=".log", delete=False)
         full_env = dict(os.environ)
         full_env["PYTHONPATH"] = os.pathsep.join([str(REPO), full_env.get("PYTHONPATH", "")])
+        if not connect_rate:
+            full_env["WSDAEMON_MAX_CONNECTS_PER_SECOND"] = "0"
         full_env.update(env or {})
         self.cmd = [
             sys.executable,

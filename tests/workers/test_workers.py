@@ -153,7 +153,7 @@ def test_tasks_return_results_and_errors(start):
     assert time.monotonic() - started < 1.9
     assert len({a["result"]["pid"] for a in answers}) == 2
     stats = client.stats()
-    assert stats["completed"] >= 64 and stats["worker_exits"] == 0
+    assert stats["completed"] >= 64 and stats["crash_replacements"] == 0
     with urllib.request.urlopen(d.http_url + "/status", timeout=10) as resp:
         status = json.load(resp)
     assert len(status["workers"]["workers"]) == 2 and status["workers"]["completed"] >= 64
@@ -191,7 +191,7 @@ def test_sigkill_a_worker_holding_tasks(start):
     assert answer["result"]["tag"] == "again"
     assert answer["result"]["pid"] not in (old_pid, new_pid)
     stats = client.stats()
-    assert stats["retried"] == 1 and stats["worker_exits"] == 2
+    assert stats["retried"] == 1 and stats["crash_replacements"] == 2
 
 
 def test_task_over_its_timeout_fails_and_its_worker_is_replaced(start):
@@ -341,7 +341,7 @@ def test_remote_worker_with_right_and_wrong_token(start, tmp_path):
         # SIGHUP: the remote worker finishes, re-executes itself (same pid), loads the new code
         version.write_text("2")
         d.proc.send_signal(signal.SIGHUP)
-        client.wait_for(lambda s: s["restarts"] == 1 and not s["restarting"], "the restart")
+        client.wait_for(lambda s: s["rolling_restarts"] == 1 and not s["restarting"], "the restart")
         assert client.call("whoami", timeout=30)["result"] == {"pid": good.pid, "version": "2"}
         assert good.poll() is None
     finally:
@@ -389,9 +389,44 @@ def test_sighup_restarts_workers_without_losing_tasks(start, tmp_path):
     assert {a["result"]["version"] for a in answers[-5:]} == {"2"}  # new code picked up
     assert client.call("whoami")["result"]["version"] == "2"
     stats = client.stats()
-    assert stats["failed"] == 0 and stats["restarts"] == 1
+    assert stats["failed"] == 0 and stats["rolling_restarts"] == 1
     assert "workers restarted" in d.log()
     assert d.alive()
+
+
+def test_crash_replacements_and_rolling_restarts_are_counted_apart(start):
+    """kill -9 of one of two workers is one crash replacement and no rolling restart; a SIGHUP then is
+    one rolling restart, and the two old workers it retires are not crash replacements. Read from
+    /status and /metrics alike (the old ``worker_exits`` counted the retired workers too)."""
+    from tests.support.metrics_scrape import scrape
+
+    d, client = start("--workers", "2", ready=2)
+    old_pids = set(client.wait_for_workers(2))
+
+    def counts() -> tuple[int, int, float, float]:
+        with urllib.request.urlopen(d.http_url + "/status", timeout=10) as resp:
+            workers = json.load(resp)["workers"]
+        samples = scrape(d.http_url)
+        return (
+            workers["crash_replacements"],
+            workers["rolling_restarts"],
+            samples[("wsdaemon_worker_crash_replacements_total", ())],
+            samples[("wsdaemon_worker_rolling_restarts_total", ())],
+        )
+
+    assert counts() == (0, 0, 0, 0)
+    victim = min(old_pids)
+    os.kill(victim, signal.SIGKILL)
+    survivors = client.wait_for_workers(2, exclude={victim}, timeout=30)
+    assert victim not in survivors
+    assert counts() == (1, 0, 1, 0)
+
+    before_restart = set(survivors)
+    d.proc.send_signal(signal.SIGHUP)
+    client.wait_for_workers(2, exclude=before_restart, timeout=30)
+    wait_until(lambda: not any(pid_alive(p) for p in before_restart), "the old workers to exit")
+    wait_until(lambda: len(client.stats()["processes"]) == 2, "the retired workers reaped")
+    assert counts() == (1, 1, 1, 1)
 
 
 def test_sighup_with_code_that_does_not_import_keeps_the_old_workers(start, tmp_path):
@@ -419,7 +454,7 @@ def test_crashing_workers_restart_with_back_off_and_the_queue_waits(start, tmp_p
     version.write_text("fixed")
     answer = client.wait(queued, timeout=20)[0]
     assert answer["result"]["version"] == "fixed"
-    assert client.stats()["worker_exits"] >= 3
+    assert client.stats()["crash_replacements"] >= 3
 
 
 # -- the loop is never blocked ----------------------------------------------------------------

@@ -39,6 +39,12 @@ def count_refusal(status: int) -> None:
 FAIRNESS: dict[str, int] = {"budget_deferred": 0, "rate_dropped": 0}
 
 
+#: reason -> client sockets refused at accept, before a byte was read, whether they got a 503 or were
+#: closed: ``limit`` (max_connections), ``rate`` (max_connects_per_second), ``metrics_limit`` (the
+#: metrics listener's own cap).
+REFUSED_AT_ACCEPT: dict[str, int] = {"limit": 0, "rate": 0, "metrics_limit": 0}
+
+
 class Histogram:
     """Observations in buckets with upper bounds ``bounds`` (seconds), as plain ints.
 

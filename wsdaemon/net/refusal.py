@@ -1,12 +1,15 @@
 """Refusing a client at the door: a fixed HTTP answer, then a clean close.
 
-Used when the daemon is at ``max_connections`` (503) and when a client speaks
+Used when the daemon is at ``max_connections`` or a client address over
+``max_connects_per_second`` (503), and when a client speaks
 plain HTTP to the TLS port (400). The answer is written at once; the socket is
 then half-closed and drained briefly, so the client reads the answer instead of
 a reset caused by the request bytes we never read.
 """
 
 from __future__ import annotations
+
+from functools import cache
 
 from ..proto.http11 import error_response
 from .counters import count_refusal
@@ -38,8 +41,14 @@ class RefusedConnection(StreamConnection):
         self.close_transport()
 
 
+@cache
 def over_capacity_response() -> bytes:
     return error_response(503, "server at its connection limit, try again", [("Retry-After", "1")])
+
+
+@cache
+def over_rate_response() -> bytes:
+    return error_response(503, "too many connections from your address, try again", [("Retry-After", "1")])
 
 
 def plain_http_on_tls_response() -> bytes:

@@ -127,7 +127,7 @@ class Handoff:
             sock.close()
             return
         address = describe_peer(sock)
-        if not server.admission.admit(sock, address):
+        if not server.admission.admit(sock, address, rated=False):  # its rate was the sibling's to check
             return  # refused over max_connections (a 503 of its own)
         conn = HttpConnection(server, sock, address)
         server.loop.register(sock, EVENT_READ, conn)

@@ -357,6 +357,6 @@ class WorkerPool:
             "queued": len(self.queue),
             "restarting": self.restarting,
             **self.counters,
-            "worker_exits": supervisor.exits,
-            "restarts": supervisor.restarts,
+            "crash_replacements": supervisor.crash_replacements,
+            "rolling_restarts": supervisor.rolling_restarts,
         }

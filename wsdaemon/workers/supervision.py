@@ -96,8 +96,10 @@ class Supervisor:
         self.closing = False
         #: The rolling restart under way, if any.
         self.restart: RollingRestart | None = None
-        self.exits = 0
-        self.restarts = 0
+        #: Workers that ended unplanned (crash, kill, task timeout) in their slot, which is refilled.
+        self.crash_replacements = 0
+        #: Rolling restarts started (SIGHUP), however many workers each replaced.
+        self.rolling_restarts = 0
 
     # -- life cycle --------------------------------------------------------------
 
@@ -246,7 +248,6 @@ class Supervisor:
 
     def _process_exited(self, proc: WorkerProcess, code: int, now: float) -> None:
         self.processes.pop(proc.pid, None)
-        self.exits += 1
         lived = now - proc.started_at
         how = f"killed by {_signal_name(-code)}" if code < 0 else f"exit code {code}"
         expected = self.closing or proc.stop_sent or proc.role == "retiring"
@@ -262,6 +263,8 @@ class Supervisor:
             proc.conn.abort(None)
         if self.slots[proc.slot] is proc:
             self.slots[proc.slot] = None
+            if not expected:
+                self.crash_replacements += 1
             if lived >= STABLE_AFTER or proc.kill_reason == "timeout":
                 self._failures[proc.slot] = 0
             self._schedule_respawn(proc.slot, crashed=proc.kill_reason != "timeout" and not expected)
@@ -278,7 +281,7 @@ class Supervisor:
             log.info("worker restart in progress; another one follows it")
             self.restart.request_again()
             return
-        self.restarts += 1
+        self.rolling_restarts += 1
         self.restart = RollingRestart(self, self.remote_workers())
         self.restart.next_step()
 
