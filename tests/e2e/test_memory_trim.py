@@ -67,6 +67,7 @@ def come_and_go(port: int, sizes: list[tuple[int, str]], pid: int) -> int:
     try:
         for crowd in crowds:
             crowd.wait_open()
+        time.sleep(2.0)  # long enough for the trim's once-a-second check to see the peak
         held = rss(pid)
         for crowd in crowds:
             crowd.leave()
@@ -130,7 +131,7 @@ def test_rss_gives_back_most_of_a_crowd_with_pymalloc(daemon_factory):
     assert (held - after) >= 0.7 * (held - baseline), (baseline, held, after)
     doc = status(d)["memory"]
     assert doc["trims"] >= 1 and doc["returned_bytes"] > 20 * MIB, doc
-    assert doc["last"]["peak"] >= CROWD // 2, doc  # sampled once a second: maybe not at the top
+    assert doc["last"]["peak"] >= CROWD, doc
     samples = scrape(d.http_url)
     assert samples[("wsdaemon_memory_trims_total", ())] == doc["trims"]
     assert samples[("wsdaemon_memory_returned_bytes_total", ())] == doc["returned_bytes"]
