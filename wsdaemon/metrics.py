@@ -149,6 +149,7 @@ class ServerCollector:
         yield from self._broker(s)
         yield from self._workers(s)
         yield from self._loop(s)
+        yield from self._memory(s)
 
     # -- the families ---------------------------------------------------------------
 
@@ -354,6 +355,20 @@ class ServerCollector:
             "wsdaemon_loop_iterations", "Event loop iterations.", value=s.loop.iterations
         )
         yield histogram("wsdaemon_loop_lag_seconds", "How late timers fire.", s.loop.lag)
+
+    @staticmethod
+    def _memory(s: Any) -> Iterator[Metric]:
+        memory = getattr(s, "memory", None)
+        if memory is None:
+            return
+        yield CounterMetricFamily(
+            "wsdaemon_memory_trims",
+            "Times freed memory was handed back (gc.collect, malloc_trim).",
+            value=memory.trims,
+        )
+        yield CounterMetricFamily(
+            "wsdaemon_memory_returned_bytes", "RSS handed back by those trims.", value=memory.returned_bytes
+        )
 
 
 def histogram(name: str, doc: str, h: Histogram) -> HistogramMetricFamily:

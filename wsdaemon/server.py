@@ -128,6 +128,8 @@ class Server:
         self.sessions = self.add_component(SessionManager(self))
         #: With ``--processes``: this child's slot and handovers (transports/handoff.py), else None.
         self.process: Any = None
+        #: Hands freed memory back after a crowd leaves (daemon/malloc_tuning.py), or None.
+        self.memory: Any = None
         #: The long-polling transport (``/lp/``), or None when disabled.
         self.longpoll: LongPolling | None = None
         if self.settings.longpoll:
@@ -287,6 +289,8 @@ class Server:
             doc["process"] = self.process.status()
         if self.broker is not None:
             doc["broker"] = self.broker.stats()
+        if self.memory is not None:
+            doc["memory"] = self.memory.stats()
         return doc
 
     # -- the transports' host ----------------------------------------------------

@@ -353,6 +353,11 @@ class Settings:
         "Keep message-sized buffers in glibc's heap (mallopt) instead of mapping fresh pages per message.",
         restart=True,
     )
+    memory_trim: bool = option(
+        True,
+        "When the connections held fall to half of a peak of 1000 or more, hand freed memory back "
+        "to the system (gc.collect, glibc malloc_trim; at most once every 5 s).",
+    )
 
 
 def setting_fields() -> list:

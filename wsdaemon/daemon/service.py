@@ -36,7 +36,7 @@ from ..net.sockets import bind_socket
 from ..server import Server, plural
 from ..settings import Settings
 from .logs import LogSetup
-from .malloc_tuning import keep_large_buffers_in_heap
+from .malloc_tuning import MemoryTrim, keep_large_buffers_in_heap
 from .pidfile import ABSENT, RUNNING, AlreadyRunning, PidFile, process_exists
 from .preflight import StartupError, check_broker, check_tls, import_application, use_app_dir
 from .settings_loader import SettingsSource
@@ -237,6 +237,7 @@ def _serve_one(
     except (OSError, ValueError) as exc:
         raise ServiceError(f"cannot start: {exc}") from exc
     server.listen(sock)
+    server.memory = server.add_component(MemoryTrim(server))
     if process is not None:
         from ..transports.handoff import Handoff
 
