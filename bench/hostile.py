@@ -264,6 +264,8 @@ def one_run(src: Path, pattern: str, duration: float, work: Path) -> dict:
     launcher = [sys.executable, str(BENCH / "wsdaemon_launcher.py"), str(src)]
     cmd = ["taskset", "-c", "0", *launcher, "run", "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--app", "wsdaemon.apps.echo:app", "--max-connections", "0", "--log-level", "info"]
+    if "max_connects_per_second" in (src / "wsdaemon" / "settings.py").read_text():
+        cmd += ["--max-connects-per-second", "0"]  # the 50 normal clients connect at once
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=out, env=python_env(), start_new_session=True)
     try:
