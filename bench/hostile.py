@@ -258,7 +258,7 @@ def daemon_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def one_run(src: Path, pattern: str, duration: float, work: Path) -> dict:
+def one_run(src: Path, pattern: str, duration: float, work: Path, extra: tuple[str, ...] = ()) -> dict:
     port = free_port(18600, 18800)
     log = work / f"daemon-{port}.log"
     launcher = [sys.executable, str(BENCH / "wsdaemon_launcher.py"), str(src)]
@@ -266,6 +266,7 @@ def one_run(src: Path, pattern: str, duration: float, work: Path) -> dict:
     cmd += ["--app", "wsdaemon.apps.echo:app", "--max-connections", "0", "--log-level", "info"]
     if "max_connects_per_second" in (src / "wsdaemon" / "settings.py").read_text():
         cmd += ["--max-connects-per-second", "0"]  # the 50 normal clients connect at once
+    cmd += extra
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=out, env=python_env(), start_new_session=True)
     try:
@@ -333,6 +334,9 @@ def main() -> int:
     p.add_argument("--wsdaemon-src", type=Path, default=BENCH.parent)
     p.add_argument("--baseline-src", type=Path)
     p.add_argument("--out", type=Path)
+    p.add_argument(
+        "--daemon-args", default="", help='more options for the tree under test, e.g. "--read-budget 4k"'
+    )
     args = p.parse_args()
     os.sched_setaffinity(0, {1})  # the clients' core
     trees = {"wsdaemon": args.wsdaemon_src}
@@ -342,7 +346,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="wsdaemon-hostile-") as tmp:
         for pattern in args.patterns.split(","):
             for name, src in trees.items():
-                run = one_run(src, pattern, args.duration, Path(tmp))
+                extra = tuple(args.daemon_args.split()) if name == "wsdaemon" else ()
+                run = one_run(src, pattern, args.duration, Path(tmp), extra)
                 run["tree"] = name
                 results.append(run)
                 print(line(run), flush=True)
