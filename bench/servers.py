@@ -98,6 +98,7 @@ SERVERS = {
         Server("websockets+uvloop", "python", "websockets_server.py", uvloop=True),
         Server("aiohttp", "python", "aiohttp_server.py"),
         Server("aiohttp+uvloop", "python", "aiohttp_server.py", uvloop=True),
+        Server("picows+uvloop", "python", "picows_server.py", uvloop=True),
         Server("tornado", "python", "tornado_server.py"),
         Server("node-ws", "node", "node_ws_server.js"),
         Server("c_echo", "c"),

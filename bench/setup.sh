@@ -5,7 +5,7 @@
 #
 # - Debian: gcc, zlib1g-dev (loadgen --deflate links -lz), util-linux (taskset), nodejs, npm,
 #   redis-server (wsdaemon+broker, wsdaemon-p2 and bench/cluster.py start their own, never the service)
-# - pip: the Python peers (websockets, aiohttp, tornado, uvloop, python-socketio with redis)
+# - pip: the Python peers (websockets, aiohttp, tornado, uvloop, picows, python-socketio with redis)
 # - npm: Node's ws, bufferutil, utf-8-validate (versions pinned in bench/peers/node/package.json
 #   and package-lock.json) into bench/peers/node/node_modules; run.py also does this step itself
 #   the first time it starts the node-ws peer. socket.io, @socket.io/redis-adapter and redis
@@ -27,7 +27,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-"${PYTHON:-python3}" -m pip install -q websockets aiohttp tornado uvloop python-socketio redis
+"${PYTHON:-python3}" -m pip install -q websockets aiohttp tornado uvloop picows python-socketio redis
 
 cd "$BENCH/peers/node"
 npm ci --no-audit --no-fund
