@@ -35,7 +35,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from servers import PEERS, RedisBroker, Running, Unavailable, free_port, proc_cpu, python_env  # noqa: E402
+from servers import PEERS, RedisBroker, Running, Unavailable, free_port, node_setup, proc_cpu, python_env  # noqa: E402
 
 BUILD = BENCH / "build"
 SIO_NODE_DIR = PEERS / "node-socketio"
@@ -80,18 +80,7 @@ def preflight(system: System) -> None:
         if check.returncode:
             raise Unavailable(check.stderr.strip().splitlines()[-1] + " (bash bench/setup.sh)")
     elif system.name == "node-socketio":
-        if not shutil.which("node") or not shutil.which("npm"):
-            raise Unavailable("node or npm not installed (apt-get install nodejs npm)")
-        if not (SIO_NODE_DIR / "node_modules" / "socket.io").exists():
-            out = subprocess.run(
-                ["npm", "ci", "--no-audit", "--no-fund"],
-                cwd=SIO_NODE_DIR,
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-            if out.returncode:
-                raise Unavailable(f"npm ci in {SIO_NODE_DIR} failed: {out.stderr.strip()[-200:]}")
+        node_setup(SIO_NODE_DIR, ("socket.io", "@socket.io/redis-adapter", "redis"))
 
 
 def one_run(system: System, args, work: Path, rate: float | None) -> dict:

@@ -146,25 +146,27 @@ def preflight(server: Server, wsdaemon_src: Path) -> None:
 WSDAEMON_OPTIONS = {"--max-connections": "0", "--max-connects-per-second": "0", "--log-level": "warning"}
 
 
-def node_setup() -> None:
-    """Install the Node peer's modules (ws, bufferutil, utf-8-validate; versions pinned in
-    bench/peers/node/package.json) from the npm registry into bench/peers/node/ when missing."""
+NODE_WS_MODULES = ("ws", "bufferutil", "utf-8-validate")
+
+
+def node_setup(directory: Path = NODE_DIR, wanted: tuple[str, ...] = NODE_WS_MODULES) -> None:
+    """Install a Node peer's modules (versions pinned in ``directory``'s package.json and lock) from
+    the npm registry into ``directory`` when missing, and check that node loads them."""
     if not shutil.which("node") or not shutil.which("npm"):
         raise Unavailable("node or npm not installed (apt-get install nodejs npm)")
-    wanted = ("ws", "bufferutil", "utf-8-validate")
-    if not all((NODE_DIR / "node_modules" / m / "package.json").exists() for m in wanted):
+    if not all((directory / "node_modules" / m / "package.json").exists() for m in wanted):
         out = subprocess.run(
             ["npm", "ci", "--no-audit", "--no-fund"],
-            cwd=NODE_DIR,
+            cwd=directory,
             capture_output=True,
             text=True,
             timeout=300,
         )
         if out.returncode:
-            raise Unavailable(f"npm ci in {NODE_DIR} failed: {out.stderr.strip()[-200:]}")
+            raise Unavailable(f"npm ci in {directory} failed: {out.stderr.strip()[-200:]}")
     script = "for (const m of process.argv.slice(1)) require(require('path').join(process.cwd(), 'node_modules', m))"
     check = subprocess.run(
-        ["node", "-e", script, *wanted], cwd=NODE_DIR, capture_output=True, text=True, timeout=30
+        ["node", "-e", script, *wanted], cwd=directory, capture_output=True, text=True, timeout=30
     )
     if check.returncode:
         raise Unavailable(f"node cannot load {', '.join(wanted)}: {check.stderr.strip()[-200:]}")

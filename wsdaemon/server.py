@@ -399,17 +399,20 @@ class Server:
         members on every node get it. Returns how many here got it."""
         if self.broker is not None:
             self.broker.publish(room, message, key)
+        return self._fan_out_room(room, message, exclude, key)
+
+    def _fan_out_room(
+        self, room: str, message: str | bytes, exclude: AppConnection | None, key: Hashable | None
+    ) -> int:
+        """``message`` to this node's open members of ``room`` but ``exclude``."""
         members = self.room_registry.rooms.get(room)
-        if members is None:
-            return 0
-        return fan_out(members.members, message, exclude, key)
+        return fan_out(members.members, message, exclude, key) if members is not None else 0
 
     def _deliver_remote(self, room: str | None, message: str | bytes, key: str | None) -> int:
         """A publication of another node, for this node's members (or everyone: a broadcast)."""
         if room is None:
             return fan_out(self.connections, message)
-        members = self.room_registry.rooms.get(room)
-        return fan_out(members.members, message, None, key) if members is not None else 0
+        return self._fan_out_room(room, message, None, key)
 
     def room(self, name: str) -> Room:
         """Room ``name``: ``len()``, iteration over its members, ``publish()`` (empty if nobody is in it)."""

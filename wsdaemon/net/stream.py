@@ -472,15 +472,17 @@ class StreamConnection:
         """
         if self._paused is None and not self._read_stopped and not self.transport_closed:
             self._paused = _ReadingPaused(self)
-            events = EVENT_READ | EVENT_WRITE if self._write_registered else EVENT_READ
-            self.loop.modify(self.sock, events, self._paused)
+            self.loop.modify(self.sock, self._read_interest(), self._paused)
 
     def resume_reading(self) -> None:
         if self._paused is not None:
             self._paused = None
             if not self._read_stopped and not self.transport_closed:
-                events = EVENT_READ | EVENT_WRITE if self._write_registered else EVENT_READ
-                self.loop.modify(self.sock, events, self)
+                self.loop.modify(self.sock, self._read_interest(), self)
+
+    def _read_interest(self) -> int:
+        """The selector events of a socket that is read: EVENT_READ, and EVENT_WRITE while backlogged."""
+        return EVENT_READ | EVENT_WRITE if self._write_registered else EVENT_READ
 
     def stop_reading(self) -> None:
         """Never read this socket again (a peer given up on): the loop stops reporting it readable."""
