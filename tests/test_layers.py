@@ -12,8 +12,8 @@ from pathlib import Path
 import grimp
 
 REPO = Path(__file__).resolve().parents[1]
-#: The accelerator has no Python source; grimp resolves ``from ._speedups import`` to the root.
-ACCELERATOR_EDGE = ("wsdaemon.proto.masking", "wsdaemon")
+#: The accelerator has no Python source; grimp resolves ``from . import _speedups`` to its package.
+ACCELERATOR_EDGE = ("wsdaemon.proto.accel", "wsdaemon.proto")
 
 
 def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:

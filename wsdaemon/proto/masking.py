@@ -1,12 +1,12 @@
 """XOR masking of RFC 6455 payloads, at C speed when the accelerator is built.
 
 ``WSDAEMON_PURE_PYTHON=1`` in the environment forces the pure-Python path
-(read by :mod:`wsdaemon.switches`).
+(read by :mod:`wsdaemon.switches`, applied in :mod:`wsdaemon.proto.accel`).
 """
 
 from __future__ import annotations
 
-from ..switches import PURE_PYTHON
+from .accel import speedups
 
 
 def _apply_mask_python(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
@@ -18,12 +18,6 @@ def _apply_mask_python(data: bytes | bytearray | memoryview, mask: bytes) -> byt
     return (int.from_bytes(data, "little") ^ int.from_bytes(repeated, "little")).to_bytes(n, "little")
 
 
-_apply_mask_c = None
-if not PURE_PYTHON:
-    try:  # pragma: no cover - depends on the build
-        from ._speedups import apply_mask as _apply_mask_c
-    except ImportError:  # pragma: no cover
-        pass
-
+_apply_mask_c = speedups.apply_mask if speedups is not None else None
 apply_mask = _apply_mask_c or _apply_mask_python
 ACCELERATED = _apply_mask_c is not None

@@ -13,6 +13,7 @@ import codecs
 import hashlib
 import struct
 
+from .accel import speedups
 from .codes import CloseCode, is_valid_close_code
 from .errors import HandshakeError, ProtocolError
 from .http11 import Request, build_response, is_token
@@ -39,6 +40,9 @@ _unpack64 = struct.Struct("!Q").unpack_from
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 #: Binary frames at least this long are collected in pieces and unmasked from a view.
 _CHUNKED_FRAME_MIN = 65536
+#: ``scan(data, pos, stop, events, max_size, require_mask) -> pos``: the C loop over complete,
+#: final, unextended text and binary frames; the Python loop takes every other frame.
+_scan_frames = speedups.scan_frames if speedups is not None else None
 
 
 # --- handshake -------------------------------------------------------------
@@ -264,8 +268,16 @@ class FrameParser:
         stop = n - 1  # a frame needs at least 2 bytes
         if self.budget and stop - pos > self.budget:
             stop = pos + self.budget
+        scan = _scan_frames
         try:
             while pos < stop:
+                if scan is not None and not self._msg_opcode:
+                    scanned = scan(data, pos, stop, events, self.max_message_size, self.require_mask)
+                    if scanned != pos:
+                        self._partial_decoder = None
+                        self._partial_checked = 0
+                        pos = scanned
+                        continue
                 b0 = data[pos]
                 b1 = data[pos + 1]
                 length = b1 & 0x7F

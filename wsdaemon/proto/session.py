@@ -17,7 +17,9 @@ import json
 from itertools import islice
 from typing import Any, NamedTuple
 
+from .accel import speedups
 from .errors import ProtocolError
+from .rfc6455 import binary_frame, text_frame
 
 #: The query parameter a client of ours adds to ask for a session: ``new`` or ``ID.TOKEN.ACK``.
 SESSION_PARAM = "wsdaemon_session"
@@ -80,6 +82,19 @@ def parse_base36(text: str) -> int:
 def escape_text(text: str) -> str:
     """An application text as a session sends it: one more ``!`` when it begins with ``!``."""
     return CONTROL + text if text[:1] == CONTROL else text
+
+
+def _rfc6455_frame_python(message: str | bytes) -> bytes:
+    """A numbered message as the RFC 6455 frame a carrier sends: text escaped, binary as it is."""
+    if type(message) is str:
+        if message[:1] == CONTROL:
+            message = CONTROL + message
+        return text_frame(message.encode("utf-8"))
+    return binary_frame(message)
+
+
+#: ``rfc6455_frame(message) -> bytes``: one call per numbered message, in C when it is built.
+rfc6455_frame = speedups.session_frame if speedups is not None else _rfc6455_frame_python
 
 
 def encode_hello(session_id: str, token: str, ack: int, next_seq: int, resumed: bool, window: float) -> str:

@@ -174,7 +174,7 @@ class Rfc6455Connection(WebSocketConnection):
                     except Exception:
                         self._callback_failed("on_message")
                         return
-            elif self._control_event(kind, value):
+            elif self.control_event(kind, value):
                 return
 
     def _read_events(self, data: bytes) -> list:
@@ -234,7 +234,7 @@ class Rfc6455Connection(WebSocketConnection):
             kept.append(event)
         return kept
 
-    def _control_event(self, kind: int, value: Any) -> bool:
+    def control_event(self, kind: int, value: Any) -> bool:
         """A ping, pong, close or parse error from the parser; True when nothing may follow it."""
         if kind == OP_PING or kind == OP_PONG:
             self._ctrl_count += 1

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from ..proto.codes import CLOSED, CLOSING, CONNECTING, OPEN, CloseCode, ConnState
 from ..proto.errors import ConnectionClosedError, ProtocolError
 from ..proto.http11 import QueryParams, Request
+from ..proto.rfc6455 import OP_BINARY, OP_TEXT
 from ..proto.session import (
     CONTROL,
     ESCAPED,
@@ -133,7 +134,6 @@ class Session(AppConnection):
             if not isinstance(message, (bytes, bytearray, memoryview)):
                 raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
             message = bytes(message)
-        carrier = self.carrier
         proto = self.proto
         if key is None and not volatile:
             # SessionState.push's unkeyed case, inline: this runs once per message
@@ -141,20 +141,19 @@ class Session(AppConnection):
                 proto.keyed.clear()
             total = proto.bytes + len(message)
             if total > proto.max_bytes and proto.max_bytes:
-                self._overflow()
-                return
+                return self._overflow()
             seq = proto.sent_seq = proto.sent_seq + 1
             proto.entries.append(message)
             proto.bytes = total
         else:
-            if volatile and (carrier is None or carrier.backlogged):
+            if volatile and self.backlogged:
                 self.dropped += 1
                 return
             try:
                 seq = proto.push(message, key)
             except BufferFull:
-                self._overflow()
-                return
+                return self._overflow()
+        carrier = self.carrier
         if carrier is not None and carrier.carry(seq, message):
             proto.carried_seq = seq  # sent in order: everything before it went out too
 
@@ -269,23 +268,32 @@ class Session(AppConnection):
         elif self._ack_timer is None:
             self._ack_timer = self.host.loop.call_later(ACK_DELAY, self._ack_due)
 
-    def messages_carried(self, carrier: Any, messages: list[str | bytes]) -> None:
-        """The WebSocket carrier's messages of one read, in order: numbered by their place, or controls."""
+    def frames_carried(self, carrier: Any, events: list[tuple[int, Any]]) -> None:
+        """The WebSocket carrier's parsed frames of one read, in order: messages are numbered by their
+        place, session controls handled here, pings and closes by ``carrier.control_event``."""
         proto = self.proto
         handle = self.host.app.handle_message
-        for message in messages:
-            if type(message) is str and message[:1] == CONTROL:
-                if message[:2] != ESCAPED:
-                    self._control_received(carrier, message)  # a bad one fails the carrier and the session
-                    continue
-                message = message[1:]
+        before = proto.received_seq
+        for kind, message in events:
+            if kind == OP_TEXT:
+                if message[:1] == CONTROL:
+                    if message[:2] != ESCAPED:
+                        self._control_received(
+                            carrier, message
+                        )  # a bad one fails the carrier and the session
+                        continue
+                    message = message[1:]
+            elif kind != OP_BINARY:
+                if carrier.control_event(kind, message):
+                    break
+                continue
             proto.received_seq += 1
             if self.state == OPEN:
                 try:
                     handle(self, message)
                 except Exception:
                     self._callback_failed("on_message")
-        if self.carrier is not carrier:
+        if self.carrier is not carrier or proto.received_seq == before:
             return
         if proto.received_seq - self._acked_to_client >= ACK_EVERY:
             self._send_ack()

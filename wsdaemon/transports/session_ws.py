@@ -19,15 +19,16 @@ from ..proto import rfc6455
 from ..proto.codes import CLOSED, OPEN, CloseCode
 from ..proto.http11 import Request
 from ..proto.permessage_deflate import DeflateParams, DeflatePolicy, PerMessageDeflate
-from ..proto.rfc6455 import OP_BINARY, OP_TEXT, binary_frame, encode_close, encode_frame, text_frame
+from ..proto.rfc6455 import OP_TEXT, encode_close, encode_frame
 from ..proto.session import (
-    CONTROL,
     NOT_RECOVERED,
     NOT_RECOVERED_REASON,
     Close,
     ResumeRequest,
     encode_ack,
     encode_hello,
+    escape_text,
+    rfc6455_frame,
 )
 from .host import TransportHost
 from .rfc6455_connection import Rfc6455Connection
@@ -92,8 +93,8 @@ class SessionRfc6455Connection(Rfc6455Connection):
         if leftover and self.state != CLOSED:
             self.feed(leftover)
 
-    _text = staticmethod(text_frame)
-    _binary = staticmethod(binary_frame)
+    #: The frame of a numbered message (str or bytes): escaped, uncompressed, in C when it is built.
+    _frame = staticmethod(rfc6455_frame)
 
     def _write_text(self, text: str) -> None:
         self.write(encode_frame(OP_TEXT, text.encode("utf-8")))
@@ -109,13 +110,11 @@ class SessionRfc6455Connection(Rfc6455Connection):
         """
         if self.state != OPEN:
             return False
-        if self._wbuf and type(message) is not Close:
-            return False  # backlogged: the session keeps it (replaceable if keyed) until on_drained
-        if type(message) is str:
-            if message[:1] == CONTROL:
-                message = CONTROL + message
-            self.write(self._text(message.encode("utf-8")))
-        elif type(message) is Close:
+        if type(message) is not Close:
+            if self._wbuf:
+                return False  # backlogged: the session keeps it (replaceable if keyed) until on_drained
+            self.write(self._frame(message))
+        else:
             session = self.session
             if session is not None and session.state == CLOSED:
                 # The session ended already (an error): the close goes out and the transport ends.
@@ -123,8 +122,6 @@ class SessionRfc6455Connection(Rfc6455Connection):
                 self.fail(message.code or CloseCode.NORMAL_CLOSURE, message.reason)
             else:
                 self.close(message.code or CloseCode.NORMAL_CLOSURE, message.reason)
-        else:
-            self.write(self._binary(message))
         return True
 
     def on_drained(self) -> None:
@@ -151,23 +148,12 @@ class SessionRfc6455Connection(Rfc6455Connection):
     # -- inbound: the envelope ------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        """The messages of one read go to the session together (it numbers them and acks once)."""
+        """The events of one read go to the session together (it numbers the messages and acks once)."""
         session = self.session
         if session is None or self.state != OPEN:
             return super().data_received(data)
         self._ping_sent_at = 0.0
-        messages: list[Any] = []
-        for kind, value in self._read_events(data):
-            if kind == OP_TEXT or kind == OP_BINARY:
-                messages.append(value)
-                continue
-            if messages:
-                session.messages_carried(self, messages)
-                messages = []
-            if self._control_event(kind, value):
-                return
-        if messages:
-            session.messages_carried(self, messages)
+        session.frames_carried(self, self._read_events(data))
 
     def _message_handler(self) -> Any:
         return _ignore  # only while closing: an open carrier hands its messages to the session
@@ -209,3 +195,8 @@ class SessionRfc6455DeflateConnection(CompressingFrames, SessionRfc6455Connectio
     ) -> None:
         self.deflate = PerMessageDeflate(params, policy, max_message_size=server.settings.max_message_size)
         super().__init__(server, sock, request, subprotocol, resume)
+
+    def _frame(self, message: str | bytes) -> bytes:  # type: ignore[override]
+        if type(message) is str:
+            return self._text(escape_text(message).encode("utf-8"))
+        return self._binary(message)

@@ -1,0 +1,105 @@
+"""The C accelerator gives exactly what the Python code gives: frames built, frames parsed."""
+
+import os
+from contextlib import contextmanager
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wsdaemon.proto import rfc6455, session
+from wsdaemon.proto.accel import speedups
+from wsdaemon.proto.rfc6455 import EV_ERROR, FrameParser, encode_frame
+
+MASK = b"\x37\xfa\x21\x3d"
+SIZES = (0, 1, 125, 126, 127, 65535, 65536, 70000)
+
+
+def test_the_accelerator_is_built_unless_turned_off():
+    turned_off = os.environ.get("WSDAEMON_PURE_PYTHON") or os.environ.get("WSDAEMON_NO_SPEEDUPS")
+    assert (speedups is None) == bool(turned_off)
+
+
+def test_text_and_binary_frames_match_the_python_encoder():
+    for n in SIZES:
+        payload = bytes(range(256)) * (n // 256) + bytes(n % 256)
+        assert speedups.text_frame(payload) == encode_frame(rfc6455.OP_TEXT, payload)
+        assert speedups.binary_frame(payload) == encode_frame(rfc6455.OP_BINARY, payload)
+        assert speedups.binary_frame(bytearray(payload)) == encode_frame(rfc6455.OP_BINARY, payload)
+        assert speedups.binary_frame(memoryview(payload)) == encode_frame(rfc6455.OP_BINARY, payload)
+
+
+def test_session_frames_match_the_python_envelope():
+    messages = ["", "!", "!a12", "!!x", "plain", "é" * 70, "ü" * 40000, b"", b"!binary stays", b"x" * 70000]
+    for message in messages:
+        assert speedups.session_frame(message) == session._rfc6455_frame_python(message)
+
+
+def test_a_session_frame_of_something_else_is_a_type_error():
+    try:
+        speedups.session_frame(3)
+    except TypeError as exc:
+        assert "int" in str(exc)
+    else:
+        raise AssertionError("no TypeError")
+
+
+@contextmanager
+def python_scan_only():
+    saved = rfc6455._scan_frames
+    rfc6455._scan_frames = None
+    try:
+        yield
+    finally:
+        rfc6455._scan_frames = saved
+
+
+def frame(spec) -> bytes:
+    kind, payload, fin, masked, rsv = spec
+    data = bytearray(encode_frame(kind, payload, fin=fin, mask=MASK if masked else None))
+    data[0] |= rsv << 4
+    return bytes(data)
+
+
+payloads = st.one_of(
+    st.binary(max_size=300),
+    st.text(max_size=100).map(lambda t: t.encode("utf-8")),
+    st.sampled_from([b"\xff\xfe", b"!a1", "é".encode()[:1], b"x" * 70000, b"y" * 126]),
+)
+frames = st.tuples(
+    st.sampled_from([0, 1, 1, 1, 2, 2, 2, 8, 9, 10, 3]),
+    payloads,
+    st.sampled_from([True, True, True, False]),  # fin
+    st.sampled_from([True, True, True, False]),  # masked
+    st.sampled_from([0, 0, 0, 0, 1, 4]),
+)
+
+
+def events_of(data: bytes, cuts: list[int], budget: int, require_mask: bool, max_size: int) -> list:
+    parser = FrameParser(max_message_size=max_size, require_mask=require_mask)
+    parser.budget = budget
+    out = []
+    points = sorted({c % (len(data) + 1) for c in cuts}) + [len(data)]
+    start = 0
+    for point in points:
+        out += parser.feed(data[start:point])
+        while parser.backlog:
+            out += parser.feed(b"")
+        start = point
+        out.append(("buffered", parser.buffered))
+    return [(kind, (value.code, value.reason) if kind == EV_ERROR else value) for kind, value in out]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(frames, max_size=12),
+    st.lists(st.integers(min_value=0, max_value=1 << 20), max_size=6),
+    st.sampled_from([0, 0, 1, 7, 200, 16384]),
+    st.booleans(),
+    st.sampled_from([16 * 1024 * 1024, 10, 126, 70000]),
+)
+def test_the_c_scan_parses_as_the_python_loop_does(specs, cuts, budget, require_mask, max_size):
+    data = b"".join(frame(spec) for spec in specs)
+    with_c = events_of(data, cuts, budget, require_mask, max_size)
+    with python_scan_only():
+        pure = events_of(data, cuts, budget, require_mask, max_size)
+    assert with_c == pure
