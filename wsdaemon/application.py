@@ -114,6 +114,8 @@ class Application:
     def on_message(self, fn: Callable[[Any, str | bytes], None]) -> Callable:
         """``fn(conn, message)``: ``str`` for text, ``bytes`` for binary."""
         self._on_message = fn
+        # The transports call this once per message: the function itself, not a method around it.
+        self.handle_message = fn  # type: ignore[method-assign]
         return fn
 
     def on_close(self, fn: Callable[[Any, int, str], None]) -> Callable:

@@ -28,6 +28,20 @@ def test_text_and_binary_frames_match_the_python_encoder():
         assert speedups.binary_frame(memoryview(payload)) == encode_frame(rfc6455.OP_BINARY, payload)
 
 
+def test_message_frames_match_the_python_encoder():
+    for message in ["", "plain", "é" * 70, "ü" * 40000, b"", b"\x00\xff", b"x" * 70000]:
+        assert speedups.message_frame(message) == rfc6455._message_frame_python(message)
+    assert speedups.message_frame(bytearray(b"ab")) == rfc6455._message_frame_python(bytearray(b"ab"))
+    assert speedups.message_frame(memoryview(b"ab")) == rfc6455._message_frame_python(memoryview(b"ab"))
+    for fn in (speedups.message_frame, rfc6455._message_frame_python):
+        try:
+            fn(3)
+        except TypeError as exc:
+            assert str(exc) == "send() takes str or bytes, not int"
+        else:
+            raise AssertionError("no TypeError")
+
+
 def test_session_frames_match_the_python_envelope():
     messages = ["", "!", "!a12", "!!x", "plain", "é" * 70, "ü" * 40000, b"", b"!binary stays", b"x" * 70000]
     for message in messages:
@@ -103,3 +117,29 @@ def test_the_c_scan_parses_as_the_python_loop_does(specs, cuts, budget, require_
     with python_scan_only():
         pure = events_of(data, cuts, budget, require_mask, max_size)
     assert with_c == pure
+
+
+def numbered_state(buffer) -> tuple:
+    names = ("first_seq", "bytes", "sent_seq", "acked_seq", "carried_seq", "received_seq", "close_seq")
+    return tuple(getattr(buffer, name) for name in names) + (list(buffer.entries), dict(buffer.keyed))
+
+
+def test_the_numbered_buffer_pushes_as_the_python_one_does():
+    fast, slow = speedups.NumberedBuffer(10), session._NumberedBufferPython(10)
+    assert numbered_state(fast) == numbered_state(slow)
+    for buffer in (fast, slow):
+        buffer.keyed["k"] = 1
+        results = [buffer.push_plain(m) for m in ("abc", b"defg", "", "xyz", "!")]
+        assert results == [True, True, True, True, False]  # the fifth would make 11 bytes
+    assert numbered_state(fast) == numbered_state(slow)
+    assert fast.sent_seq == 4 and fast.bytes == 10 and fast.keyed == {}
+    fast.bytes -= 7
+    assert fast.push_plain("!") and fast.bytes == 4
+
+
+def test_session_state_is_a_numbered_buffer_with_its_own_slots():
+    state = session.SessionState(max_bytes=5)
+    assert isinstance(state, speedups.NumberedBuffer)
+    assert state.max_bytes == 5 and state.close_message is None
+    state.push("hello")
+    assert state.push_close(1000, "bye") == 2 and state.close_message == session.Close(1000, "bye")

@@ -10,7 +10,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import os
+import select
 import selectors
 import signal
 import time
@@ -23,6 +25,10 @@ log = logging.getLogger("wsdaemon.loop")
 
 EVENT_READ = selectors.EVENT_READ
 EVENT_WRITE = selectors.EVENT_WRITE
+#: Bits of a ready event that mean readable / writable, as ``selectors`` reads epoll's: anything but
+#: EPOLLOUT (4) is readable, anything but EPOLLIN (1) writable (errors and hang-ups are both).
+_EPOLL_READ = ~0x004
+_EPOLL_WRITE = ~0x001
 
 
 class TimerHandle:
@@ -71,6 +77,12 @@ class EventLoop:
 
     def __init__(self) -> None:
         self.selector = selectors.DefaultSelector()
+        #: fd -> (handler, events), beside the selector's own map: with epoll the loop polls the
+        #: selector's epoll object itself and skips building a SelectorKey tuple per ready fd.
+        self._dispatch: dict[int, tuple[Any, int]] = {}
+        self._epoll = getattr(self.selector, "_selector", None)
+        if not isinstance(self._epoll, getattr(select, "epoll", ())):
+            self._epoll = None
         self._timers: list[TimerHandle] = []
         self._seq = itertools.count()
         self._soon: list[tuple[Callable, tuple]] = []
@@ -88,16 +100,19 @@ class EventLoop:
     # -- registration: the socket -> handler map is the selector itself ----------
 
     def register(self, sock: Any, events: int, handler: Any) -> None:
-        self.selector.register(sock, events, handler)
+        key = self.selector.register(sock, events, handler)
+        self._dispatch[key.fd] = (handler, events)
 
     def modify(self, sock: Any, events: int, handler: Any) -> None:
-        self.selector.modify(sock, events, handler)
+        key = self.selector.modify(sock, events, handler)
+        self._dispatch[key.fd] = (handler, events)
 
     def unregister(self, sock: Any) -> None:
         try:
-            self.selector.unregister(sock)
+            key = self.selector.unregister(sock)
         except (KeyError, ValueError):
-            pass
+            return
+        self._dispatch.pop(key.fd, None)
 
     # -- timers ------------------------------------------------------------------
 
@@ -166,8 +181,9 @@ class EventLoop:
             self._flush_corked()
 
     def _run(self) -> None:
-        select = self.selector.select
         timers = self._timers
+        dispatch = self._dispatch
+        epoll = self._epoll
         while self._running:
             if self.corked:
                 self._flush_corked()
@@ -177,18 +193,24 @@ class EventLoop:
                 timeout = max(0.0, timers[0].when - time.monotonic())
             else:
                 timeout = 1.0
-            try:
-                ready = select(timeout)
-            except InterruptedError:  # pragma: no cover - PEP 475 retries
-                ready = ()
+            if epoll is not None:
+                try:  # what EpollSelector.select does, without a SelectorKey per ready fd
+                    ready = epoll.poll(math.ceil(timeout * 1e3) * 1e-3, max(len(dispatch), 1))
+                except InterruptedError:  # pragma: no cover - PEP 475 retries
+                    ready = ()
+            else:
+                ready = self._select(timeout)
             self.now = time.monotonic()
             self.iterations += 1
-            for key, mask in ready:
-                handler = key.data
+            for fd, event in ready:
+                entry = dispatch.get(fd)
+                if entry is None:
+                    continue
+                handler, events = entry
                 try:
-                    if mask & EVENT_READ:
+                    if event & _EPOLL_READ and events & EVENT_READ:
                         handler.on_readable()
-                    if mask & EVENT_WRITE:
+                    if event & _EPOLL_WRITE and events & EVENT_WRITE:
                         handler.on_writable()
                 except Exception:
                     log.exception("unhandled error in %r", handler)
@@ -199,6 +221,15 @@ class EventLoop:
                 soon, self._soon = self._soon, []
                 for callback, args in soon:
                     self._run_callback(callback, args)
+
+    def _select(self, timeout: float) -> list[tuple[int, int]]:
+        """Ready (fd, epoll-style bits) from a selector that is not epoll (the fallback)."""
+        try:
+            ready = self.selector.select(timeout)
+        except InterruptedError:  # pragma: no cover - PEP 475 retries
+            return []
+        bits = {0: 0, EVENT_READ: 1, EVENT_WRITE: 4, EVENT_READ | EVENT_WRITE: 5}
+        return [(key.fd, bits[mask]) for key, mask in ready]
 
     def _flush_corked(self) -> None:
         """Send what connections corked this turn; a flush that closes one may cork others."""

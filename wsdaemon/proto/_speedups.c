@@ -9,6 +9,7 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <structmember.h>
 
 static PyObject *
 apply_mask(PyObject *self, PyObject *args)
@@ -274,10 +275,221 @@ session_frame(PyObject *self, PyObject *message)
     return NULL;
 }
 
+/* An application message as a server frame: str -> text (UTF-8), bytes-like -> binary. */
+static PyObject *
+message_frame(PyObject *self, PyObject *message)
+{
+    if (PyUnicode_Check(message)) {
+        Py_ssize_t n;
+        const char *utf8 = PyUnicode_AsUTF8AndSize(message, &n);
+        if (utf8 == NULL)
+            return NULL;
+        return build_frame(0x1, NULL, 0, utf8, n);
+    }
+    if (PyBytes_Check(message))
+        return build_frame(0x2, NULL, 0, PyBytes_AS_STRING(message), PyBytes_GET_SIZE(message));
+    if (PyByteArray_Check(message) || PyMemoryView_Check(message))
+        return frame_of_buffer(message, 0x2);
+    PyErr_Format(PyExc_TypeError, "send() takes str or bytes, not %.100s", Py_TYPE(message)->tp_name);
+    return NULL;
+}
+
+/* The bytes of one session message for session_frames: pointer, length, opcode, escaped. */
+static int
+session_part(PyObject *message, const char **data, Py_ssize_t *n, int *opcode, int *escaped)
+{
+    if (PyUnicode_Check(message)) {
+        *data = PyUnicode_AsUTF8AndSize(message, n);
+        if (*data == NULL)
+            return -1;
+        *opcode = 0x1;
+        *escaped = *n && (*data)[0] == '!';
+        return 0;
+    }
+    if (PyBytes_Check(message)) {
+        *data = PyBytes_AS_STRING(message);
+        *n = PyBytes_GET_SIZE(message);
+        *opcode = 0x2;
+        *escaped = 0;
+        return 0;
+    }
+    PyErr_Format(PyExc_TypeError, "a session message is str or bytes, not %.100s", Py_TYPE(message)->tp_name);
+    return -1;
+}
+
+/* session_frames(messages) -> bytes: session_frame of each, joined, in one allocation. */
+static PyObject *
+session_frames(PyObject *self, PyObject *messages)
+{
+    if (!PyList_Check(messages)) {
+        PyErr_SetString(PyExc_TypeError, "session_frames takes a list");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(messages), total = 0;
+    const char *data;
+    Py_ssize_t n;
+    int opcode, escaped;
+    unsigned char head[10];
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (session_part(PyList_GET_ITEM(messages, i), &data, &n, &opcode, &escaped) < 0)
+            return NULL;
+        total += frame_head(head, opcode, n + escaped) + escaped + n;
+    }
+    PyObject *result = PyBytes_FromStringAndSize(NULL, total);
+    if (result == NULL)
+        return NULL;
+    char *out = PyBytes_AS_STRING(result);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        session_part(PyList_GET_ITEM(messages, i), &data, &n, &opcode, &escaped);
+        Py_ssize_t hlen = frame_head((unsigned char *)out, opcode, n + escaped);
+        out += hlen;
+        if (escaped)
+            *out++ = '!';
+        memcpy(out, data, n);
+        out += n;
+    }
+    return result;
+}
+
+
+/* NumberedBuffer: the counters and the kept messages of a session's outbound numbering, the base
+ * of wsdaemon.proto.session.SessionState (which has the same class in Python as its fallback).
+ * push_plain() is the one operation per message: number and keep it, within the byte limit.
+ * Every field is an object slot (T_OBJECT_EX), which Python code reads as fast as its own slots. */
+#define NB_FIELDS(X) X(entries) X(keyed) X(max_bytes) X(first_seq) X(bytes) X(sent_seq) \
+    X(acked_seq) X(carried_seq) X(received_seq) X(close_seq) X(replaced)
+#define NB_DECLARE(name) PyObject *name;
+typedef struct {
+    PyObject_HEAD
+    NB_FIELDS(NB_DECLARE)
+} NumberedBuffer;
+
+static int
+nb_traverse(NumberedBuffer *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+#define NB_VISIT(name) Py_VISIT(self->name);
+    NB_FIELDS(NB_VISIT)
+    return 0;
+}
+
+static int
+nb_clear(NumberedBuffer *self)
+{
+#define NB_CLEAR(name) Py_CLEAR(self->name);
+    NB_FIELDS(NB_CLEAR)
+    return 0;
+}
+
+static void
+nb_dealloc(NumberedBuffer *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    nb_clear(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+nb_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    NumberedBuffer *self = (NumberedBuffer *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->entries = PyList_New(0);
+    self->keyed = PyDict_New();
+    if (self->entries == NULL || self->keyed == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    PyObject *zero = PyLong_FromLong(0), *one = PyLong_FromLong(1);
+#define NB_ZERO(name) if (self->name == NULL) { Py_INCREF(zero); self->name = zero; }
+    self->first_seq = one;
+    NB_FIELDS(NB_ZERO)
+    Py_DECREF(zero);
+    return (PyObject *)self;
+}
+
+static int
+nb_init(NumberedBuffer *self, PyObject *args, PyObject *kwds)
+{
+    static char *names[] = {"max_bytes", NULL};
+    PyObject *max_bytes = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O!:NumberedBuffer", names, &PyLong_Type, &max_bytes))
+        return -1;
+    if (max_bytes != NULL)
+        Py_SETREF(self->max_bytes, Py_NewRef(max_bytes));
+    return 0;
+}
+
+/* push_plain(message) -> bool: number and keep an unkeyed message; False (nothing kept) when it
+ * would put the unacknowledged bytes over max_bytes. Keys seen before it replace nothing after it. */
+static PyObject *
+nb_push_plain(NumberedBuffer *self, PyObject *message)
+{
+    Py_ssize_t size = PyObject_Size(message);
+    if (size < 0)
+        return NULL;
+    if (PyDict_Check(self->keyed) && PyDict_GET_SIZE(self->keyed))
+        PyDict_Clear(self->keyed);
+    long long bytes = PyLong_AsLongLong(self->bytes);
+    long long max_bytes = PyLong_AsLongLong(self->max_bytes);
+    long long sent = PyLong_AsLongLong(self->sent_seq);
+    if ((bytes == -1 || max_bytes == -1 || sent == -1) && PyErr_Occurred())
+        return NULL;
+    long long total = bytes + size;
+    if (max_bytes && total > max_bytes)
+        Py_RETURN_FALSE;
+    PyObject *new_total = PyLong_FromLongLong(total);
+    PyObject *new_sent = PyLong_FromLongLong(sent + 1);
+    if (new_total == NULL || new_sent == NULL || PyList_Append(self->entries, message) < 0) {
+        Py_XDECREF(new_total);
+        Py_XDECREF(new_sent);
+        return NULL;
+    }
+    Py_SETREF(self->bytes, new_total);
+    Py_SETREF(self->sent_seq, new_sent);
+    Py_RETURN_TRUE;
+}
+
+static PyMethodDef nb_methods[] = {
+    {"push_plain", (PyCFunction)nb_push_plain, METH_O, "Number and keep an unkeyed message; False when full."},
+    {NULL, NULL, 0, NULL},
+};
+
+#define NB_MEMBER(name) {#name, T_OBJECT_EX, offsetof(NumberedBuffer, name), 0, NULL},
+static PyMemberDef nb_members[] = {
+    NB_FIELDS(NB_MEMBER)
+    {NULL},
+};
+
+static PyType_Slot nb_slots[] = {
+    {Py_tp_doc, "The numbering and kept messages of a session (base of SessionState)."},
+    {Py_tp_new, nb_new},
+    {Py_tp_init, nb_init},
+    {Py_tp_dealloc, nb_dealloc},
+    {Py_tp_traverse, nb_traverse},
+    {Py_tp_clear, nb_clear},
+    {Py_tp_methods, nb_methods},
+    {Py_tp_members, nb_members},
+    {0, NULL},
+};
+
+static PyType_Spec nb_spec = {
+    "wsdaemon.proto._speedups.NumberedBuffer",
+    sizeof(NumberedBuffer),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    nb_slots,
+};
+
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", apply_mask, METH_VARARGS, "Mask or unmask data with a 4-byte key."},
     {"text_frame", text_frame, METH_O, "A server's final text frame of already encoded payload."},
     {"binary_frame", binary_frame, METH_O, "A server's final binary frame."},
+    {"message_frame", message_frame, METH_O, "An application message (str or bytes) as a server frame."},
+    {"session_frames", session_frames, METH_O, "session_frame of each message of a list, joined."},
     {"session_frame", session_frame, METH_O, "A session message (str or bytes) as a frame, '!' escaped."},
     {"scan_frames", (PyCFunction)(void (*)(void))scan_frames, METH_FASTCALL,
      "Parse complete simple data frames into events; returns where it stopped."},
@@ -295,5 +507,14 @@ PyInit__speedups(void)
     op_binary = PyLong_FromLong(2);
     if (op_text == NULL || op_binary == NULL)
         return NULL;
-    return PyModule_Create(&speedups_module);
+    PyObject *module = PyModule_Create(&speedups_module);
+    if (module == NULL)
+        return NULL;
+    PyObject *nb_type = PyType_FromSpec(&nb_spec);
+    if (nb_type == NULL || PyModule_AddObject(module, "NumberedBuffer", nb_type) < 0) {
+        Py_XDECREF(nb_type);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

@@ -143,6 +143,19 @@ def binary_frame(payload: bytes) -> bytes:
     return encode_frame(OP_BINARY, payload)
 
 
+def _message_frame_python(message: str | bytes | bytearray | memoryview) -> bytes:
+    """An application's message as a server frame: ``str`` as text, bytes-like as binary."""
+    if type(message) is str:
+        return text_frame(message.encode("utf-8"))
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        return binary_frame(bytes(message))
+    raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
+
+
+#: ``message_frame(message) -> bytes``: what every plain ``send`` writes, built in C when it is built.
+message_frame = speedups.message_frame if speedups is not None else _message_frame_python
+
+
 def encode_close(code: int | None = CloseCode.NORMAL_CLOSURE, reason: str = "") -> bytes:
     """A close frame; the reason is cut at a character boundary to fit 123 bytes."""
     if code is None:

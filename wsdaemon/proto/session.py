@@ -93,8 +93,14 @@ def _rfc6455_frame_python(message: str | bytes) -> bytes:
     return binary_frame(message)
 
 
-#: ``rfc6455_frame(message) -> bytes``: one call per numbered message, in C when it is built.
+def _rfc6455_frames_python(messages: list[str | bytes]) -> bytes:
+    return b"".join(map(_rfc6455_frame_python, messages))
+
+
+#: ``rfc6455_frame(message) -> bytes`` and ``rfc6455_frames(messages) -> bytes`` (the frames of a
+#: list, joined): what a WebSocket carrier sends, in C when it is built.
 rfc6455_frame = speedups.session_frame if speedups is not None else _rfc6455_frame_python
+rfc6455_frames = speedups.session_frames if speedups is not None else _rfc6455_frames_python
 
 
 def encode_hello(session_id: str, token: str, ack: int, next_seq: int, resumed: bool, window: float) -> str:
@@ -147,17 +153,8 @@ def parse_session_param(value: str) -> ResumeRequest | None:
 # -- the numbered buffer ---------------------------------------------------------------
 
 
-class SessionState:
-    """Sequence numbers, the resume buffer and the inbound count of one session.
-
-    Outbound: :meth:`push` numbers a message and keeps it until :meth:`acknowledge`.
-    The buffer holds the messages themselves (``str``, ``bytes``, the final
-    :class:`Close`); their numbers follow from ``first_seq``, and what any
-    transport carried is a prefix up to ``carried_seq``. A keyed push replaces in
-    place an uncarried message of the same key (conflation). Inbound:
-    :meth:`receive` says whether a numbered message is new, a repeat, or a gap.
-    The byte limit counts unacknowledged payload bytes.
-    """
+class _NumberedBufferPython:
+    """The counters and kept messages of :class:`SessionState`: ``_speedups.NumberedBuffer`` in Python."""
 
     __slots__ = (
         "max_bytes",
@@ -169,7 +166,6 @@ class SessionState:
         "carried_seq",
         "received_seq",
         "close_seq",
-        "close_message",
         "keyed",
         "replaced",
     )
@@ -186,11 +182,45 @@ class SessionState:
         self.carried_seq = 0
         self.received_seq = 0
         self.close_seq = 0
-        self.close_message: Close | None = None
         #: key -> number of the uncarried message with that key, for keyed pushes since the last unkeyed one.
         self.keyed: dict[Any, int] = {}
         #: Keyed messages replaced in place by a newer one.
         self.replaced = 0
+
+    def push_plain(self, message: str | bytes) -> bool:
+        """Number and keep an unkeyed message; False (nothing kept) when it would pass ``max_bytes``."""
+        if self.keyed:
+            self.keyed.clear()
+        total = self.bytes + len(message)
+        if total > self.max_bytes and self.max_bytes:
+            return False
+        self.entries.append(message)
+        self.sent_seq += 1
+        self.bytes = total
+        return True
+
+
+_NumberedBuffer: Any = speedups.NumberedBuffer if speedups is not None else _NumberedBufferPython
+
+
+class SessionState(_NumberedBuffer):
+    """Sequence numbers, the resume buffer and the inbound count of one session.
+
+    Outbound: :meth:`push` numbers a message and keeps it until :meth:`acknowledge`
+    (``push_plain``, of the base, is the unkeyed case the server runs per message).
+    The buffer holds the messages themselves (``str``, ``bytes``, the final
+    :class:`Close`); their numbers follow from ``first_seq``, and what any
+    transport carried is a prefix up to ``carried_seq``. A keyed push replaces in
+    place an uncarried message of the same key (conflation). Inbound:
+    :meth:`receive` says whether a numbered message is new, a repeat, or a gap.
+    The byte limit counts unacknowledged payload bytes.
+    """
+
+    __slots__ = ("close_message",)
+
+    def __init__(self, max_bytes: int = 0) -> None:
+        super().__init__(max_bytes)
+        self.close_message: Close | None = None
 
     # -- outbound ----------------------------------------------------------------
 

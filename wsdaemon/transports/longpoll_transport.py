@@ -91,6 +91,11 @@ class LongPollSession:
         self._schedule_flush()
         return False
 
+    def carry_many(self, start: int, messages: list[Any]) -> bool:
+        """Like :meth:`carry`: the next poll response takes them from the session."""
+        self._schedule_flush()
+        return False
+
     def carry_ack(self, seq: int) -> None:
         """Nothing to do: every post response and poll response carries the ack."""
 

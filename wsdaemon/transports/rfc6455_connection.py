@@ -20,10 +20,9 @@ from ..proto.rfc6455 import (
     OP_PONG,
     OP_TEXT,
     FrameParser,
-    binary_frame,
     encode_close,
     encode_frame,
-    text_frame,
+    message_frame,
 )
 from .host import TransportHost
 from .websocket import WebSocketConnection
@@ -84,9 +83,7 @@ class Rfc6455Connection(WebSocketConnection):
 
     @classmethod
     def encode_message(cls, message: str | bytes) -> bytes:
-        if type(message) is str:
-            return text_frame(message.encode("utf-8"))
-        return binary_frame(bytes(message))
+        return message_frame(message)
 
     def send_encoded(self, encoded: bytes) -> None:
         if self.state == OPEN:
@@ -108,12 +105,7 @@ class Rfc6455Connection(WebSocketConnection):
             return self._send_flagged(message, key, volatile)
         if self.state != OPEN:
             raise ConnectionClosedError(f"connection is {ConnState(self.state).label}")
-        if type(message) is str:
-            self.write(text_frame(message.encode("utf-8")))
-        elif isinstance(message, (bytes, bytearray, memoryview)):
-            self.write(binary_frame(bytes(message)))
-        else:
-            raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
+        self.write(message_frame(message))
 
     def ping(self, payload: bytes = b"") -> None:
         if self.state == OPEN:

@@ -52,6 +52,9 @@ class Carrier(Protocol):
     def carry(self, seq: int, message: Any) -> bool:
         """Send message ``seq`` (``str``, ``bytes`` or the final ``Close``); True when it is on its way now."""
 
+    def carry_many(self, start: int, messages: list[Any]) -> bool:
+        """Send messages ``start``, ``start + 1``, ... (``str`` or ``bytes``); True when on their way now."""
+
     def carry_ack(self, seq: int) -> None:
         """Tell the client every message up to ``seq`` arrived (a no-op where replies carry it)."""
 
@@ -79,6 +82,7 @@ class Session(AppConnection):
         "_expiry",
         "_ack_timer",
         "_acked_to_client",
+        "_carry_due",
         "dropped",
     )
 
@@ -106,6 +110,8 @@ class Session(AppConnection):
         self._expiry: Any = None
         self._ack_timer: Any = None
         self._acked_to_client = 0
+        #: True while messages sent this loop turn wait to go to the carrier together (see uncork).
+        self._carry_due = False
         #: Volatile messages dropped because the session was backlogged or suspended.
         self.dropped = 0
 
@@ -136,26 +142,41 @@ class Session(AppConnection):
             message = bytes(message)
         proto = self.proto
         if key is None and not volatile:
-            # SessionState.push's unkeyed case, inline: this runs once per message
-            if proto.keyed:
-                proto.keyed.clear()
-            total = proto.bytes + len(message)
-            if total > proto.max_bytes and proto.max_bytes:
+            if not proto.push_plain(message):
                 return self._overflow()
-            seq = proto.sent_seq = proto.sent_seq + 1
-            proto.entries.append(message)
-            proto.bytes = total
         else:
             if volatile and self.backlogged:
                 self.dropped += 1
                 return
             try:
-                seq = proto.push(message, key)
+                proto.push(message, key)
             except BufferFull:
                 return self._overflow()
+        if not self._carry_due and self.carrier is not None:
+            self._carry_later()
+
+    def _carry_later(self) -> None:
+        """The carrier gets this turn's messages together, at the end of the read or of the turn."""
+        self._carry_due = True
+        loop = self.host.loop
+        if loop.running:
+            loop.corked.append(self)
+        else:
+            self.uncork()
+
+    def uncork(self) -> None:
+        """Hand the messages sent since the last call to the carrier in one piece (one frame write)."""
+        if not self._carry_due:
+            return
+        self._carry_due = False
         carrier = self.carrier
-        if carrier is not None and carrier.carry(seq, message):
-            proto.carried_seq = seq  # sent in order: everything before it went out too
+        proto = self.proto
+        if carrier is None or proto.sent_seq <= proto.carried_seq or proto.close_seq:
+            return
+        start = proto.carried_seq + 1
+        messages = proto.entries[start - proto.first_seq :]
+        if carrier.carry_many(start, messages):
+            proto.carried(proto.sent_seq)
 
     def send_encoded(self, encoded: Any) -> None:
         if self.state == OPEN:
@@ -188,6 +209,7 @@ class Session(AppConnection):
             return
         if self.state not in (OPEN, CONNECTING):
             return
+        self.uncork()  # what was sent before the close leaves before it
         self.state = CLOSING
         self.close_code = code
         self.close_reason = reason
@@ -293,6 +315,8 @@ class Session(AppConnection):
                     handle(self, message)
                 except Exception:
                     self._callback_failed("on_message")
+        if self._carry_due:
+            self.uncork()  # the replies of this read leave with the read's other writes
         if self.carrier is not carrier or proto.received_seq == before:
             return
         if proto.received_seq - self._acked_to_client >= ACK_EVERY:

@@ -29,6 +29,7 @@ from ..proto.session import (
     encode_hello,
     escape_text,
     rfc6455_frame,
+    rfc6455_frames,
 )
 from .host import TransportHost
 from .rfc6455_connection import Rfc6455Connection
@@ -93,8 +94,10 @@ class SessionRfc6455Connection(Rfc6455Connection):
         if leftover and self.state != CLOSED:
             self.feed(leftover)
 
-    #: The frame of a numbered message (str or bytes): escaped, uncompressed, in C when it is built.
+    #: The frame of a numbered message (str or bytes), and of a list of them joined: escaped,
+    #: uncompressed, in C when it is built.
     _frame = staticmethod(rfc6455_frame)
+    _frames = staticmethod(rfc6455_frames)
 
     def _write_text(self, text: str) -> None:
         self.write(encode_frame(OP_TEXT, text.encode("utf-8")))
@@ -122,6 +125,13 @@ class SessionRfc6455Connection(Rfc6455Connection):
                 self.fail(message.code or CloseCode.NORMAL_CLOSURE, message.reason)
             else:
                 self.close(message.code or CloseCode.NORMAL_CLOSURE, message.reason)
+        return True
+
+    def carry_many(self, start: int, messages: list[Any]) -> bool:
+        """Send messages ``start``... in one write, unless backlogged (then the session keeps them)."""
+        if self.state != OPEN or self._wbuf:
+            return False
+        self.write(self._frames(messages))
         return True
 
     def on_drained(self) -> None:
@@ -200,3 +210,6 @@ class SessionRfc6455DeflateConnection(CompressingFrames, SessionRfc6455Connectio
         if type(message) is str:
             return self._text(escape_text(message).encode("utf-8"))
         return self._binary(message)
+
+    def _frames(self, messages: list[Any]) -> bytes:  # type: ignore[override]
+        return b"".join(map(self._frame, messages))
