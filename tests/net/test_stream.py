@@ -14,15 +14,36 @@ from wsdaemon.net.loop import EVENT_READ, EVENT_WRITE
 from wsdaemon.net.stream import StreamConnection
 
 
+class CountingSocket(socket.socket):
+    """A socket whose ``send`` calls are recorded (their lengths) in ``sends``."""
+
+    sends: list[int]
+
+    @classmethod
+    def take(cls, sock: socket.socket, sends: list[int]) -> "CountingSocket":
+        if isinstance(sock, cls):  # a successor on the same socket
+            return sock
+        counting = cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        counting.setblocking(False)
+        counting.sends = sends
+        return counting
+
+    def send(self, data, *flags):
+        self.sends.append(len(data))
+        return super().send(data, *flags)
+
+
 class Recorder(StreamConnection):
     """Records what it is told and how many sends it makes; ``on_data`` runs inside each read."""
 
     __slots__ = ("received", "sends", "eofs", "lost", "overflows", "on_data")
 
     def __init__(self, host, sock, address=("127.0.0.1", 1)):
+        sends: list[int] = []
+        sock = CountingSocket.take(sock, sends)
         super().__init__(host, sock, address)
         self.received = bytearray()
-        self.sends: list[int] = []
+        self.sends = sock.sends
         self.eofs = 0
         self.lost = 0
         self.overflows = 0
@@ -44,10 +65,6 @@ class Recorder(StreamConnection):
         self.overflows += 1
         super().on_write_overflow()
 
-    def _send(self, data):
-        self.sends.append(len(data))
-        return super()._send(data)
-
 
 @pytest.fixture
 def host():
@@ -59,7 +76,7 @@ def host():
 def connected(host, cls=Recorder):
     server_side, client_side = small_socketpair()
     conn = cls(host, server_side)
-    host.loop.register(server_side, EVENT_READ, conn)
+    host.loop.register(conn.sock, EVENT_READ, conn)
     return conn, SlowReader(host.loop, client_side)
 
 

@@ -251,6 +251,21 @@ class FrameParser:
     def feed(self, data: bytes) -> list:
         if self.done:
             return []
+        scan = _scan_frames
+        if (
+            scan is not None
+            and not (self._buf or self.resume_at or self._msg_opcode)
+            and self._chunks is None
+        ):
+            # Nothing kept from earlier reads: the C loop takes the read as it is.
+            events: list = []
+            n = len(data)
+            budget = self.budget
+            stop = budget if budget and budget < n - 1 else n - 1
+            pos = scan(data, 0, stop, events, self.max_message_size, self.require_mask)
+            if pos == n:
+                return events
+            return self._parse(data, pos, stop, events, False)
         if self._chunks is not None:
             # Collect a large frame's pieces and copy them once, instead of
             # growing a buffer (and copying it) with every read.
@@ -275,12 +290,18 @@ class FrameParser:
                 buf = bytearray(buf)
             buf += data
             data = buf
-        events: list = []
-        append = events.append
-        n = len(data)
-        stop = n - 1  # a frame needs at least 2 bytes
+        stop = len(data) - 1  # a frame needs at least 2 bytes
         if self.budget and stop - pos > self.budget:
             stop = pos + self.budget
+        return self._parse(data, pos, stop, [], data is buf and type(buf) is bytearray)
+
+    def _parse(self, data: bytes | bytearray, pos: int, stop: int, events: list, owned: bool) -> list:
+        """Frames of ``data`` from ``pos`` that start below ``stop``; what is left is kept.
+
+        ``owned``: ``data`` is this parser's own buffer, whose parsed part can be deleted in place.
+        """
+        append = events.append
+        n = len(data)
         scan = _scan_frames
         try:
             while pos < stop:
@@ -415,9 +436,9 @@ class FrameParser:
             self._chunks = [bytes(data[pos:])]
             self._chunks_len = n - pos
             self._buf = b""
-        elif data is buf and type(buf) is bytearray:
-            del buf[:pos]
-            self._buf = buf
+        elif owned:
+            del data[:pos]  # type: ignore[union-attr]
+            self._buf = data
         else:
             self._buf = bytes(data[pos:])
         return events

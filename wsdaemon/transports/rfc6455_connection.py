@@ -157,7 +157,7 @@ class Rfc6455Connection(WebSocketConnection):
         if self._msg_count > self._msg_allow:
             events = self._over_message_rate(events)
         self._ping_sent_at = 0.0
-        on_message = self._message_handler()
+        on_message = self.host.app.handle_message
         for kind, value in events:
             if kind == OP_TEXT or kind == OP_BINARY:
                 if self.state == OPEN:
@@ -248,10 +248,6 @@ class Rfc6455Connection(WebSocketConnection):
             self.fail(value.code, value.reason)
             return True
         return False
-
-    def _message_handler(self) -> Any:
-        """``fn(conn, message)`` for each message: the application's (a session carrier decodes first)."""
-        return self.host.app.handle_message
 
     def _close_received(self, code: int, reason: str) -> None:
         if self._close_sent:

@@ -19,7 +19,7 @@ from ..proto import rfc6455
 from ..proto.codes import CLOSED, OPEN, CloseCode
 from ..proto.http11 import Request
 from ..proto.permessage_deflate import DeflateParams, DeflatePolicy, PerMessageDeflate
-from ..proto.rfc6455 import OP_TEXT, encode_close, encode_frame
+from ..proto.rfc6455 import OP_BINARY, OP_TEXT, encode_close, encode_frame
 from ..proto.session import (
     NOT_RECOVERED,
     NOT_RECOVERED_REASON,
@@ -159,14 +159,16 @@ class SessionRfc6455Connection(Rfc6455Connection):
 
     def data_received(self, data: bytes) -> None:
         """The events of one read go to the session together (it numbers the messages and acks once)."""
-        session = self.session
-        if session is None or self.state != OPEN:
-            return super().data_received(data)
+        if self.state == CLOSED:
+            return
         self._ping_sent_at = 0.0
-        session.frames_carried(self, self._read_events(data))
-
-    def _message_handler(self) -> Any:
-        return _ignore  # only while closing: an open carrier hands its messages to the session
+        session = self.session
+        if session is not None and self.state == OPEN:
+            session.frames_carried(self, self._read_events(data))
+            return
+        for kind, value in self._read_events(data):  # closing: a session that moved on gets nothing
+            if kind != OP_TEXT and kind != OP_BINARY and self.control_event(kind, value):
+                return
 
     def _deliver_close(self, code: int, reason: str) -> None:
         """The transport ended: the session decides (suspend on 1006, close otherwise)."""
@@ -178,10 +180,6 @@ class SessionRfc6455Connection(Rfc6455Connection):
         session, self.session = self.session, None
         if session is not None:
             session.transport_closed(self, code, reason)
-
-
-def _ignore(_carrier: Any, _message: Any) -> None:
-    """Messages of a carrier whose session moved on."""
 
 
 class SessionRfc6455DeflateConnection(CompressingFrames, SessionRfc6455Connection):
