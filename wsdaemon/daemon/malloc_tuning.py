@@ -169,12 +169,7 @@ class MemoryTrim:
 
     def _tables(self) -> list[Any]:
         server = self.server
-        tables = [server.connections, server.admission.clients]
-        # The selector's fd -> key dict (selectors' own, behind get_map()) grows with the crowd too.
-        fd_to_key = getattr(server.loop.selector, "_fd_to_key", None)
-        if isinstance(fd_to_key, dict):
-            tables.append(fd_to_key)
-        return tables
+        return [server.connections, server.admission.clients, *server.loop.maps()]
 
     def stats(self) -> dict[str, Any]:
         """``/status``: trims so far, RSS handed back, the last trim."""

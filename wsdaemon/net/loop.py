@@ -25,10 +25,9 @@ log = logging.getLogger("wsdaemon.loop")
 
 EVENT_READ = selectors.EVENT_READ
 EVENT_WRITE = selectors.EVENT_WRITE
-#: Bits of a ready event that mean readable / writable, as ``selectors`` reads epoll's: anything but
-#: EPOLLOUT (4) is readable, anything but EPOLLIN (1) writable (errors and hang-ups are both).
-_EPOLL_READ = ~0x004
-_EPOLL_WRITE = ~0x001
+#: epoll's bits for readable and writable (the fallback selector's events are given as these too).
+_EPOLLIN = 0x001
+_EPOLLOUT = 0x004
 
 
 class TimerHandle:
@@ -77,9 +76,9 @@ class EventLoop:
 
     def __init__(self) -> None:
         self.selector = selectors.DefaultSelector()
-        #: fd -> (handler, events), beside the selector's own map: with epoll the loop polls the
-        #: selector's epoll object itself and skips building a SelectorKey tuple per ready fd.
-        self._dispatch: dict[int, tuple[Any, int]] = {}
+        #: fd -> handler, beside the selector's own map: with epoll the loop polls the selector's
+        #: epoll object itself and skips building a SelectorKey tuple per ready fd.
+        self._dispatch: dict[int, Any] = {}
         self._epoll = getattr(self.selector, "_selector", None)
         if not isinstance(self._epoll, getattr(select, "epoll", ())):
             self._epoll = None
@@ -101,11 +100,11 @@ class EventLoop:
 
     def register(self, sock: Any, events: int, handler: Any) -> None:
         key = self.selector.register(sock, events, handler)
-        self._dispatch[key.fd] = (handler, events)
+        self._dispatch[key.fd] = handler
 
     def modify(self, sock: Any, events: int, handler: Any) -> None:
         key = self.selector.modify(sock, events, handler)
-        self._dispatch[key.fd] = (handler, events)
+        self._dispatch[key.fd] = handler
 
     def unregister(self, sock: Any) -> None:
         try:
@@ -113,6 +112,14 @@ class EventLoop:
         except (KeyError, ValueError):
             return
         self._dispatch.pop(key.fd, None)
+
+    def maps(self) -> list[dict]:
+        """The fd-keyed dicts that grow with the number of sockets (a memory trim rebuilds them)."""
+        maps: list[dict] = [self._dispatch]
+        fd_to_key = getattr(self.selector, "_fd_to_key", None)  # selectors' own, behind get_map()
+        if isinstance(fd_to_key, dict):
+            maps.append(fd_to_key)
+        return maps
 
     # -- timers ------------------------------------------------------------------
 
@@ -203,15 +210,17 @@ class EventLoop:
             self.now = time.monotonic()
             self.iterations += 1
             for fd, event in ready:
-                entry = dispatch.get(fd)
-                if entry is None:
+                handler = dispatch.get(fd)
+                if handler is None:
                     continue
-                handler, events = entry
                 try:
-                    if event & _EPOLL_READ and events & EVENT_READ:
+                    # The kernel reports only the events asked for, errors and hang-ups aside.
+                    if event == _EPOLLIN:
                         handler.on_readable()
-                    if event & _EPOLL_WRITE and events & EVENT_WRITE:
+                    elif event == _EPOLLOUT:
                         handler.on_writable()
+                    else:
+                        self._dispatch_other(fd, event, handler)
                 except Exception:
                     log.exception("unhandled error in %r", handler)
                     _abort_handler(handler)
@@ -222,13 +231,27 @@ class EventLoop:
                 for callback, args in soon:
                     self._run_callback(callback, args)
 
+    def _dispatch_other(self, fd: int, event: int, handler: Any) -> None:
+        """Both directions, an error or a hang-up: what ``selectors`` would report, by the key's events."""
+        key = self.selector.get_map().get(fd)
+        events = key.events if key is not None else 0
+        if event & ~_EPOLLOUT and events & EVENT_READ:
+            handler.on_readable()
+        if event & ~_EPOLLIN and events & EVENT_WRITE:
+            handler.on_writable()
+
     def _select(self, timeout: float) -> list[tuple[int, int]]:
         """Ready (fd, epoll-style bits) from a selector that is not epoll (the fallback)."""
         try:
             ready = self.selector.select(timeout)
         except InterruptedError:  # pragma: no cover - PEP 475 retries
             return []
-        bits = {0: 0, EVENT_READ: 1, EVENT_WRITE: 4, EVENT_READ | EVENT_WRITE: 5}
+        bits = {
+            0: 0,
+            EVENT_READ: _EPOLLIN,
+            EVENT_WRITE: _EPOLLOUT,
+            EVENT_READ | EVENT_WRITE: _EPOLLIN | _EPOLLOUT,
+        }
         return [(key.fd, bits[mask]) for key, mask in ready]
 
     def _flush_corked(self) -> None:

@@ -298,7 +298,7 @@ class Session(AppConnection):
         before = proto.received_seq
         for kind, message in events:
             if kind == OP_TEXT:
-                if message[:1] == CONTROL:
+                if message and message[0] == CONTROL:  # an index, not a slice: no new object
                     if message[:2] != ESCAPED:
                         self._control_received(
                             carrier, message
