@@ -42,10 +42,19 @@ def hold(server, count: int) -> None:
     server.connections.update(object() for _ in range(count))
 
 
+def run_due(loop) -> None:
+    """Run what the loop has due now: the trim comes a turn after the check that decided it."""
+    for _ in range(2):
+        soon, loop._soon = loop._soon, []
+        for callback, args in soon:
+            callback(*args)
+
+
 def step(trim, clock, server, count: int, seconds: float = 1.0) -> None:
     hold(server, count)
     clock.now += seconds
     trim.check()
+    run_due(server.loop)
 
 
 def test_trims_once_when_the_crowd_has_left(server, clock):
@@ -116,3 +125,26 @@ def test_the_trim_keeps_every_connection(server, clock):
 
 def test_glibc_malloc_trim_is_found():
     assert malloc_tuning._libc_malloc_trim() is not None
+
+
+def test_the_trim_runs_at_the_next_turn_of_the_loop(server, clock):
+    """Not from the timer that decided it: the woken loop has let go of the last handler it served."""
+    trim, calls = make_trim(server, clock)
+    for count in (4000, 1000):
+        step(trim, clock, server, count)
+    hold(server, 1000)
+    clock.now += 1
+    trim.check()
+    assert calls == [] and trim._due
+    trim.check()  # a check meanwhile does not schedule a second one
+    run_due(server.loop)
+    assert calls == [0] and trim.trims == 1 and not trim._due
+
+
+def test_the_trim_renews_the_daemons_numbers(server, clock):
+    trim, _ = make_trim(server, clock)
+    server.slow_consumers = 123456
+    before = server.slow_consumers
+    trim.trim(0)
+    assert server.slow_consumers == before and server.slow_consumers is not before
+    assert trim.last_trim["renewed"] > 10

@@ -2,7 +2,8 @@
 
 The 15,000 clients are raw RFC 6455 sockets in two other processes (tests/support/idle_clients.py):
 one process may hold only about 20,000 descriptors here. Baseline: RSS after start and a warm-up
-crowd of 500 (below the trim's minimum peak, so no trim has run yet).
+crowd of 500 (below the trim's minimum peak, so no trim has run yet). Both allocators must come
+back within 10 MiB of it: PYTHONMALLOC=malloc, and pymalloc, the interpreter's default.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from tests.support.metrics_scrape import scrape
 CROWD = 15000
 WARM_UP = 500
 MIB = 1024 * 1024
-#: How long after the last client left RSS may take to come back.
-GIVE_BACK_SECONDS = 10.0
+#: How long after the last client left RSS may take to come back (the goal is 10 s; generous here).
+GIVE_BACK_SECONDS = 20.0
 
 
 def rss(pid: int) -> int:
@@ -121,17 +122,17 @@ def test_rss_returns_within_10_mib_of_baseline_with_the_glibc_allocator(daemon_f
 
 
 @pytest.mark.timeout(300)
-def test_rss_gives_back_most_of_a_crowd_with_pymalloc(daemon_factory):
-    """CPython's own small-object arenas stay mapped while one block in them lives (docs/performance.md,
-    Memory handed back): most, not all, of the crowd's memory comes back; /status and /metrics count it."""
+def test_rss_returns_within_10_mib_of_baseline_with_pymalloc(daemon_factory):
+    """With CPython's own allocator too (issue 18): the trim renews the long-lived numbers the crowd's
+    arenas held (docs/performance.md, Memory handed back), so those arenas are unmapped;
+    /status and /metrics count the trim."""
     d = daemon_factory("--max-connections", "16000", "--log-level", "info")
-    baseline, held, after, _ = crowd_leaves(d)
-    after, _ = settle(d.proc.pid, lambda now: (held - now) >= 0.7 * (held - baseline), GIVE_BACK_SECONDS)
+    baseline, held, after, waited = crowd_leaves(d)
     assert held - baseline > 40 * MIB, "the crowd should have cost memory"
-    assert (held - after) >= 0.7 * (held - baseline), (baseline, held, after)
+    assert after - baseline <= 10 * MIB, (baseline, held, after, waited)
     doc = status(d)["memory"]
     assert doc["trims"] >= 1 and doc["returned_bytes"] > 20 * MIB, doc
-    assert doc["last"]["peak"] >= CROWD, doc
+    assert doc["last"]["peak"] >= CROWD and doc["last"]["renewed"] > 0, doc
     samples = scrape(d.http_url)
     assert samples[("wsdaemon_memory_trims_total", ())] == doc["trims"]
     assert samples[("wsdaemon_memory_returned_bytes_total", ())] == doc["returned_bytes"]

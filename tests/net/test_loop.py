@@ -76,3 +76,31 @@ def test_signal_is_delivered_as_a_loop_callback():
     loop.close()
     assert seen == ["usr2"]
     assert signal.getsignal(signal.SIGUSR2) == signal.SIG_DFL
+
+
+def test_wake_makes_the_loop_let_go_of_the_last_handler():
+    """After an event the running loop's locals hold its handler; a wake-up dispatches the pipe instead."""
+    import weakref
+
+    loop = EventLoop()
+    a, b = socket.socketpair()
+
+    class Handler:
+        def on_readable(self):
+            a.recv(10)
+            loop.unregister(a)
+
+    handler = Handler()
+    loop.register(a, EVENT_READ, handler)
+    gone = weakref.ref(handler)
+    del handler
+    seen = []
+    b.send(b"x")
+    loop.call_later(0.05, lambda: (seen.append(gone() is not None), loop.wake()))
+    loop.call_later(0.1, lambda: (seen.append(gone() is None), loop.stop()))
+    loop.call_later(5, loop.stop)
+    loop.run()
+    loop.close()
+    a.close()
+    b.close()
+    assert seen == [True, True], "held until the wake-up, let go after it"

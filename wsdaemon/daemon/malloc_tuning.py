@@ -15,9 +15,12 @@ import ctypes.util
 import gc
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
+
+from .renew import renew_numbers
 
 log = logging.getLogger("wsdaemon.malloc")
 
@@ -81,9 +84,10 @@ class MemoryTrim:
     larger of open connections and admitted client sockets): trim when the count is at most half
     of its peak since the last trim, that peak was at least ``MIN_PEAK``, the count did not fall
     since the last check (the crowd has finished leaving: one trim, not one mid-way) and
-    ``MIN_TRIM_INTERVAL`` has passed. A trim rebuilds the tables sized for the crowd, runs
-    ``gc.collect()`` (a full pass empties the free lists that pin whole arenas), then
-    ``malloc_trim(0)``. Steady traffic, large messages included, never halves the count, so it
+    ``MIN_TRIM_INTERVAL`` has passed. A trim (at the next loop turn, the loop woken first) rebuilds
+    the tables sized for the crowd, runs ``gc.collect()`` (a full pass empties the free lists that
+    pin whole arenas), renews the long-lived numbers that the crowd's arenas held
+    (:func:`~wsdaemon.daemon.renew.renew_numbers`), then ``malloc_trim(0)``. Steady traffic, large messages included, never halves the count, so it
     never trims; a few connections never reach ``MIN_PEAK``.
     """
 
@@ -104,6 +108,7 @@ class MemoryTrim:
         self._previous = 0
         self._last_trim_at = -MIN_TRIM_INTERVAL
         self._timer: Any = None
+        self._due = False
 
     def held(self) -> int:
         """Connections and client sockets held now: what the crowd's memory was for."""
@@ -124,6 +129,8 @@ class MemoryTrim:
         if not self.server.settings.memory_trim:
             self.peak = self._previous = 0
             return
+        if self._due:
+            return
         held = self.held()
         previous, self._previous = self._previous, held
         if held > self.peak:
@@ -134,15 +141,27 @@ class MemoryTrim:
             and held >= previous
             and self.clock() - self._last_trim_at >= MIN_TRIM_INTERVAL
         ):
-            self.trim(held)
+            self._schedule(held)
+
+    def _schedule(self, held: int) -> None:
+        """Trim at the start of the next loop turn, not from this timer.
+
+        There no timer's locals are alive, and the loop, woken by its pipe, has let go of the last
+        handler it served (a connection long closed, with all it held)."""
+        self._due = True
+        loop = self.server.loop
+        loop.wake()
+        loop.call_soon(loop.call_soon, self.trim, held)
 
     def trim(self, held: int) -> None:
-        """Collect garbage and free lists, hand free heap pages back; log and count it."""
+        """Collect garbage and free lists, renew long-lived numbers, hand free heap pages back; log, count."""
+        self._due = False
         started = self.clock()
         before = rss_bytes()
         for table in self._tables():
             shrink(table)
         gc.collect()
+        renewed = renew_numbers(self._roots())  # right after the collection emptied the free lists
         if self.malloc_trim is not None:
             self.malloc_trim(0)
         after = rss_bytes()
@@ -156,6 +175,7 @@ class MemoryTrim:
             "rss_before": before,
             "rss_after": after,
             "seconds": round(elapsed, 4),
+            "renewed": renewed,
         }
         log.info(
             "memory trim: %d held (peak %d): RSS %.1f -> %.1f MiB in %.0f ms",
@@ -166,6 +186,11 @@ class MemoryTrim:
             elapsed * 1000,
         )
         self.peak = held
+
+    def _roots(self) -> list[Any]:
+        """Where the daemon's long-lived numbers are: the server and the modules of the package."""
+        modules = [module for name, module in list(sys.modules.items()) if name.startswith("wsdaemon.")]
+        return [self.server, *modules]
 
     def _tables(self) -> list[Any]:
         server = self.server

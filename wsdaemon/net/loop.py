@@ -144,14 +144,30 @@ class EventLoop:
 
     def add_signal_handler(self, signum: int, callback: Callable[[], Any]) -> None:
         """Run ``callback`` in the loop when ``signum`` arrives; the C handler only wakes us."""
-        if self._wake_r is None:
+        if not self._signal_handlers:
+            signal.set_wakeup_fd(self._wake_pipe(), warn_on_full_buffer=False)
+        self._signal_handlers[signum] = callback
+        signal.signal(signum, _noop_signal_handler)
+
+    def _wake_pipe(self) -> int:
+        """The write end of the wake-up pipe (made on first use); its reader dispatches signals."""
+        if self._wake_w is None:
             self._wake_r, self._wake_w = os.pipe()
             os.set_blocking(self._wake_r, False)
             os.set_blocking(self._wake_w, False)
-            signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
             self.register(self._wake_r, EVENT_READ, _SignalReader(self, self._wake_r))
-        self._signal_handlers[signum] = callback
-        signal.signal(signum, _noop_signal_handler)
+        return self._wake_w
+
+    def wake(self) -> None:
+        """Make the next ``select`` return at once with the wake-up pipe readable.
+
+        Dispatching it rebinds the loop's locals, which otherwise keep the last handler served
+        (a connection long closed, with all it holds) alive until the next I/O event.
+        """
+        try:
+            os.write(self._wake_pipe(), b"\0")  # signal 0: no handler, ignored
+        except (BlockingIOError, InterruptedError):
+            pass  # the pipe is full: a wake-up is pending anyway
 
     def _dispatch_signal(self, signum: int) -> None:
         callback = self._signal_handlers.get(signum)
@@ -161,9 +177,10 @@ class EventLoop:
     def remove_signal_handlers(self) -> None:
         for signum in self._signal_handlers:
             signal.signal(signum, signal.SIG_DFL)
+        if self._signal_handlers:
+            signal.set_wakeup_fd(-1)
         self._signal_handlers.clear()
         if self._wake_r is not None:
-            signal.set_wakeup_fd(-1)
             self.unregister(self._wake_r)
             os.close(self._wake_r)
             os.close(self._wake_w)
