@@ -68,7 +68,7 @@ class Headers:
         """``token in self.tokens(name)`` without building the list; ``token`` is lower-case."""
         for value in self._index.get(name.lower(), ()):
             value = value.lower()
-            if token in value and any(t.strip() == token for t in value.split(",")):
+            if value == token or (token in value and any(t.strip() == token for t in value.split(","))):
                 return True
         return False
 
