@@ -278,6 +278,7 @@ def measure_loadgen(src: Path, seconds: float) -> tuple[float, dict[str, float]]
     events = ["raw_syscalls:sys_enter", *(f"syscalls:sys_enter_{name}" for name in PERF_SYSCALLS)]
     loadgen = [str(BENCH / "build" / "loadgen"), "--mode", "handshake", "--loops", "50", "--port", str(port)]
     loadgen += ["--duration", str(seconds), "--warmup", "0"]
+    cpu_before = cpu_times(proc.pid)
     try:
         with tempfile.NamedTemporaryFile("r", suffix=".perf") as out:
             cmd = ["perf", "stat", "-x", ",", "-o", out.name, "-e", ",".join(events), "-p", str(proc.pid)]
@@ -291,11 +292,23 @@ def measure_loadgen(src: Path, seconds: float) -> tuple[float, dict[str, float]]
                     counts[fields[2].rpartition("sys_enter_")[2].replace("raw_syscalls:sys_enter", "all")] = (
                         int(fields[0])
                     )
+        user, system = (after - before for after, before in zip(cpu_times(proc.pid), cpu_before, strict=True))
     finally:
         stop(proc)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     cycles = result["messages"]
-    return cycles / seconds, {name: n / cycles for name, n in counts.items()}
+    per = {name: n / cycles for name, n in counts.items()}
+    per["user_us"], per["system_us"] = user / cycles * 1e6, system / cycles * 1e6
+    faults = {k: result.get(k) for k in ("connect_errors", "handshake_errors", "slow_cycles", "max_cycle_ms")}
+    print(f"loadgen: {faults}")
+    return cycles / seconds, per
+
+
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def main() -> None:
@@ -328,11 +341,13 @@ def main() -> None:
         elif what == "loadgen":
             rate, per = measure_loadgen(src, args.seconds)
             total = per.pop("all", 0.0)
+            user, system = per.pop("user_us"), per.pop("system_us")
             listed = ", ".join(
                 f"{name} {n:.2f}" for name, n in sorted(per.items(), key=lambda kv: -kv[1]) if n
             )
             print(
-                f"profile e at full speed: {rate:,.0f} cycles/s; syscalls per cycle: {total:.2f} ({listed})"
+                f"profile e at full speed: {rate:,.0f} cycles/s; syscalls per cycle: {total:.2f} ({listed}); "
+                f"daemon CPU per cycle: {user:.1f} us user, {system:.1f} us system"
             )
         elif what == "profile":
             measure_profile(src, args.cycles, args.concurrency, args.top, args.keep_profile)
