@@ -130,7 +130,12 @@ def test_rss_gives_back_most_of_a_crowd_with_pymalloc(daemon_factory):
     assert held - baseline > 40 * MIB, "the crowd should have cost memory"
     assert (held - after) >= 0.7 * (held - baseline), (baseline, held, after)
     doc = status(d)["memory"]
-    assert doc["trims"] >= 1 and doc["returned_bytes"] > 20 * MIB, doc
+    # How much of it the trim itself hands back depends on what pymalloc freed on its own first (an
+    # arena goes back once it is empty): at 7cab251 nothing, 41 MiB by the trim; with fewer objects per
+    # handshake (issue 17) 25-35 MiB on its own and 7-14 MiB by the trim.
+    assert doc["trims"] >= 1 and doc["returned_bytes"] > 0, doc
+    last = doc["last"]
+    assert doc["returned_bytes"] >= last["rss_before"] - last["rss_after"], doc
     assert doc["last"]["peak"] >= CROWD, doc
     samples = scrape(d.http_url)
     assert samples[("wsdaemon_memory_trims_total", ())] == doc["trims"]
