@@ -132,7 +132,7 @@ def test_rss_gives_back_most_of_a_crowd_with_pymalloc(daemon_factory):
     doc = status(d)["memory"]
     # How much of it the trim itself hands back depends on what pymalloc freed on its own first (an
     # arena goes back once it is empty): at 7cab251 nothing, 41 MiB by the trim; with fewer objects per
-    # handshake (issue 17) 25-35 MiB on its own and 7-14 MiB by the trim.
+    # handshake (issue 17) 25-33 MiB on its own and 7-14 MiB by the trim.
     assert doc["trims"] >= 1 and doc["returned_bytes"] > 0, doc
     last = doc["last"]
     assert doc["returned_bytes"] >= last["rss_before"] - last["rss_after"], doc
