@@ -541,7 +541,8 @@ class StreamConnection:
     # -- closing -----------------------------------------------------------------
 
     def close_after_flush(self) -> None:
-        """Half-close once everything written has left, then wait briefly for the peer's EOF."""
+        """Half-close once everything written has left, then wait briefly for the peer's EOF
+        (or close at once, when ``peer_finished`` says none of its bytes can be left unread)."""
         self._close_after_flush = True
         if not self._wbuf and not self._out:
             self._finish_close()
