@@ -235,6 +235,8 @@ class Server:
         Every transport calls it before it accepts a handshake or a long-polling
         request; see :mod:`wsdaemon.proto.origin` for the policy.
         """
+        if self.origin_policy.allows_any:
+            return
         origin = request_origin(request.headers)
         reason = self.origin_policy.check(origin)
         if reason is not None:

@@ -131,8 +131,13 @@ def test_rss_returns_within_10_mib_of_baseline_with_pymalloc(daemon_factory):
     assert held - baseline > 40 * MIB, "the crowd should have cost memory"
     assert after - baseline <= 10 * MIB, (baseline, held, after, waited)
     doc = status(d)["memory"]
-    assert doc["trims"] >= 1 and doc["returned_bytes"] > 20 * MIB, doc
-    assert doc["last"]["peak"] >= CROWD and doc["last"]["renewed"] > 0, doc
+    # How much of it the trim itself hands back depends on what pymalloc freed on its own first (an
+    # arena goes back once it is empty): with fewer objects per handshake (issue 17) most of the crowd's
+    # arenas empty by themselves; the trim returns what they did not and renews the numbers that held them.
+    assert doc["trims"] >= 1 and doc["returned_bytes"] > 0, doc
+    last = doc["last"]
+    assert doc["returned_bytes"] >= last["rss_before"] - last["rss_after"], doc
+    assert last["peak"] >= CROWD and last["renewed"] > 0, doc
     samples = scrape(d.http_url)
     assert samples[("wsdaemon_memory_trims_total", ())] == doc["trims"]
     assert samples[("wsdaemon_memory_returned_bytes_total", ())] == doc["returned_bytes"]

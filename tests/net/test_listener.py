@@ -195,3 +195,19 @@ def test_the_limit_is_read_live(served):
     s.host.settings.max_connections = 2  # a reload replaces the settings
     s.connect()
     assert len(s.handlers) == 2
+
+
+def test_a_burst_is_accepted_in_growing_batches_and_every_client_has_nodelay(served):
+    s = served(admit=False)
+    clients = [socket.create_connection(s.sock.getsockname(), timeout=5) for _ in range(40)]
+    s.clients.extend(clients)
+    turns = 0
+    while len(s.handlers) < 40 and turns < 20:
+        turn(s.loop)
+        turns += 1
+    assert len(s.handlers) == 40 and turns <= 7  # 1, 2, 4, 8, 16, 32 a turn
+    assert all(h.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for h in s.handlers)
+    assert s.listener._batch >= 8
+    s.connect()  # a lone client after the burst: the batch shrinks back to what one event held
+    turn(s.loop)
+    assert len(s.handlers) == 41 and s.listener._batch == 1

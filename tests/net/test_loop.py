@@ -104,3 +104,47 @@ def test_wake_makes_the_loop_let_go_of_the_last_handler():
     a.close()
     b.close()
     assert seen == [True, True], "held until the wake-up, let go after it"
+
+
+def test_the_lean_selector_keeps_the_selectors_contract():
+    import selectors
+
+    import pytest
+
+    from wsdaemon.net.loop import EVENT_WRITE, DefaultSelector
+
+    def seen(ready):
+        return {(key.fd, events) for key, events in ready}
+
+    lean, base = DefaultSelector(), selectors.EpollSelector()
+    a, b = socket.socketpair()
+    r, w = os.pipe()
+    try:
+        for sel in (lean, base):
+            sel.register(a, EVENT_READ, "first")
+            sel.register(r, EVENT_READ, "pipe")  # an int descriptor
+            with pytest.raises(KeyError):
+                sel.register(a, EVENT_READ)
+            with pytest.raises(ValueError):
+                sel.register(b, 0)
+            assert sel.modify(a, EVENT_READ, "second").data == "second"  # the handler only
+            assert sel.get_key(a) == (a, a.fileno(), EVENT_READ, "second")
+        b.send(b"x")
+        os.write(w, b"x")
+        assert seen(lean.select(1)) == seen(base.select(1)) == {(a.fileno(), 1), (r, 1)}
+        for sel in (lean, base):
+            sel.modify(a, EVENT_READ | EVENT_WRITE, "both")  # new events: epoll_ctl MOD
+        assert seen(lean.select(0)) == seen(base.select(0)) == {(a.fileno(), 3), (r, 1)}
+        for sel in (lean, base):
+            assert sel.unregister(r).data == "pipe"
+            with pytest.raises(KeyError):
+                sel.modify(b, EVENT_READ)
+        a.close()  # a closed socket is still found, by the exhaustive search
+        for sel in (lean, base):
+            assert sel.unregister(a).data == "both" and not sel.get_map()
+    finally:
+        lean.close()
+        base.close()
+        b.close()
+        os.close(r)
+        os.close(w)

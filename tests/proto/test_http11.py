@@ -147,3 +147,50 @@ def test_query_gives_one_string_per_key_and_every_value_on_request():
     assert {"token": "x"}.get(query.get("token"), "hashable") == "hashable"  # a str key, no TypeError
     assert query.multi_items() == [("token", "abc"), ("room", "1"), ("room", "2"), ("empty", "")]
     assert len(query) == 3 and sorted(query) == ["empty", "room", "token"]
+
+
+def _seen(parse, head):
+    """Everything the parsed request shows, as plain values (Headers and QueryParams compare by
+    identity), or the error's status and reason."""
+    try:
+        request = parse(head, 100)
+    except ProtocolError as exc:
+        return exc.status, str(exc)
+    fields = {k: v for k, v in vars(request).items() if k not in ("headers", "query")}
+    return fields, request.headers.items(), request.query.multi_items()
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        REQUEST[:-4],
+        b"GET / HTTP/1.0",
+        b"OPTIONS * HTTP/1.1\r\nHost: x",
+        b"GET /a%2Fb?x=1&x=2&y HTTP/1.1\r\nX-Empty:\r\nX-T: \t v \t\r\nhost: again\r\nCookie: a=1\r\nCookie: b=2",
+        b"GET http://example.com/p?q=1 HTTP/1.1\r\nHost: example.com",
+        b"GET / HTTP/1.1\r\nX: caf\xe9",
+        b"GET / HTTP/1.1\n",
+        b"GET / HTTP/1.1\r\nX: a\rb",
+        b"GET / HTTP/1.1" + b"\r\nX: 1" * 101,
+    ],
+)
+def test_the_fast_path_parses_as_the_line_by_line_path(head):
+    from wsdaemon.proto.http11 import _parse_checked
+
+    assert _seen(parse_request_head, head) == _seen(_parse_checked, head)
+
+
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("Upgrade", True),
+        ("keep-alive, Upgrade", True),
+        ("keep-alive,  upgrade ", True),
+        ("upgraded", False),
+        ("", False),
+    ],
+)
+def test_has_token_is_token_in_tokens(value, expected):
+    headers = Headers([("Connection", value)])
+    assert headers.has_token("Connection", "upgrade") is expected
+    assert ("upgrade" in headers.tokens("Connection")) is expected

@@ -5,11 +5,12 @@ socket pair is played byte by byte, so each frame of a handshake is checked.
 """
 
 import json
+import socket
 import struct
 
 import pytest
 
-from tests.support.inprocess import SlowReader, connect, make_server, status_of
+from tests.support.inprocess import SlowReader, connect, make_server, status_of, turn
 from tests.support.rawclient import MASK, handshake_request
 from tests.transports.test_swap import hixie_request
 from wsdaemon.application import Application
@@ -58,6 +59,25 @@ def test_rfc6455_client_closes_first(server, recorder):
     assert client.take(7) == b"\x88\x05" + close_payload(4001, "bye")  # the echo
     client.pump(lambda got: client.eof)  # the server half-closes after its close frame
     assert recorder.closes == [(4001, "bye")]
+    client.close()
+
+
+def test_rfc6455_a_completed_handshake_closes_at_once_and_bytes_after_the_close_are_drained(server, recorder):
+    _, client = open_rfc6455(server)
+    (ws,) = recorder.opened
+    client.send(encode_frame(OP_CLOSE, close_payload(1000, ""), mask=MASK))
+    client.pump(lambda got: client.eof)
+    assert ws.transport_closed and ws not in server.deadlines  # nothing unread: no half-close, no drain
+    client.close()
+    _, client = open_rfc6455(server)
+    ws = recorder.opened[1]
+    client.send(encode_frame(OP_CLOSE, close_payload(1000, ""), mask=MASK) + b"\x81\x80" + MASK)
+    client.pump(lambda got: client.eof)
+    assert not ws.transport_closed and ws in server.deadlines  # bytes after the close: drained to EOF
+    client.sock.shutdown(socket.SHUT_WR)
+    for _ in range(5):
+        turn(server.loop)
+    assert ws.transport_closed
     client.close()
 
 

@@ -25,7 +25,19 @@ class Listener:
     without it every client is served.
     """
 
-    __slots__ = ("loop", "sock", "make_handler", "admit", "paused", "_exhausted_episode", "_pauses")
+    __slots__ = (
+        "loop",
+        "sock",
+        "make_handler",
+        "admit",
+        "paused",
+        "_exhausted_episode",
+        "_pauses",
+        "_kind",
+        "_nodelay",
+        "_batch",
+        "_full_at",
+    )
 
     def __init__(
         self,
@@ -42,15 +54,39 @@ class Listener:
         #: Monotonic start of the current descriptor-exhaustion episode, 0.0 outside one.
         self._exhausted_episode = 0.0
         self._pauses = 0
+        #: (family, type, proto) of the accepted sockets, as ints (no enum lookups per client).
+        self._kind = (int(sock.family), int(sock.type), sock.proto)
+        #: TCP_NODELAY per client: "set" on each, "check" the first (Linux copies the listener's), or "no".
+        self._nodelay = "no"
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            self._nodelay = "set"
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._nodelay = "check"
+            except OSError:
+                pass
+        #: Accepts tried per readable event: grows while the backlog outlasts a batch, shrinks to what
+        #: one held, so a lone client costs one accept and no EAGAIN.
+        self._batch = 1
+        self._full_at = -2
 
     def on_readable(self) -> None:
-        for _ in range(ACCEPTS_PER_EVENT):
+        iteration = self.loop.iterations
+        batch = self._batch
+        if self._exhausted_episode:
+            batch = ACCEPTS_PER_EVENT
+        elif iteration == self._full_at + 1 and batch < ACCEPTS_PER_EVENT:
+            batch = self._batch = batch * 2  # readable again right after a full batch: a backlog
+        accept = self.sock._accept
+        family, type_, proto = self._kind
+        for accepted in range(batch):
             try:
-                client, address = self.sock.accept()
+                fd, address = accept()
             except (BlockingIOError, InterruptedError):
+                self._batch = accepted or 1
                 if self._exhausted_episode:
                     self._end_episode()  # the backlog is drained: the episode is over
-                break
+                return
             except OSError as exc:
                 if exc.errno in _EXHAUSTED:
                     self._pause(exc)
@@ -58,17 +94,27 @@ class Listener:
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
                     continue
                 raise
+            client = socket.socket(family, type_, proto, fd)
             client.setblocking(False)
             if self.admit is not None and not self.admit(client, address):
                 continue
-            if client.family in (socket.AF_INET, socket.AF_INET6):
-                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._nodelay != "no":
+                self._set_nodelay(client)
             handler = self.make_handler(client, address)
             try:
                 self.loop.register(client, EVENT_READ, handler)
             except Exception:
                 client.close()
                 raise
+        self._full_at = iteration
+
+    def _set_nodelay(self, client: socket.socket) -> None:
+        """TCP_NODELAY on a client, unless it came with the listener's."""
+        if self._nodelay == "check":
+            inherited = client.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            self._nodelay = "no" if inherited else "set"
+        if self._nodelay == "set":
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def on_writable(self) -> None:  # pragma: no cover - never registered for writing
         pass

@@ -30,6 +30,85 @@ _EPOLLIN = 0x001
 _EPOLLOUT = 0x004
 
 
+if hasattr(select, "epoll"):
+
+    class LeanEpollSelector(selectors.EpollSelector):
+        """``selectors``' epoll selector (same keys, same map) with its calls for a socket in one frame.
+
+        Every connection is registered, handed over and unregistered once and every loop turn
+        selects: the base class's helper calls are a good part of a short connection's cost. Anything
+        unusual (an int, a closed or unknown socket, changed events) goes to the base class.
+        """
+
+        def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+            fd_to_key = self._fd_to_key
+            try:
+                fd = fileobj.fileno()
+            except AttributeError:
+                fd = -1
+            if fd < 0 or fd in fd_to_key or not events or events & ~(EVENT_READ | EVENT_WRITE):
+                return super().register(fileobj, events, data)
+            key = fd_to_key[fd] = selectors.SelectorKey(fileobj, fd, events, data)
+            try:
+                self._selector.register(fd, _POLL_EVENTS[events])
+            except BaseException:
+                del fd_to_key[fd]
+                raise
+            return key
+
+        def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+            try:
+                key = self._fd_to_key[fileobj.fileno()]
+            except (AttributeError, KeyError):
+                return super().modify(fileobj, events, data)
+            if events != key.events:
+                return super().modify(fileobj, events, data)
+            if data is not key.data:
+                key = self._fd_to_key[key.fd] = selectors.SelectorKey(key.fileobj, key.fd, events, data)
+            return key
+
+        def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+            try:
+                fd = fileobj.fileno()
+                key = self._fd_to_key.pop(fd)
+            except (AttributeError, KeyError):
+                return super().unregister(fileobj)
+            try:
+                self._selector.unregister(fd)
+            except OSError:  # closed since it was registered
+                pass
+            return key
+
+        def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+            if timeout is None:
+                timeout = -1
+            elif timeout <= 0:
+                timeout = 0
+            else:  # epoll_wait counts milliseconds: round up, to wait at least ``timeout``
+                timeout = math.ceil(timeout * 1e3) * 1e-3
+            fd_to_key = self._fd_to_key
+            try:
+                fd_event_list = self._selector.poll(timeout, len(fd_to_key) or 1)
+            except InterruptedError:
+                return []
+            ready = []
+            for fd, event in fd_event_list:
+                key = fd_to_key.get(fd)
+                if key:
+                    events = (EVENT_WRITE if event & _NOT_EPOLLIN else 0) | (
+                        EVENT_READ if event & _NOT_EPOLLOUT else 0
+                    )
+                    ready.append((key, events & key.events))
+            return ready
+
+    _POLL_EVENTS = (0, select.EPOLLIN, select.EPOLLOUT, select.EPOLLIN | select.EPOLLOUT)
+    _NOT_EPOLLIN = ~select.EPOLLIN
+    _NOT_EPOLLOUT = ~select.EPOLLOUT
+    DefaultSelector: type[selectors.BaseSelector] = LeanEpollSelector
+else:  # pragma: no cover - not Linux
+    DefaultSelector = selectors.DefaultSelector
+
+
 class TimerHandle:
     """A scheduled call; ``cancel()`` it to drop it."""
 
@@ -75,7 +154,7 @@ class EventLoop:
     """A single-threaded ``selectors`` loop with timers and signal dispatch."""
 
     def __init__(self) -> None:
-        self.selector = selectors.DefaultSelector()
+        self.selector = DefaultSelector()
         #: fd -> handler, beside the selector's own map: with epoll the loop polls the selector's
         #: epoll object itself and skips building a SelectorKey tuple per ready fd.
         self._dispatch: dict[int, Any] = {}

@@ -98,6 +98,7 @@ class StreamConnection:
         "_close_after_flush",
         "_draining",
         "_drain_left",
+        "peer_finished",
         "_paused",
         "_read_stopped",
         "transport_closed",
@@ -128,6 +129,9 @@ class StreamConnection:
         self._close_after_flush = False
         self._draining = False
         self._drain_left = DRAIN_READ_LIMIT
+        #: Set by a transport once the peer ended its side and everything it sent was read (an RFC 6455
+        #: close frame with nothing after it): the close then needs no half-close and drain.
+        self.peer_finished = False
         #: What stands in for this connection in the selector while reading is paused (see pause_reading).
         self._paused: _ReadingPaused | None = None
         self._read_stopped = False
@@ -548,7 +552,8 @@ class StreamConnection:
     # -- closing -----------------------------------------------------------------
 
     def close_after_flush(self) -> None:
-        """Half-close once everything written has left, then wait briefly for the peer's EOF."""
+        """Half-close once everything written has left, then wait briefly for the peer's EOF
+        (or close at once, when ``peer_finished`` says none of its bytes can be left unread)."""
         self._close_after_flush = True
         if not self._wbuf and not self._out:
             self._finish_close()
@@ -557,6 +562,10 @@ class StreamConnection:
         # Shut down our side and drain the peer's until EOF: closing a socket with
         # unread input sends RST, which can destroy the last bytes we sent.
         if self._draining or self.transport_closed:
+            return
+        if self.peer_finished and not self._tls:
+            # Nothing unread and nothing more to come: close() sends FIN after our last bytes.
+            self.close_transport()
             return
         self._draining = True
         if self._tls:

@@ -110,7 +110,7 @@ def validate_request(request: Request) -> None:
         raise HandshakeError("WebSocket handshake must use GET", 405, [("Allow", "GET")])
     if request.version != "1.1":
         raise HandshakeError("WebSocket handshake requires HTTP/1.1", 400)
-    if "upgrade" not in request.headers.tokens("Connection"):
+    if not request.headers.has_token("Connection", "upgrade"):
         raise HandshakeError("missing Connection: Upgrade", 400)
     _host(request)
 

@@ -23,6 +23,13 @@ _BAD_TARGET_RE = re.compile(rb"[^\x21-\x7e]")
 _CTL_RE = re.compile(r"[\x00-\x1f\x7f]")
 # A field value is visible characters, spaces and tabs (RFC 9110 5.5): any other control is refused.
 _BAD_VALUE_RE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# A whole head that passes every check below at once (HTTP/1.x, a visible ASCII target, token names,
+# values without controls): it is parsed without a check per line. Any other head takes the line by
+# line path, which says what is wrong.
+_GOOD_HEAD_RE = re.compile(
+    rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [\x21-\x7e]+ HTTP/1\.\d"
+    rb"(?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*)*"
+)
 
 DEFAULT_MAX_HEADER_BYTES = 16384
 DEFAULT_MAX_HEADERS = 100
@@ -56,6 +63,14 @@ class Headers:
     def tokens(self, name: str) -> list[str]:
         """A comma-separated token list header, lower-cased (``Connection``, ``Upgrade``)."""
         return [t.lower() for t in self.tokens_raw(name)]
+
+    def has_token(self, name: str, token: str) -> bool:
+        """``token in self.tokens(name)`` without building the list; ``token`` is lower-case."""
+        for value in self._index.get(name.lower(), ()):
+            value = value.lower()
+            if value == token or (token in value and any(t.strip() == token for t in value.split(","))):
+                return True
+        return False
 
     def tokens_raw(self, name: str) -> list[str]:
         """A comma-separated list header with its case kept (``Sec-WebSocket-Protocol``)."""
@@ -198,8 +213,48 @@ class HttpRequestParser:
         return parse_request_head(head, self.max_headers)
 
 
+_NO_QUERY = QueryParams()
+
+
 def parse_request_head(head: bytes, max_headers: int = DEFAULT_MAX_HEADERS) -> Request:
     """Parse a request line and headers (without the final blank line)."""
+    if _GOOD_HEAD_RE.fullmatch(head) is None or head.count(b"\r\n") > max_headers:
+        return _parse_checked(head, max_headers)
+    lines = head.decode("latin-1").split("\r\n")
+    method, target, version = lines[0].split(" ")
+    items = []
+    index: dict[str, list[str]] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        value = value.strip(" \t")
+        items.append((name, value))
+        key = name.lower()
+        values = index.get(key)
+        if values is None:
+            index[key] = [value]
+        else:
+            values.append(value)
+    headers = Headers.__new__(Headers)
+    headers._items = items
+    headers._index = index
+    path, _, query_string = target.partition("?")
+    if not path.startswith("/"):
+        return _parse_checked(head, max_headers)  # absolute-form
+    return Request(
+        method,
+        target,
+        version[5:],
+        headers,
+        ("", 0),
+        urllib.parse.unquote(path) if "%" in path else path,
+        query_string,
+        QueryParams.parse(query_string) if query_string else _NO_QUERY,
+        _parse_cookies(index["cookie"]) if "cookie" in index else {},
+    )
+
+
+def _parse_checked(head: bytes, max_headers: int) -> Request:
+    """The line by line parse, with a precise error for whatever is wrong."""
     lines = head.split(b"\r\n")
     match = _REQUEST_LINE_RE.match(lines[0])
     if not match:

@@ -95,6 +95,8 @@ class OriginPolicy:
         self.allow_null = any(e.lower() == "null" for e in entries)
         self.patterns = [parse_pattern(e) for e in entries if e.lower() != "null"]
         self.allow_missing = allow_missing
+        #: True when :meth:`check` passes every request (no list, Origin not required): nothing to read.
+        self.allows_any = not self.patterns and not self.allow_null and allow_missing
 
     @property
     def allow_all(self) -> bool:

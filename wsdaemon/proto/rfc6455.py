@@ -7,10 +7,10 @@ and text is validated as UTF-8 while it arrives so a bad message fails fast.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import codecs
 import hashlib
+import re
 import struct
 
 from .accel import speedups
@@ -50,7 +50,11 @@ _scan_frames = speedups.scan_frames if speedups is not None else None
 
 def accept_key(key: str) -> str:
     """``Sec-WebSocket-Accept`` for a client's ``Sec-WebSocket-Key``."""
-    return base64.b64encode(hashlib.sha1((key + GUID).encode("ascii")).digest()).decode("ascii")
+    return binascii.b2a_base64(hashlib.sha1((key + GUID).encode("ascii")).digest(), newline=False).decode()
+
+
+#: What ``base64.b64decode(key, validate=True)`` turns into exactly 16 bytes.
+_KEY_RE = re.compile(r"[A-Za-z0-9+/]{22}==")
 
 
 def validate_handshake(request: Request) -> str:
@@ -59,26 +63,23 @@ def validate_handshake(request: Request) -> str:
         raise HandshakeError("WebSocket handshake must use GET", 405, [("Allow", "GET")])
     if request.version != "1.1":
         raise HandshakeError("WebSocket handshake requires HTTP/1.1", 400)
-    if not request.headers.get("Host"):
+    headers = request.headers
+    if not headers.get("Host"):
         raise HandshakeError("missing Host header", 400)
-    if "websocket" not in request.headers.tokens("Upgrade"):
+    if not headers.has_token("Upgrade", "websocket"):
         raise HandshakeError("missing Upgrade: websocket", 400)
-    if "upgrade" not in request.headers.tokens("Connection"):
+    if not headers.has_token("Connection", "upgrade"):
         raise HandshakeError("missing Connection: Upgrade", 400)
-    version = request.headers.get("Sec-WebSocket-Version", "")
+    version = headers.get("Sec-WebSocket-Version", "")
     if version not in SUPPORTED_VERSIONS:
         raise HandshakeError(
             f"unsupported WebSocket version {version!r}", 426, [("Sec-WebSocket-Version", "13")]
         )
-    keys = request.headers.get_all("Sec-WebSocket-Key")
+    keys = headers.get_all("Sec-WebSocket-Key")
     if len(keys) != 1:
         raise HandshakeError("exactly one Sec-WebSocket-Key required", 400)
     key = keys[0].strip()
-    try:
-        raw = base64.b64decode(key.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError):
-        raw = b""
-    if len(raw) != 16:
+    if _KEY_RE.fullmatch(key) is None:
         raise HandshakeError("Sec-WebSocket-Key is not 16 bytes in base64", 400)
     return key
 
@@ -93,6 +94,8 @@ def accept_response(key: str, subprotocol: str | None = None, extensions: str | 
 
     ``extensions`` is the ``Sec-WebSocket-Extensions`` value agreed (only ever one the client offered).
     """
+    if not subprotocol and not extensions:
+        return _ACCEPT_HEAD + accept_key(key).encode() + b"\r\n\r\n"
     headers = [
         ("Upgrade", "websocket"),
         ("Connection", "Upgrade"),
@@ -103,6 +106,13 @@ def accept_response(key: str, subprotocol: str | None = None, extensions: str | 
     if extensions:
         headers.append(("Sec-WebSocket-Extensions", extensions))
     return build_response(101, headers, content_length=False)
+
+
+#: The 101 answer up to the accept key's value, when no subprotocol or extension is agreed.
+_ACCEPT_HEAD = (
+    build_response(101, [("Upgrade", "websocket"), ("Connection", "Upgrade")], content_length=False)[:-2]
+    + b"Sec-WebSocket-Accept: "
+)
 
 
 # --- frames ----------------------------------------------------------------

@@ -250,6 +250,8 @@ class Rfc6455Connection(WebSocketConnection):
         return False
 
     def _close_received(self, code: int, reason: str) -> None:
+        # A client sends nothing after its close frame: with nothing after it in the read, none is coming.
+        self.peer_finished = not self.parser.buffered
         if self._close_sent:
             # The answer to our close: the handshake is complete.
             self._deliver_close(self.close_code or code, self.close_reason if self.close_code else reason)

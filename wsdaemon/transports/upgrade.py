@@ -91,7 +91,7 @@ def websocket_protocol(request: Request) -> str | None:
     without either -> hixie-75.
     """
     headers = request.headers
-    if "websocket" not in headers.tokens("Upgrade"):
+    if not headers.has_token("Upgrade", "websocket"):
         return None
     version = headers.get("Sec-WebSocket-Version")
     if version is not None:
