@@ -1,5 +1,7 @@
 """HttpRequestParser: incremental parsing, limits, and the bytes after the head."""
 
+import dataclasses
+
 import pytest
 
 from wsdaemon.proto.errors import ProtocolError
@@ -156,7 +158,11 @@ def _seen(parse, head):
         request = parse(head, 100)
     except ProtocolError as exc:
         return exc.status, str(exc)
-    fields = {k: v for k, v in vars(request).items() if k not in ("headers", "query")}
+    fields = {
+        f.name: getattr(request, f.name)
+        for f in dataclasses.fields(request)
+        if f.name not in ("headers", "query")
+    }
     return fields, request.headers.items(), request.query.multi_items()
 
 
@@ -194,3 +200,25 @@ def test_has_token_is_token_in_tokens(value, expected):
     headers = Headers([("Connection", value)])
     assert headers.has_token("Connection", "upgrade") is expected
     assert ("upgrade" in headers.tokens("Connection")) is expected
+
+
+def test_compacted_headers_answer_as_before_and_share_common_values():
+    from wsdaemon.proto import http11
+
+    head = b"GET / HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nX-A: 1\r\nx-a: 2\r\nConnection: Upgrade"
+    first, second = parse_request_head(head), parse_request_head(head)
+    before = (
+        first.headers.items(),
+        first.headers.get("x-a"),
+        first.headers.get_all("X-A"),
+        len(first.headers),
+    )
+    first.headers.compact()
+    second.headers.compact()
+    headers = first.headers
+    assert (headers.items(), headers.get("x-a"), headers.get_all("X-A"), len(headers)) == before
+    assert "upgrade" in headers and headers.has_token("connection", "upgrade") and "nope" not in headers
+    assert headers.get("Host") is second.headers.get("Host")  # one string for both requests
+    headers.add("X-B", "3")  # back to the lookup form
+    assert headers.get("x-b") == "3" and len(headers) == 6
+    assert len(http11._SHARED_VALUES) <= http11._SHARED_MAX and len(http11._NAMES) <= http11._NAMES_MAX

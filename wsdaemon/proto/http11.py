@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
+from typing import Any
 
 from .errors import ProtocolError
 
@@ -35,20 +36,92 @@ DEFAULT_MAX_HEADER_BYTES = 16384
 DEFAULT_MAX_HEADERS = 100
 
 
+#: Headers whose values are alike across clients (one browser's User-Agent, the Host, the upgrade's
+#: fixed tokens): a compacted request shares one string per value with every other (bounded).
+_SHAREABLE = frozenset(
+    {
+        "host",
+        "upgrade",
+        "connection",
+        "origin",
+        "user-agent",
+        "accept-encoding",
+        "accept-language",
+        "cache-control",
+        "pragma",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+    }
+)
+_SHARED_VALUES: dict[str, str] = {}
+_SHARED_MAX = 1024
+
+
+def _share(value: str) -> str:
+    if len(_SHARED_VALUES) < _SHARED_MAX:
+        _SHARED_VALUES[value] = value
+    return value
+
+
+class _LazyIndex:
+    """The lower-case name -> values index of compacted :class:`Headers`, built on first use."""
+
+    __slots__ = ("_items", "_built")
+
+    def __init__(self, items: Iterable[tuple[str, str]]) -> None:
+        self._items = items
+        self._built: dict[str, list[str]] | None = None
+
+    def index(self) -> dict[str, list[str]]:
+        if self._built is None:
+            built: dict[str, list[str]] = {}
+            for name, value in self._items:
+                built.setdefault(name.lower(), []).append(value)
+            self._built = built
+        return self._built
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.index().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.index()
+
+
 class Headers:
     """Case-insensitive multi-valued header map that keeps the order of arrival."""
 
     __slots__ = ("_items", "_index")
 
     def __init__(self, items: list[tuple[str, str]] | None = None) -> None:
-        self._items: list[tuple[str, str]] = []
-        self._index: dict[str, list[str]] = {}
+        self._items: list[tuple[str, str]] | tuple[tuple[str, str], ...] = []
+        self._index: dict[str, list[str]] | _LazyIndex = {}
         for name, value in items or ():
             self.add(name, value)
 
     def add(self, name: str, value: str) -> None:
-        self._items.append((name, value))
-        self._index.setdefault(name.lower(), []).append(value)
+        if type(self._index) is not dict:  # compacted: back to the lookup form
+            self._items = list(self._items)
+            self._index = self._index.index()
+        self._items.append((name, value))  # type: ignore[union-attr]
+        self._index.setdefault(name.lower(), []).append(value)  # type: ignore[union-attr]
+
+    def compact(self) -> None:
+        """Keep the items only, in a tuple; the index is built again if a lookup comes.
+
+        An open connection keeps its handshake's request for the application, which rarely
+        looks at a header again: the index (a dict, a list per name, the lower-case names)
+        was most of what every idle connection held.
+        """
+        if type(self._index) is not dict:
+            return
+        shared = _SHARED_VALUES
+        items = []
+        for name, value in self._items:
+            if name.lower() in _SHAREABLE and len(value) <= 256:
+                value = shared.get(value) or _share(value)
+            items.append((name, value))
+        self._items = tuple(items)
+        self._index = _LazyIndex(self._items)
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The value of ``name``; repeated headers are joined with ``, `` as RFC 9110 allows."""
@@ -138,7 +211,7 @@ class QueryParams(Mapping[str, str]):
         return f"QueryParams({self._items!r})"
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     """A parsed request head: what ``conn.request`` shows the application."""
 
@@ -216,6 +289,18 @@ class HttpRequestParser:
 _NO_QUERY = QueryParams()
 
 
+#: Header names seen so far, so that every request shares one string per name (bounded: a client
+#: that makes up names only fills it).
+_NAMES: dict[str, str] = {}
+_NAMES_MAX = 512
+
+
+def _name(name: str) -> str:
+    if len(_NAMES) < _NAMES_MAX:
+        _NAMES[name] = name
+    return name
+
+
 def parse_request_head(head: bytes, max_headers: int = DEFAULT_MAX_HEADERS) -> Request:
     """Parse a request line and headers (without the final blank line)."""
     if _GOOD_HEAD_RE.fullmatch(head) is None or head.count(b"\r\n") > max_headers:
@@ -224,9 +309,11 @@ def parse_request_head(head: bytes, max_headers: int = DEFAULT_MAX_HEADERS) -> R
     method, target, version = lines[0].split(" ")
     items = []
     index: dict[str, list[str]] = {}
+    names = _NAMES
     for line in lines[1:]:
         name, _, value = line.partition(":")
         value = value.strip(" \t")
+        name = names.get(name) or _name(name)
         items.append((name, value))
         key = name.lower()
         values = index.get(key)

@@ -40,6 +40,8 @@ class AppConnection:
 
     def _init_app_state(self, request: Any, subprotocol: str | None) -> None:
         """Set the attributes every transport shows the application, before ``on_open``."""
+        if request is not None:
+            request.headers.compact()  # kept for the application, which rarely reads a header again
         self.request = request
         self.subprotocol = subprotocol
         self.state = CONNECTING
