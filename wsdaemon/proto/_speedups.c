@@ -11,6 +11,8 @@
 #include <string.h>
 #include <structmember.h>
 
+static void xor_mask(unsigned char *out, const unsigned char *in, Py_ssize_t n, const unsigned char *m);
+
 static PyObject *
 apply_mask(PyObject *self, PyObject *args)
 {
@@ -27,24 +29,8 @@ apply_mask(PyObject *self, PyObject *args)
     if (result == NULL)
         goto done;
 
-    const unsigned char *in = data.buf;
-    const unsigned char *m = mask.buf;
-    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
-    Py_ssize_t n = data.len, i = 0;
-
-    uint64_t m8;
-    unsigned char m8b[8] = {m[0], m[1], m[2], m[3], m[0], m[1], m[2], m[3]};
-    memcpy(&m8, m8b, 8);
-
     Py_BEGIN_ALLOW_THREADS
-    for (; i + 8 <= n; i += 8) {
-        uint64_t word;
-        memcpy(&word, in + i, 8);
-        word ^= m8;
-        memcpy(out + i, &word, 8);
-    }
-    for (; i < n; i++)
-        out[i] = in[i] ^ m[i & 3];
+    xor_mask((unsigned char *)PyBytes_AS_STRING(result), data.buf, data.len, mask.buf);
     Py_END_ALLOW_THREADS
 
 done:
