@@ -116,7 +116,7 @@ def test_rss_returns_within_10_mib_of_baseline_with_the_glibc_allocator(daemon_f
     """With every object in glibc's heap (PYTHONMALLOC=malloc), the trim gives nearly all of it back."""
     d = daemon_factory("--max-connections", "16000", "--log-level", "info", env={"PYTHONMALLOC": "malloc"})
     baseline, held, after, _ = crowd_leaves(d)
-    assert held - baseline > 40 * MIB, "the crowd should have cost memory"
+    assert held - baseline > 20 * MIB, "the crowd should have cost memory"
     assert after - baseline <= 10 * MIB
     assert status(d)["memory"]["trims"] >= 1
 
@@ -128,7 +128,7 @@ def test_rss_returns_within_10_mib_of_baseline_with_pymalloc(daemon_factory):
     /status and /metrics count the trim."""
     d = daemon_factory("--max-connections", "16000", "--log-level", "info")
     baseline, held, after, waited = crowd_leaves(d)
-    assert held - baseline > 40 * MIB, "the crowd should have cost memory"
+    assert held - baseline > 20 * MIB, "the crowd should have cost memory"
     assert after - baseline <= 10 * MIB, (baseline, held, after, waited)
     doc = status(d)["memory"]
     # How much of it the trim itself hands back depends on what pymalloc freed on its own first (an
