@@ -300,9 +300,8 @@ class Session(AppConnection):
             if kind == OP_TEXT:
                 if message and message[0] == CONTROL:  # an index, not a slice: no new object
                     if message[:2] != ESCAPED:
-                        self._control_received(
-                            carrier, message
-                        )  # a bad one fails the carrier and the session
+                        # a bad control fails the carrier and the session
+                        self._control_received(carrier, message)
                         continue
                     message = message[1:]
             elif kind != OP_BINARY:
