@@ -176,6 +176,67 @@ def goals(results: dict) -> list[str]:
     return out
 
 
+# Issue 17: wsdaemon against the best of these on each profile (compressed profiles: the best
+# compressing one among them), goal as a ratio; d is lower-is-better.
+FAST_PEERS = ("picows+uvloop", "node-ws", "aiohttp+uvloop", "websockets")
+PEER_GOALS = {"a": 2.0, "b": 1.3, "c": 1.0, "d": 0.5, "e": 1.5, "f": 2.0, "z": 1.5, "zb": 1.5}
+
+
+def peer_goals(results: dict) -> str:
+    """Issue 17's table: per profile wsdaemon, the best fast peer, the ratio against the goal,
+    and the server's and the load generator's CPU (medians) to show which one was the limit."""
+    rows = [
+        [
+            "profile",
+            "wsdaemon",
+            "best peer",
+            "ratio",
+            "goal",
+            "",
+            "cpu wsdaemon / loadgen",
+            "cpu peer / loadgen",
+        ],
+    ]
+    rows.append(["---"] * len(rows[0]))
+    for key, goal in PEER_GOALS.items():
+        prof = results["profiles"].get(key)
+        ours = detail(results, "wsdaemon", key)
+        if prof is None or ours is None:
+            continue
+        lower = prof["lower_is_better"]
+        peers = [(detail(results, p, key), p) for p in FAST_PEERS]
+        peers = [(v, p) for v, p in peers if v]
+        if not peers:
+            continue
+        best, name = min(peers) if lower else max(peers)
+        r = ours / best
+        met = r <= goal if lower else r >= goal
+
+        rows.append(
+            [
+                key,
+                human(ours, prof["unit"]),
+                f"{name} {human(best, prof['unit'])}",
+                f"x{r:.2f}",
+                f"{'<=' if lower else '>='} {goal}",
+                "met" if met else "MISSED",
+                _cpu_pair(results, "wsdaemon", key),
+                _cpu_pair(results, name, key),
+            ]
+        )
+    if len(rows) == 2:
+        return ""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows
+    )
+
+
+def _cpu_pair(results: dict, server: str, key: str) -> str:
+    s, g = detail(results, server, key, "server_cpu"), detail(results, server, key, "loadgen_cpu")
+    return "—" if s is None or g is None else f"{s:.0%} / {g:.0%}"
+
+
 def save(results: dict, path) -> None:
     with open(path, "w") as f:
         json.dump(results, f, indent=1)
@@ -188,6 +249,6 @@ if __name__ == "__main__":
         for entry in cells.values():
             entry["summary"] = summarize(entry["runs"])
     print(table(saved))
-    extra = compression_table(saved)
-    if extra:
-        print("\n" + extra)
+    for extra in (compression_table(saved), peer_goals(saved)):
+        if extra:
+            print("\n" + extra)

@@ -25,7 +25,7 @@ from importlib import metadata
 from pathlib import Path
 
 from profiles import LOADGEN_CPU, PROFILES, cores_busy, loadgen_args, measure
-from report import DISTURBED, compression_table, human, save, summarize, table
+from report import DISTURBED, compression_table, human, peer_goals, save, summarize, table
 from servers import (
     BENCH,
     NODE_DIR,
@@ -156,7 +156,7 @@ def one_run(args, server, profile, loadgen: list[str], log: Path) -> dict:
     """Start a fresh server, measure one profile once, stop it."""
     wait_quiet(args.quiet_wait)
     port = free_port(args.port_base, args.port_base + 200)
-    env = python_env() if server.kind == "wsdaemon" else None
+    env = python_env(server.pure) if server.kind == "wsdaemon" else None
     broker = None
     if server.needs_broker:  # its CPU counts as the server's, on the load generator's core
         broker = RedisBroker(free_port(args.port_base + 200, args.port_base + 300), RESULTS, LOADGEN_CPU)
@@ -287,9 +287,9 @@ def main() -> int:
     save(results, path)
     print()
     print(table(results))
-    extra = compression_table(results)
-    if extra:
-        print("\n" + extra)
+    for extra in (compression_table(results), peer_goals(results)):
+        if extra:
+            print("\n" + extra)
     print(f"\nresults: {path}")
     return 0
 

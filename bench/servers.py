@@ -40,6 +40,7 @@ class Server:
     processes: int = 1  # wsdaemon only: --processes N (with a broker: the runner starts a redis-server)
     broker: bool = False  # wsdaemon only: --broker on a redis-server the runner starts for the run
     scraped: bool = False  # wsdaemon only: the runner reads /metrics once a second during the run
+    pure: bool = False  # wsdaemon only: WSDAEMON_PURE_PYTHON=1, the C accelerator left unused
 
     @property
     def needs_broker(self) -> bool:
@@ -94,6 +95,7 @@ SERVERS = {
         Server("wsdaemon+broker", "wsdaemon", broker=True),
         Server("wsdaemon+takeover", "wsdaemon", deflate_extra=("--compression-context-takeover", "on")),
         Server("wsdaemon+scraped", "wsdaemon", scraped=True),
+        Server("wsdaemon+pure", "wsdaemon", pure=True),
         Server("websockets", "python", "websockets_server.py"),
         Server("websockets+uvloop", "python", "websockets_server.py", uvloop=True),
         Server("aiohttp", "python", "aiohttp_server.py"),
@@ -183,9 +185,13 @@ def wsdaemon_options(help_text: str) -> list[str]:
     return [x for opt, value in WSDAEMON_OPTIONS.items() if opt in help_text for x in (opt, value)]
 
 
-def python_env() -> dict:
-    """wsdaemon's environment: never write bytecode into the tree under test."""
-    return dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+def python_env(pure: bool = False) -> dict:
+    """wsdaemon's environment: never write bytecode into the tree under test; pure: no C accelerator."""
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    env.pop("WSDAEMON_PURE_PYTHON", None)
+    if pure:
+        env["WSDAEMON_PURE_PYTHON"] = "1"
+    return env
 
 
 class RedisBroker:
