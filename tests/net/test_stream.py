@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.inprocess import SlowReader, StubHost, small_socketpair, turn
 from wsdaemon.net.loop import EVENT_READ, EVENT_WRITE
-from wsdaemon.net.stream import StreamConnection
+from wsdaemon.net.stream import GATHER_MIN, StreamConnection
 
 
 class CountingSocket(socket.socket):
@@ -31,6 +31,10 @@ class CountingSocket(socket.socket):
     def send(self, data, *flags):
         self.sends.append(len(data))
         return super().send(data, *flags)
+
+    def sendmsg(self, buffers, *args):
+        self.sends.append(("sendmsg", [len(b) for b in buffers]))
+        return super().sendmsg(buffers, *args)
 
 
 class Recorder(StreamConnection):
@@ -113,6 +117,21 @@ def test_writes_made_while_a_read_is_handled_leave_in_one_send(host):
     client.pump(lambda got: len(got) >= 60)
     assert conn.sends == [60]
     assert bytes(client.received) == b"a" * 10 + b"b" * 20 + b"c" * 30
+
+
+def test_a_read_ending_with_a_large_write_sends_it_with_the_others_by_sendmsg_unjoined(host):
+    conn, client = connected(host)
+    head, large, tail = b"h" * 10, os.urandom(GATHER_MIN + 5000), b"t" * 3
+    conn.on_data = lambda c, data: [c.write(head), c.write(large)]
+    client.send(b"go")
+    turn(host.loop)
+    assert conn.sends[0] == ("sendmsg", [len(head), len(large)])
+    assert 0 < conn.buffered_amount < len(large)  # 4 KiB socket buffers: the rest waits, copied once
+    conn.write(tail)  # behind the refused part, in order
+    client.pump(lambda got: len(got) >= len(head) + len(large) + len(tail))
+    assert bytes(client.received) == head + large + tail
+    turn(host.loop)
+    assert conn.buffered_amount == 0
 
 
 def test_writes_of_one_loop_iteration_are_corked_into_one_send(host):

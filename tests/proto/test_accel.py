@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wsdaemon.proto import rfc6455, session
+from wsdaemon.proto import masking, rfc6455, session
 from wsdaemon.proto.accel import speedups
 from wsdaemon.proto.rfc6455 import EV_ERROR, FrameParser, encode_frame
 
@@ -143,3 +143,32 @@ def test_session_state_is_a_numbered_buffer_with_its_own_slots():
     assert state.max_bytes == 5 and state.close_message is None
     state.push("hello")
     assert state.push_close(1000, "bye") == 2 and state.close_message == session.Close(1000, "bye")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.binary(max_size=300), min_size=1, max_size=6),
+    st.integers(min_value=0, max_value=2000),
+    st.integers(min_value=0, max_value=2000),
+    st.sampled_from([MASK, b"\x00\x00\x00\x00", None]),
+)
+def test_join_unmask_gives_what_a_join_and_an_unmask_give(parts, a, b, mask):
+    total = sum(map(len, parts))
+    start, end = sorted((a % (total + 1), b % (total + 1)))
+    assert speedups.join_unmask(parts, start, end, mask) == masking._join_unmask_python(
+        parts, start, end, mask
+    )
+
+
+def test_join_unmask_refuses_what_is_out_of_range():
+    for args in (
+        ([b"ab"], 0, 3, None),
+        ([b"ab"], 2, 1, None),
+        ([b"ab"], 0, 1, b"abc"),
+        ([bytearray(b"a")], 0, 1, None),
+    ):
+        try:
+            speedups.join_unmask(*args)
+        except (ValueError, TypeError):
+            continue
+        raise AssertionError(f"join_unmask{args} did not refuse")

@@ -50,6 +50,10 @@ RECV_SIZE = 256 * 1024
 #: Largest plaintext given to one ``SSL_write``: after a partial TLS write the
 #: first this-many buffered bytes must stay in place until the retry succeeds.
 TLS_SEND_CHUNK = 64 * 1024
+#: A corked write at least this large is sent with the ones before it by ``sendmsg``, not joined.
+GATHER_MIN = 64 * 1024
+#: At most this many corked writes go to one ``sendmsg`` (well under any IOV_MAX).
+GATHER_MAX_PARTS = 64
 _DRAIN_TIMEOUT = 2.0
 #: Bytes read and discarded after our half-close before the connection is dropped without its EOF.
 DRAIN_READ_LIMIT = 64 * 1024
@@ -354,15 +358,43 @@ class StreamConnection:
             else:
                 self._send_now(out[0])
             return
-        data = b"".join(out)
         if self._wbuf:
             if self._keyed:
                 self._keyed_to_wbuf()
-            self._wbuf += data
+            self._wbuf += b"".join(out)
             self._wlens.extend(map(len, out))
             self._check_write_limit()
+        elif len(out[-1]) >= GATHER_MIN and len(out) <= GATHER_MAX_PARTS and not self._tls:
+            self._send_gathered(out)
         else:
-            self._send_now(data, out)
+            self._send_now(b"".join(out), out)
+
+    def _send_gathered(self, out: list) -> None:
+        """Send corked writes that end with a large one in one ``sendmsg``, without joining them."""
+        try:
+            sent = self.sock.sendmsg(out)
+            self._traffic[1] += sent
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self.abort(exc)
+            return
+        if sent < sum(map(len, out)):
+            rest = bytearray()
+            skip = sent
+            for part in out:  # only what the kernel refused is copied
+                if skip >= len(part):
+                    skip -= len(part)
+                    continue
+                rest += memoryview(part)[skip:]
+                skip = 0
+            self._wbuf = rest
+            self._wlens = wlens = deque(map(len, out))
+            _consume(wlens, sent)
+            self._want_write()
+            self._check_write_limit()
+        elif self._close_after_flush:
+            self._finish_close()
 
     def _queue(self, data: bytes) -> None:
         """Append behind the write in progress (and behind held keyed writes)."""

@@ -2,6 +2,7 @@
  *
  * apply_mask(data, mask) -> bytes, the same as wsdaemon.masking._apply_mask_python
  * but about 40x faster on large payloads: 8 bytes per step, then the tail.
+ * join_unmask: a large frame's payload from its received pieces in one copy.
  * text_frame / binary_frame / session_frame: a server frame built in one allocation,
  * the same bytes as their Python versions in wsdaemon.proto.rfc6455 and .session. */
 
@@ -58,6 +59,76 @@ xor_mask(unsigned char *out, const unsigned char *in, Py_ssize_t n, const unsign
 }
 
 static PyObject *op_text, *op_binary;
+
+/* join_unmask(parts, start, end, mask) -> bytes
+ *
+ * Bytes start..end of the concatenation of `parts` (a list of bytes), XORed with the
+ * 4-byte `mask` (phase 0 at `start`) unless it is None: a large frame's payload out of
+ * its received pieces in one copy, instead of a join and then an unmask. */
+static PyObject *
+join_unmask(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "join_unmask takes 4 arguments");
+        return NULL;
+    }
+    PyObject *parts = args[0], *mask_obj = args[3];
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]), end = PyLong_AsSsize_t(args[2]);
+    if ((start == -1 || end == -1) && PyErr_Occurred())
+        return NULL;
+    if (!PyList_Check(parts)) {
+        PyErr_SetString(PyExc_TypeError, "parts must be a list of bytes");
+        return NULL;
+    }
+    const unsigned char *mask = NULL;
+    if (mask_obj != Py_None) {
+        if (!PyBytes_Check(mask_obj) || PyBytes_GET_SIZE(mask_obj) != 4) {
+            PyErr_SetString(PyExc_ValueError, "mask must be 4 bytes or None");
+            return NULL;
+        }
+        mask = (const unsigned char *)PyBytes_AS_STRING(mask_obj);
+    }
+    Py_ssize_t total = 0, count = PyList_GET_SIZE(parts);
+    for (Py_ssize_t k = 0; k < count; k++) {
+        PyObject *part = PyList_GET_ITEM(parts, k);
+        if (!PyBytes_Check(part)) {
+            PyErr_SetString(PyExc_TypeError, "parts must be a list of bytes");
+            return NULL;
+        }
+        total += PyBytes_GET_SIZE(part);
+    }
+    if (start < 0 || end < start || end > total) {
+        PyErr_SetString(PyExc_ValueError, "start and end must lie within the parts");
+        return NULL;
+    }
+    PyObject *result = PyBytes_FromStringAndSize(NULL, end - start);
+    if (result == NULL)
+        return NULL;
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+    Py_ssize_t at = 0, done = 0; /* at: offset of the part in the concatenation */
+    for (Py_ssize_t k = 0; k < count && start + done < end; k++) {
+        PyObject *part = PyList_GET_ITEM(parts, k);
+        Py_ssize_t len = PyBytes_GET_SIZE(part);
+        const unsigned char *in = (const unsigned char *)PyBytes_AS_STRING(part);
+        Py_ssize_t from = start + done - at; /* first byte wanted from this part */
+        at += len;
+        if (from >= len)
+            continue;
+        Py_ssize_t n = len - from;
+        if (n > end - start - done)
+            n = end - start - done;
+        if (mask == NULL) {
+            memcpy(out + done, in + from, n);
+        } else {
+            unsigned char phased[4];
+            for (int j = 0; j < 4; j++)
+                phased[j] = mask[(done + j) & 3];
+            xor_mask(out + done, in + from, n, phased);
+        }
+        done += n;
+    }
+    return result;
+}
 
 /* scan_frames(data, pos, stop, events, max_size, require_mask) -> pos
  *
@@ -477,6 +548,8 @@ static PyMethodDef speedups_methods[] = {
     {"message_frame", message_frame, METH_O, "An application message (str or bytes) as a server frame."},
     {"session_frames", session_frames, METH_O, "session_frame of each message of a list, joined."},
     {"session_frame", session_frame, METH_O, "A session message (str or bytes) as a frame, '!' escaped."},
+    {"join_unmask", (PyCFunction)(void (*)(void))join_unmask, METH_FASTCALL,
+     "Bytes start..end of the joined parts, unmasked unless mask is None."},
     {"scan_frames", (PyCFunction)(void (*)(void))scan_frames, METH_FASTCALL,
      "Parse complete simple data frames into events; returns where it stopped."},
     {NULL, NULL, 0, NULL},

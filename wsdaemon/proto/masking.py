@@ -18,6 +18,13 @@ def _apply_mask_python(data: bytes | bytearray | memoryview, mask: bytes) -> byt
     return (int.from_bytes(data, "little") ^ int.from_bytes(repeated, "little")).to_bytes(n, "little")
 
 
+def _join_unmask_python(parts: list[bytes], start: int, end: int, mask: bytes | None) -> bytes:
+    """Bytes ``start:end`` of the joined ``parts``, unmasked with ``mask`` unless it is None."""
+    view = memoryview(b"".join(parts))[start:end]
+    return apply_mask(view, mask) if mask else bytes(view)
+
+
 _apply_mask_c = speedups.apply_mask if speedups is not None else None
 apply_mask = _apply_mask_c or _apply_mask_python
+join_unmask = speedups.join_unmask if speedups is not None else _join_unmask_python
 ACCELERATED = _apply_mask_c is not None

@@ -12,12 +12,13 @@ import codecs
 import hashlib
 import re
 import struct
+from typing import Any
 
 from .accel import speedups
 from .codes import CloseCode, is_valid_close_code
 from .errors import HandshakeError, ProtocolError
 from .http11 import Request, build_response, is_token
-from .masking import apply_mask
+from .masking import apply_mask, join_unmask
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 SUPPORTED_VERSIONS = ("13", "8")
@@ -134,6 +135,15 @@ def encode_frame(opcode: int, payload: bytes = b"", fin: bool = True, mask: byte
     return header + payload
 
 
+def frame_head(opcode: int, length: int) -> bytes:
+    """The header of a server's final frame of ``length`` bytes: sent apart from a large payload."""
+    if length < 126:
+        return _pack_h(0x80 | opcode, length)
+    if length < 65536:
+        return _pack_h16(0x80 | opcode, 126, length)
+    return _pack_h64(0x80 | opcode, 127, length)
+
+
 #: Heads of unmasked final text / binary frames of 0-125 bytes, by payload length.
 _TEXT_HEADS = tuple(bytes((0x80 | OP_TEXT, n)) for n in range(126))
 _BINARY_HEADS = tuple(bytes((0x80 | OP_BINARY, n)) for n in range(126))
@@ -215,6 +225,7 @@ class FrameParser:
         "_chunks",
         "_chunks_len",
         "_chunks_needed",
+        "_chunks_opcode",
         "resume_at",
         "budget",
         "done",
@@ -242,6 +253,7 @@ class FrameParser:
         self._chunks: list | None = None
         self._chunks_len = 0
         self._chunks_needed = 0
+        self._chunks_opcode = 0
         #: Where parsing of ``_buf`` resumes after the budget ran out (0: no backlog).
         self.resume_at = 0
         #: Bytes of frame starts parsed per feed (0: all): the work budget of one loop turn.
@@ -279,13 +291,17 @@ class FrameParser:
         if self._chunks is not None:
             # Collect a large frame's pieces and copy them once, instead of
             # growing a buffer (and copying it) with every read.
-            self._chunks.append(data)
+            self._chunks.append(data if type(data) is bytes else bytes(data))
             self._chunks_len += len(data)
             if self._chunks_len < self._chunks_needed:
                 return []
-            data = b"".join(self._chunks)
-            self._chunks = None
-            self._chunks_len = self._chunks_needed = 0
+            events, data = self._chunked_frame()
+            if self.done or not data:
+                return events
+            stop = len(data) - 1
+            if self.budget and stop > self.budget:
+                stop = self.budget
+            return self._parse(data, 0, stop, events, False)
         buf = self._buf
         pos = self.resume_at
         if pos:  # the rest of a read that the budget stopped
@@ -369,6 +385,7 @@ class FrameParser:
                         self._check_partial_text(data, start, n, mask, opcode)
                     elif length >= _CHUNKED_FRAME_MIN:
                         self._chunks_needed = end - pos
+                        self._chunks_opcode = opcode
                     break
                 if length < _CHUNKED_FRAME_MIN:
                     payload = apply_mask(data[start:end], mask) if mask else bytes(data[start:end])
@@ -377,59 +394,8 @@ class FrameParser:
                     payload = apply_mask(view, mask) if mask else bytes(view)
                     view.release()
                 pos = end
-                self._partial_decoder = None
-                self._partial_checked = 0
-                fin = b0 & 0x80
-                if opcode == OP_TEXT:
-                    if fin:
-                        try:
-                            append((OP_TEXT, payload.decode("utf-8")))
-                        except UnicodeDecodeError:
-                            raise ProtocolError(
-                                "invalid UTF-8 in text message", CloseCode.INVALID_DATA
-                            ) from None
-                    else:
-                        self._start_message(OP_TEXT, length)
-                        self._msg_decoder = decoder = _Utf8Decoder()
-                        self._msg_parts.append(self._decode(decoder, payload, False))
-                elif opcode == OP_BINARY:
-                    if fin:
-                        append((OP_BINARY, payload))
-                    else:
-                        self._start_message(OP_BINARY, length)
-                        self._msg_parts.append(payload)
-                elif opcode == OP_CONT:
-                    self._msg_size += length
-                    self._msg_frames += 1
-                    if self._msg_opcode == OP_TEXT:
-                        self._msg_parts.append(self._decode(self._msg_decoder, payload, bool(fin)))
-                    else:
-                        self._msg_parts.append(payload)
-                    if fin:
-                        parts = self._msg_parts
-                        msg_opcode = self._msg_opcode
-                        if msg_opcode == OP_TEXT:
-                            append((OP_TEXT, "".join(parts)))
-                        elif msg_opcode == OP_BINARY:
-                            append((OP_BINARY, b"".join(parts)))
-                        else:
-                            append(self._message_end(msg_opcode, b"".join(parts)))
-                        self._msg_opcode = 0
-                        self._msg_parts = []
-                        self._msg_size = 0
-                        self._msg_frames = 0
-                        self._msg_decoder = None
-                elif opcode == OP_CLOSE:
-                    append((OP_CLOSE, parse_close_payload(payload)))
-                    self.done = True
+                if self._frame_event(b0, opcode, length, payload, append):
                     break
-                elif opcode & 0x08:  # ping or pong
-                    append((opcode, payload))
-                elif fin:  # an opcode _check_header gave an extension's message (3..7)
-                    append(self._message_end(opcode, payload))
-                else:
-                    self._start_message(opcode, length)
-                    self._msg_parts.append(payload)
             else:
                 if pos < n - 1:  # the budget ran out with frames left: they wait for the next turn
                     self._buf = data
@@ -452,6 +418,84 @@ class FrameParser:
         else:
             self._buf = bytes(data[pos:])
         return events
+
+    def _frame_event(self, b0: int, opcode: int, length: int, payload: bytes, append: Any) -> bool:
+        """Add the event of one complete frame, or keep it as a fragment; True after a close frame."""
+        self._partial_decoder = None
+        self._partial_checked = 0
+        fin = b0 & 0x80
+        if opcode == OP_TEXT:
+            if fin:
+                try:
+                    append((OP_TEXT, payload.decode("utf-8")))
+                except UnicodeDecodeError:
+                    raise ProtocolError("invalid UTF-8 in text message", CloseCode.INVALID_DATA) from None
+            else:
+                self._start_message(OP_TEXT, length)
+                self._msg_decoder = decoder = _Utf8Decoder()
+                self._msg_parts.append(self._decode(decoder, payload, False))
+        elif opcode == OP_BINARY:
+            if fin:
+                append((OP_BINARY, payload))
+            else:
+                self._start_message(OP_BINARY, length)
+                self._msg_parts.append(payload)
+        elif opcode == OP_CONT:
+            self._msg_size += length
+            self._msg_frames += 1
+            if self._msg_opcode == OP_TEXT:
+                self._msg_parts.append(self._decode(self._msg_decoder, payload, bool(fin)))
+            else:
+                self._msg_parts.append(payload)
+            if fin:
+                parts = self._msg_parts
+                msg_opcode = self._msg_opcode
+                if msg_opcode == OP_TEXT:
+                    append((OP_TEXT, "".join(parts)))
+                elif msg_opcode == OP_BINARY:
+                    append((OP_BINARY, b"".join(parts)))
+                else:
+                    append(self._message_end(msg_opcode, b"".join(parts)))
+                self._msg_opcode = 0
+                self._msg_parts = []
+                self._msg_size = 0
+                self._msg_frames = 0
+                self._msg_decoder = None
+        elif opcode == OP_CLOSE:
+            append((OP_CLOSE, parse_close_payload(payload)))
+            self.done = True
+            return True
+        elif opcode & 0x08:  # ping or pong
+            append((opcode, payload))
+        elif fin:  # an opcode _check_header gave an extension's message (3..7)
+            append(self._message_end(opcode, payload))
+        else:
+            self._start_message(opcode, length)
+            self._msg_parts.append(payload)
+        return False
+
+    def _chunked_frame(self) -> tuple[list, bytes]:
+        """The large frame whose pieces have all arrived, as events, and the bytes after it.
+
+        The payload is unmasked straight out of the pieces (one copy, not a join and an unmask).
+        """
+        chunks, end, opcode = self._chunks, self._chunks_needed, self._chunks_opcode
+        extra = self._chunks_len - end  # what follows the frame: all in the last piece
+        self._chunks = None
+        self._chunks_len = self._chunks_needed = 0
+        head = chunks[0]  # starts with the frame's header and mask
+        b1 = head[1]
+        hdr = 2 if (b1 & 0x7F) < 126 else 4 if (b1 & 0x7F) == 126 else 10
+        start = hdr + 4 if b1 & 0x80 else hdr
+        payload = join_unmask(chunks, start, end, head[hdr:start] if b1 & 0x80 else None)
+        events: list = []
+        try:
+            self._frame_event(head[0], opcode, end - start, payload, events.append)
+        except ProtocolError as exc:
+            events.append((EV_ERROR, exc))
+            self.done = True
+        last = chunks[-1]
+        return events, last[len(last) - extra :] if extra else b""
 
     def _check_header(self, b0: int, opcode: int, length: int) -> int:
         """Check a frame header off the fast path (RSV bits, control frames, long frames).

@@ -8,6 +8,7 @@ from collections.abc import Hashable
 from typing import Any
 
 from ..net.counters import FAIRNESS
+from ..net.stream import GATHER_MIN
 from ..proto import rfc6455
 from ..proto.codes import CLOSED, CLOSING, CONNECTING, OPEN, CloseCode, ConnState
 from ..proto.errors import ConnectionClosedError
@@ -22,6 +23,7 @@ from ..proto.rfc6455 import (
     FrameParser,
     encode_close,
     encode_frame,
+    frame_head,
     message_frame,
 )
 from .host import TransportHost
@@ -105,6 +107,11 @@ class Rfc6455Connection(WebSocketConnection):
             return self._send_flagged(message, key, volatile)
         if self.state != OPEN:
             raise ConnectionClosedError(f"connection is {ConnState(self.state).label}")
+        if type(message) is bytes and len(message) >= GATHER_MIN:
+            # header and payload leave in one sendmsg: no copy of the payload into a frame
+            self.write(frame_head(OP_BINARY, len(message)))
+            self.write(message)
+            return
         self.write(message_frame(message))
 
     def ping(self, payload: bytes = b"") -> None:
