@@ -41,6 +41,7 @@ class Server:
     broker: bool = False  # wsdaemon only: --broker on a redis-server the runner starts for the run
     scraped: bool = False  # wsdaemon only: the runner reads /metrics once a second during the run
     pure: bool = False  # wsdaemon only: WSDAEMON_PURE_PYTHON=1, the C accelerator left unused
+    imports: str = ""  # python peers: what preflight imports (default: the script's name less _server.py)
 
     @property
     def needs_broker(self) -> bool:
@@ -104,6 +105,7 @@ SERVERS = {
         Server("tornado", "python", "tornado_server.py"),
         Server("node-ws", "node", "node_ws_server.js"),
         Server("c_echo", "c"),
+        Server("python-floor", "python", "floor_server.py", imports="select, wsdaemon.proto._speedups"),
     )
 }
 
@@ -124,7 +126,7 @@ def preflight(server: Server, wsdaemon_src: Path) -> None:
         launcher = [sys.executable, str(BENCH / "wsdaemon_launcher.py"), str(wsdaemon_src)]
         cmd, env = [*launcher, "run", "--help"], python_env()
     else:
-        module = server.script.removesuffix("_server.py")
+        module = server.imports or server.script.removesuffix("_server.py")
         cmd = [sys.executable, "-c", f"import {module}" + (", uvloop" if server.uvloop else "")]
     check = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30)
     if check.returncode:
