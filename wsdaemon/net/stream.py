@@ -5,18 +5,9 @@ A :class:`StreamConnection` owns one socket registered in the loop. Reads call
 one ``send`` at the end. What the kernel does not take is kept in an outbound
 buffer flushed on ``EVENT_WRITE``, which is requested only while it is non-empty.
 
-The outbound buffer is bounded: the write being sent may be of any size, but the
-bytes queued behind it may not exceed ``settings.max_write_buffer``; past that
-``on_write_overflow`` runs (a slow consumer). The buffer remembers where each
-write ends, so a transport can drop the queued writes and still end the stream
-on a frame boundary (:meth:`StreamConnection.discard_unsent`).
-
-A keyed write (:meth:`StreamConnection.write_keyed`, conflation) stays
-replaceable while it is unsent: corked in this loop iteration it is replaced in
-place in the cork list; while the outbound buffer is backlogged it waits in a
-small ordered map, key -> bytes, moved into the buffer only once the buffer has
-drained (or when an unkeyed write must follow it), so a peer that stops reading
-holds one message per key instead of a growing backlog.
+The outbound buffer is bounded, and a keyed write stays replaceable while it
+is unsent: what happens when the peer does not keep up is
+:class:`wsdaemon.net.write_backlog.WriteBacklog`, a mixin of this class.
 
 The socket may be a non-blocking :class:`ssl.SSLSocket` whose handshake is done
 (see :mod:`wsdaemon.net.tls`): reads drain the records OpenSSL already decrypted,
@@ -36,20 +27,17 @@ import socket
 import ssl
 from collections import deque
 from collections.abc import Hashable
-from itertools import islice
 from typing import Any, Protocol
 
 from ..settings import Settings
 from .counters import traffic
 from .loop import EVENT_READ, EVENT_WRITE, EventLoop
 from .sockets import format_address
+from .write_backlog import TLS_SEND_CHUNK, WriteBacklog
 
 log = logging.getLogger("wsdaemon.connection")
 
 RECV_SIZE = 256 * 1024
-#: Largest plaintext given to one ``SSL_write``: after a partial TLS write the
-#: first this-many buffered bytes must stay in place until the retry succeeds.
-TLS_SEND_CHUNK = 64 * 1024
 #: A corked write at least this large is sent with the ones before it by ``sendmsg``, not joined.
 GATHER_MIN = 64 * 1024
 #: At most this many corked writes go to one ``sendmsg`` (well under any IOV_MAX).
@@ -76,7 +64,7 @@ class StreamHost(Protocol):
         """The socket with descriptor ``fileno`` is being closed."""
 
 
-class StreamConnection:
+class StreamConnection(WriteBacklog):
     """One registered socket with an inbound path and a bounded outbound buffer."""
 
     #: The transport label of this class's traffic counters (subclasses name theirs).
@@ -277,70 +265,6 @@ class StreamConnection:
             return
         self._send_now(data)
 
-    def write_keyed(self, data: bytes, key: Hashable) -> None:
-        """Queue ``data`` under ``key``: until it is unsent, a later keyed write with the same key
-        replaces it in place, provided no unkeyed write came after it (which keeps the order).
-
-        Backlogged, keyed writes count against ``max_write_buffer`` by their own
-        total only (one per key), so a peer that stops reading keyed traffic is
-        not a slow consumer.
-        """
-        if self.transport_closed or not data:
-            return
-        if self._wbuf:
-            if self._out:  # corked earlier writes of this read go first, in order
-                self._keyed_to_wbuf()
-                out = self._out
-                self._out = self._okeys = None
-                self._wbuf += b"".join(out)
-                self._wlens.extend(map(len, out))
-            keyed = self._keyed
-            if keyed is None:
-                self._keyed = {key: data}
-            else:
-                old = keyed.get(key)
-                if old is not None:
-                    self.replaced += 1
-                    self._keyed_bytes -= len(old)
-                keyed[key] = data
-            self._keyed_bytes += len(data)
-            limit = self.host.settings.max_write_buffer
-            if limit and self._keyed_bytes > limit:
-                self.on_write_overflow()
-            return
-        if not self._corked:
-            if not self.loop.running:
-                self._send_now(data)
-                return
-            self._corked = True
-            self._out = None
-            self.loop.corked.append(self)
-        out = self._out
-        if out is None:
-            out = self._out = []
-        okeys = self._okeys
-        if okeys is not None and okeys[0] == len(out):
-            index = okeys[1].get(key)
-            if index is not None:
-                out[index] = data
-                self.replaced += 1
-                return
-            okeys[1][key] = len(out)
-            okeys[0] += 1
-        else:  # first keyed write of this iteration, or an unkeyed one came after the last
-            self._okeys = [len(out) + 1, {key: len(out)}]
-        out.append(data)
-
-    def _keyed_to_wbuf(self) -> None:
-        """The held keyed writes become ordinary queued bytes (an unkeyed write follows them)."""
-        keyed = self._keyed
-        if keyed:
-            self._keyed = None
-            self._keyed_bytes = 0
-            parts = list(keyed.values())
-            self._wbuf += b"".join(parts)
-            self._wlens.extend(map(len, parts))
-
     def uncork(self) -> None:
         """Send what was corked (the loop calls this once per iteration)."""
         if self._corked:
@@ -404,12 +328,6 @@ class StreamConnection:
         self._wlens.append(len(data))
         self._check_write_limit()
 
-    def _check_write_limit(self) -> None:
-        """A slow consumer overflows here: too much queued behind the write being sent."""
-        limit = self.host.settings.max_write_buffer
-        if limit and len(self._wbuf) - self._wlens[0] > limit:
-            self.on_write_overflow()
-
     def _send(self, data: Any) -> int:
         """One non-blocking send; TLS in chunks, retried from the same first byte."""
         if not self._tls:
@@ -454,54 +372,6 @@ class StreamConnection:
                 self._check_write_limit()
         elif self._close_after_flush:
             self._finish_close()
-
-    def on_write_overflow(self) -> None:
-        """The peer does not read fast enough; the default is to drop it."""
-        log.warning(
-            "%s: slow consumer, %d bytes waiting over the %d-byte limit; dropping it",
-            self,
-            self.buffered_amount,
-            self.host.settings.max_write_buffer,
-        )
-        self.abort(None)
-
-    def discard_slow_consumer_backlog(self) -> None:
-        """Log a slow consumer and drop its queued writes; the write in progress is kept."""
-        waiting = self.buffered_amount
-        dropped = self.discard_unsent()
-        log.warning(
-            "%s: slow consumer, %d bytes waiting (limit %d); dropped %d, closing with 1008",
-            self,
-            waiting,
-            self.host.settings.max_write_buffer,
-            dropped,
-        )
-
-    def discard_unsent(self) -> int:
-        """Drop queued writes, keeping the one in progress so the stream ends on a boundary.
-
-        Over TLS the first ``TLS_SEND_CHUNK`` bytes stay too (an interrupted
-        ``SSL_write`` must be retried with them). Returns the bytes dropped.
-        """
-        self._out = self._okeys = None
-        held = self._keyed_bytes
-        self._keyed = None
-        self._keyed_bytes = 0
-        wbuf = self._wbuf
-        if not wbuf:
-            return held
-        keep_at_least = TLS_SEND_CHUNK if self._tls else 1
-        keep = count = 0
-        for length in self._wlens:
-            keep += length
-            count += 1
-            if keep >= keep_at_least:
-                break
-        dropped = len(wbuf) - keep
-        if dropped:
-            self._wbuf = bytearray(memoryview(wbuf)[:keep])
-            self._wlens = deque(islice(self._wlens, count))
-        return dropped + held
 
     def _want_write(self) -> None:
         if not self._write_registered and not self.transport_closed:
