@@ -1,10 +1,12 @@
 """Yardstick: the least Python an epoll echo server can run per readiness (not a real server).
 
 One ``select.epoll`` loop; per readable socket one ``recv``, wsdaemon's C frame scan, its C frame
-builder and one ``send``, glibc's malloc tuned as wsdaemon tunes it. No limits, no timers, no close handshake, no validation of the upgrade
-beyond finding its key: what is left is what any Python server on this design pays (the calls into
-the kernel and the interpreter's loop). Profile (b) against it shows how much of wsdaemon's time per
-message is wsdaemon's. Echo only; needs wsdaemon's C accelerator built in this checkout.
+builder and one ``send``, glibc's malloc tuned as wsdaemon tunes it. No limits, no timers, no
+validation of the upgrade beyond finding its key, a close frame answered with 1000 and the socket
+closed at once: what is left is what any Python server on this design pays (the calls into the
+kernel and the interpreter's loop). Profiles (b) and (e) against it show how much of wsdaemon's
+time per message and per handshake is wsdaemon's. Echo only; needs wsdaemon's C accelerator
+built in this checkout.
 """
 
 import base64
@@ -20,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from wsdaemon.daemon.malloc_tuning import keep_large_buffers_in_heap  # noqa: E402
 from wsdaemon.proto import _speedups  # noqa: E402
 
+CLOSE_1000 = b"\x88\x02\x03\xe8"
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 RESPONSE = (
     b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
@@ -72,15 +75,24 @@ def serve(host: str, port: int) -> None:
                 events: list = []
                 pos = scan(data, 0, len(data) - 1, events, MAX_SIZE, True)
                 if pos != len(data):
-                    if data[pos] not in (0x81, 0x82) or len(data) - pos > MAX_SIZE + 14:
-                        del open_[fd]  # a close, a fragment, an error: out of this yardstick's scope
+                    if data[pos] == 0x88:  # a close frame: answered with 1000, then the TCP close
+                        events.append(None)
+                        del open_[fd]
+                    elif data[pos] not in (0x81, 0x82) or len(data) - pos > MAX_SIZE + 14:
+                        del open_[fd]  # a fragment, a ping, an error: out of this yardstick's scope
                         drop(fd, sock)
                         continue
-                    pending[fd] = data[pos:]
+                    else:
+                        pending[fd] = data[pos:]
                 try:
-                    sock.send(b"".join([frame(value) for _, value in events]))
+                    if events and events[-1] is None:
+                        events.pop()
+                        sock.send(b"".join([frame(value) for _, value in events]) + CLOSE_1000)
+                        drop(fd, sock)
+                    else:
+                        sock.send(b"".join([frame(value) for _, value in events]))
                 except OSError:
-                    del open_[fd]
+                    open_.pop(fd, None)
                     drop(fd, sock)
             elif fd == listener.fileno():
                 while True:
