@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wsdaemon.proto import rfc6455, session
+from wsdaemon.proto import http11, rfc6455, session
 from wsdaemon.proto.accel import speedups
 from wsdaemon.proto.rfc6455 import EV_ERROR, FrameParser, encode_frame
 
@@ -143,3 +143,49 @@ def test_session_state_is_a_numbered_buffer_with_its_own_slots():
     assert state.max_bytes == 5 and state.close_message is None
     state.push("hello")
     assert state.push_close(1000, "bye") == 2 and state.close_message == session.Close(1000, "bye")
+
+
+_HEAD = (
+    b"GET /chat?x=1 HTTP/1.1\r\nHost: example.com:80\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-A: \t a:b \t\r\nHOST: two\r\nE:"
+)
+
+
+def _both_splits(head: bytes, names_max: int, max_headers: int) -> tuple:
+    py_names: dict = {"Host": "Host"}
+    c_names, lowers = dict(py_names), {}
+    py = http11._split_head(head, py_names, {}, names_max, max_headers)
+    c = speedups.parse_head(head, c_names, lowers, names_max, max_headers)
+    assert all(lower == name.lower() for name, lower in lowers.items())
+    return py, c, py_names, c_names
+
+
+def test_head_split_matches_the_python_parse():
+    py, c, py_names, c_names = _both_splits(_HEAD, 512, 100)
+    assert py is not None and py == c and py_names == c_names
+    assert (
+        _both_splits(_HEAD, 3, 100)[2:]
+        == ({"Host": "Host", "Upgrade": "Upgrade", "Connection": "Connection"},) * 2
+    )
+    assert _both_splits(_HEAD, 512, 6)[:2] == (None, None)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, len(_HEAD)), st.sampled_from(b"\r\n:\t \x00\x7f\x80\xffAz09/.-~"), st.booleans()
+        ),
+        max_size=4,
+    ),
+    st.integers(1, 8),
+)
+def test_head_split_matches_the_python_parse_on_edited_heads(edits, names_max):
+    head = bytearray(_HEAD)
+    for pos, byte, insert in edits:
+        if insert:
+            head[pos:pos] = bytes((byte,))
+        elif pos < len(head):
+            head[pos] = byte
+    py, c, py_names, c_names = _both_splits(bytes(head), names_max, 7)
+    assert py == c and py_names == c_names

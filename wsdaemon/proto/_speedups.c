@@ -11,6 +11,8 @@
 #include <string.h>
 #include <structmember.h>
 
+#include "_http_head.h"
+
 static void xor_mask(unsigned char *out, const unsigned char *in, Py_ssize_t n, const unsigned char *m);
 
 static PyObject *
@@ -479,6 +481,8 @@ static PyMethodDef speedups_methods[] = {
     {"session_frame", session_frame, METH_O, "A session message (str or bytes) as a frame, '!' escaped."},
     {"scan_frames", (PyCFunction)(void (*)(void))scan_frames, METH_FASTCALL,
      "Parse complete simple data frames into events; returns where it stopped."},
+    {"parse_head", (PyCFunction)(void (*)(void))parse_head, METH_FASTCALL,
+     "Split a plain HTTP/1.x request head into its parts; None for any other head."},
     {NULL, NULL, 0, NULL},
 };
 

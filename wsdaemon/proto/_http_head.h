@@ -1,0 +1,9 @@
+/* The HTTP request head fast path of _speedups (see _http_head.c). */
+#ifndef WSDAEMON_HTTP_HEAD_H
+#define WSDAEMON_HTTP_HEAD_H
+
+#include <Python.h>
+
+PyObject *parse_head(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+
+#endif
