@@ -189,3 +189,22 @@ def test_head_split_matches_the_python_parse_on_edited_heads(edits, names_max):
             head[pos] = byte
     py, c, py_names, c_names = _both_splits(bytes(head), names_max, 7)
     assert py == c and py_names == c_names
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["Host", "host", "User-Agent", "X-Other", "Upgrade"]), st.text(max_size=300)
+        ),
+        max_size=6,
+    ),
+    st.integers(0, 4),
+)
+def test_compacted_items_match_the_python_compaction(items, shared_max):
+    lowers = {"Host": "host"}
+    py_shared, c_shared = {"": "", "common": "common"}, {"": "", "common": "common"}
+    py = http11._compact_python(items, lowers, http11._SHAREABLE, py_shared, shared_max)
+    c = speedups.compact_items(items, lowers, http11._SHAREABLE, c_shared, shared_max)
+    assert c == py and py_shared == c_shared
+    assert [id(value) for _, value in c] == [id(value) for _, value in py]

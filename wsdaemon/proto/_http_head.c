@@ -1,4 +1,4 @@
-/* The fast path of wsdaemon.proto.http11.parse_request_head, for _speedups.
+/* The fast paths of wsdaemon.proto.http11 for _speedups: the request head split, the compaction.
  *
  * parse_head(head, names, lowers, names_max, max_headers) -> (method, target, version, items, index)
  * or None. None: the head is not of the plain shape _GOOD_HEAD_RE accepts (token method, visible
@@ -209,5 +209,71 @@ fail:
     Py_XDECREF(version);
     Py_XDECREF(items);
     Py_XDECREF(index);
+    return NULL;
+}
+
+/* compact_items(items, lowers, shareable, shared, shared_max) -> tuple
+ *
+ * Headers.compact's loop: the (name, value) pairs as a tuple, the value of each name whose lower-case
+ * form is in `shareable` replaced by the equal string of `shared` when at most 256 characters long
+ * (added to `shared` while it has fewer than `shared_max` entries). `lowers` caches lower-case names. */
+PyObject *
+compact_items(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5 || !PyList_Check(args[0]) || !PyDict_Check(args[1]) || !PyAnySet_Check(args[2]) ||
+        !PyDict_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "compact_items(items, lowers, shareable, shared, shared_max)");
+        return NULL;
+    }
+    PyObject *items = args[0], *lowers = args[1], *shareable = args[2], *shared = args[3];
+    Py_ssize_t shared_max = PyLong_AsSsize_t(args[4]);
+    if (shared_max == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    PyObject *out = PyTuple_New(n);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PyList_GET_ITEM(items, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0)) ||
+            !PyUnicode_Check(PyTuple_GET_ITEM(pair, 1))) {
+            PyErr_SetString(PyExc_TypeError, "header items must be (str, str) pairs");
+            goto fail;
+        }
+        PyObject *name = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
+        PyObject *key = PyDict_GetItemWithError(lowers, name);
+        if (key != NULL) {
+            Py_INCREF(key);
+        } else if (PyErr_Occurred() || (key = PyObject_CallMethod(name, "lower", NULL)) == NULL) {
+            goto fail;
+        }
+        int wanted = PySet_Contains(shareable, key);
+        Py_DECREF(key);
+        if (wanted < 0)
+            goto fail;
+        PyObject *kept = value;
+        if (wanted && PyUnicode_GET_LENGTH(value) <= 256) {
+            PyObject *found = PyDict_GetItemWithError(shared, value);
+            if (found != NULL && PyObject_IsTrue(found) == 1) {
+                kept = found;
+            } else if (PyErr_Occurred()) {
+                goto fail;
+            } else if (PyDict_GET_SIZE(shared) < shared_max && PyDict_SetItem(shared, value, value) < 0) {
+                goto fail;
+            }
+        }
+        if (kept == value) {
+            Py_INCREF(pair);
+            PyTuple_SET_ITEM(out, i, pair);
+        } else {
+            PyObject *fresh = PyTuple_Pack(2, name, kept);
+            if (fresh == NULL)
+                goto fail;
+            PyTuple_SET_ITEM(out, i, fresh);
+        }
+    }
+    return out;
+fail:
+    Py_DECREF(out);
     return NULL;
 }

@@ -483,6 +483,8 @@ static PyMethodDef speedups_methods[] = {
      "Parse complete simple data frames into events; returns where it stopped."},
     {"parse_head", (PyCFunction)(void (*)(void))parse_head, METH_FASTCALL,
      "Split a plain HTTP/1.x request head into its parts; None for any other head."},
+    {"compact_items", (PyCFunction)(void (*)(void))compact_items, METH_FASTCALL,
+     "Header items as a tuple, common values shared."},
     {NULL, NULL, 0, NULL},
 };
 

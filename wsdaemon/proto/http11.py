@@ -58,10 +58,27 @@ _SHARED_VALUES: dict[str, str] = {}
 _SHARED_MAX = 1024
 
 
-def _share(value: str) -> str:
-    if len(_SHARED_VALUES) < _SHARED_MAX:
-        _SHARED_VALUES[value] = value
-    return value
+#: Lower-case forms of the names in ``_NAMES`` (filled by the C head split).
+_LOWER_NAMES: dict[str, str] = {}
+
+
+def _compact_python(
+    items: list[tuple[str, str]], lowers: dict, shareable: frozenset, shared: dict, shared_max: int
+) -> tuple[tuple[str, str], ...]:
+    """The items as a tuple, values of ``shareable`` names replaced by the equal string of ``shared``."""
+    out = []
+    for name, value in items:
+        if name.lower() in shareable and len(value) <= 256:
+            found = shared.get(value)
+            if found:
+                value = found
+            elif len(shared) < shared_max:
+                shared[value] = value
+        out.append((name, value))
+    return tuple(out)
+
+
+_compact_items = speedups.compact_items if speedups is not None else _compact_python
 
 
 class _LazyIndex:
@@ -115,21 +132,12 @@ class Headers:
         """
         if type(self._index) is not dict:
             return
-        shared = _SHARED_VALUES
-        items = []
-        for name, value in self._items:
-            if name.lower() in _SHAREABLE and len(value) <= 256:
-                value = shared.get(value) or _share(value)
-            items.append((name, value))
-        self._items = tuple(items)
+        self._items = _compact_items(self._items, _LOWER_NAMES, _SHAREABLE, _SHARED_VALUES, _SHARED_MAX)
         self._index = _LazyIndex(self._items)
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The value of ``name``; repeated headers are joined with ``, `` as RFC 9110 allows."""
-        values = self._index.get(name.lower())
-        if not values:
-            return default
-        return values[0] if len(values) == 1 else ", ".join(values)
+        return joined(self._index.get(name.lower()), default)
 
     def get_all(self, name: str) -> list[str]:
         return list(self._index.get(name.lower(), ()))
@@ -140,11 +148,12 @@ class Headers:
 
     def has_token(self, name: str, token: str) -> bool:
         """``token in self.tokens(name)`` without building the list; ``token`` is lower-case."""
-        for value in self._index.get(name.lower(), ()):
-            value = value.lower()
-            if value == token or (token in value and any(t.strip() == token for t in value.split(","))):
-                return True
-        return False
+        return has_token(self._index.get(name.lower(), ()), token)
+
+    def index(self) -> dict[str, list[str]]:
+        """Lower-case name -> values, for lookups by names already in lower case."""
+        index = self._index
+        return index if type(index) is dict else index.index()
 
     def tokens_raw(self, name: str) -> list[str]:
         """A comma-separated list header with its case kept (``Sec-WebSocket-Protocol``)."""
@@ -170,6 +179,22 @@ class Headers:
 
     def __repr__(self) -> str:
         return f"Headers({self._items!r})"
+
+
+def has_token(values: Iterable[str], token: str) -> bool:
+    """Whether the lower-case ``token`` is in one of the comma-separated lists ``values``."""
+    for value in values:
+        value = value.lower()
+        if value == token or (token in value and any(t.strip() == token for t in value.split(","))):
+            return True
+    return False
+
+
+def joined(values: list[str] | None, default: str | None = None) -> str | None:
+    """What :meth:`Headers.get` gives for a name with ``values`` (None: absent)."""
+    if not values:
+        return default
+    return values[0] if len(values) == 1 else ", ".join(values)
 
 
 class QueryParams(Mapping[str, str]):
@@ -325,7 +350,6 @@ def _split_head(head: bytes, names: dict, lowers: dict, names_max: int, max_head
     return method, target, version[5:], items, index
 
 
-_LOWER_NAMES: dict[str, str] = {}
 _split = speedups.parse_head if speedups is not None else _split_head
 
 

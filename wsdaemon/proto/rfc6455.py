@@ -16,7 +16,7 @@ import struct
 from .accel import speedups
 from .codes import CloseCode, is_valid_close_code
 from .errors import HandshakeError, ProtocolError
-from .http11 import Request, build_response, is_token
+from .http11 import Request, build_response, has_token, is_token, joined
 from .masking import apply_mask
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -63,19 +63,19 @@ def validate_handshake(request: Request) -> str:
         raise HandshakeError("WebSocket handshake must use GET", 405, [("Allow", "GET")])
     if request.version != "1.1":
         raise HandshakeError("WebSocket handshake requires HTTP/1.1", 400)
-    headers = request.headers
-    if not headers.get("Host"):
+    index = request.headers.index()
+    if not joined(index.get("host")):
         raise HandshakeError("missing Host header", 400)
-    if not headers.has_token("Upgrade", "websocket"):
+    if not has_token(index.get("upgrade", ()), "websocket"):
         raise HandshakeError("missing Upgrade: websocket", 400)
-    if not headers.has_token("Connection", "upgrade"):
+    if not has_token(index.get("connection", ()), "upgrade"):
         raise HandshakeError("missing Connection: Upgrade", 400)
-    version = headers.get("Sec-WebSocket-Version", "")
+    version = joined(index.get("sec-websocket-version"), "")
     if version not in SUPPORTED_VERSIONS:
         raise HandshakeError(
             f"unsupported WebSocket version {version!r}", 426, [("Sec-WebSocket-Version", "13")]
         )
-    keys = headers.get_all("Sec-WebSocket-Key")
+    keys = index.get("sec-websocket-key", ())
     if len(keys) != 1:
         raise HandshakeError("exactly one Sec-WebSocket-Key required", 400)
     key = keys[0].strip()

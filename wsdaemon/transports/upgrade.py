@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from ..proto import hixie, rfc6455
 from ..proto.errors import HandshakeError
-from ..proto.http11 import Request
+from ..proto.http11 import Request, has_token, joined
 from ..proto.permessage_deflate import DeflateParams, DeflatePolicy, negotiate
 from ..proto.session import parse_session_param
 from .hixie_connection import Hixie75Connection, Hixie76Connection
@@ -90,19 +90,19 @@ def websocket_protocol(request: Request) -> str | None:
     (426); ``Sec-WebSocket-Key1``/``Key2`` -> hixie-76; ``Upgrade: WebSocket``
     without either -> hixie-75.
     """
-    headers = request.headers
-    if not headers.has_token("Upgrade", "websocket"):
+    headers = request.headers.index()
+    if not has_token(headers.get("upgrade", ()), "websocket"):
         return None
-    version = headers.get("Sec-WebSocket-Version")
+    version = joined(headers.get("sec-websocket-version"))
     if version is not None:
         if version.strip() in rfc6455.SUPPORTED_VERSIONS:
             return "rfc6455"
         raise HandshakeError(
             f"unsupported WebSocket version {version!r}", 426, [("Sec-WebSocket-Version", "13")]
         )
-    if "Sec-WebSocket-Key1" in headers and "Sec-WebSocket-Key2" in headers:
+    if "sec-websocket-key1" in headers and "sec-websocket-key2" in headers:
         return "hixie-76"
-    if "Sec-WebSocket-Key" in headers:
+    if "sec-websocket-key" in headers:
         raise HandshakeError("missing Sec-WebSocket-Version", 426, [("Sec-WebSocket-Version", "13")])
     return "hixie-75"
 
