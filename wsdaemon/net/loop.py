@@ -48,7 +48,7 @@ if hasattr(select, "epoll"):
                 fd = -1
             if fd < 0 or fd in fd_to_key or not events or events & ~(EVENT_READ | EVENT_WRITE):
                 return super().register(fileobj, events, data)
-            key = fd_to_key[fd] = selectors.SelectorKey(fileobj, fd, events, data)
+            key = fd_to_key[fd] = _new_key(_SelectorKey, (fileobj, fd, events, data))
             try:
                 self._selector.register(fd, _POLL_EVENTS[events])
             except BaseException:
@@ -64,7 +64,7 @@ if hasattr(select, "epoll"):
             if events != key.events:
                 return super().modify(fileobj, events, data)
             if data is not key.data:
-                key = self._fd_to_key[key.fd] = selectors.SelectorKey(key.fileobj, key.fd, events, data)
+                key = self._fd_to_key[key.fd] = _new_key(_SelectorKey, (key.fileobj, key.fd, events, data))
             return key
 
         def unregister(self, fileobj: Any) -> selectors.SelectorKey:
@@ -102,6 +102,9 @@ if hasattr(select, "epoll"):
             return ready
 
     _POLL_EVENTS = (0, select.EPOLLIN, select.EPOLLOUT, select.EPOLLIN | select.EPOLLOUT)
+    #: A SelectorKey made as its namedtuple ``__new__`` makes it, without that Python frame.
+    _new_key = tuple.__new__
+    _SelectorKey = selectors.SelectorKey
     _NOT_EPOLLIN = ~select.EPOLLIN
     _NOT_EPOLLOUT = ~select.EPOLLOUT
     DefaultSelector: type[selectors.BaseSelector] = LeanEpollSelector
@@ -164,7 +167,8 @@ class EventLoop:
         self._timers: list[TimerHandle] = []
         self._seq = itertools.count()
         self._soon: list[tuple[Callable, tuple]] = []
-        self._running = False
+        #: True while :meth:`run` runs (an attribute: every write outside a read checks it).
+        self.running = False
         #: Connections with writes corked in this iteration; flushed before the next select.
         self.corked: list = []
         self._signal_handlers: dict[int, Callable[[], Any]] = {}
@@ -268,26 +272,22 @@ class EventLoop:
     # -- running -----------------------------------------------------------------
 
     def stop(self) -> None:
-        self._running = False
-
-    @property
-    def running(self) -> bool:
-        return self._running
+        self.running = False
 
     def run(self) -> None:
         """Dispatch I/O readiness and timers until :meth:`stop`."""
-        self._running = True
+        self.running = True
         try:
             self._run()
         finally:
-            self._running = False
+            self.running = False
             self._flush_corked()
 
     def _run(self) -> None:
         timers = self._timers
         dispatch = self._dispatch
         epoll = self._epoll
-        while self._running:
+        while self.running:
             if self.corked:
                 self._flush_corked()
             if self._soon:

@@ -14,7 +14,7 @@ from ..proto import hixie, rfc6455
 from ..proto.errors import HandshakeError
 from ..proto.http11 import Request, has_token, joined
 from ..proto.permessage_deflate import DeflateParams, DeflatePolicy, negotiate
-from ..proto.session import parse_session_param
+from ..proto.session import SESSION_PARAM, parse_session_param
 from .hixie_connection import Hixie75Connection, Hixie76Connection
 from .http import HttpConnection
 from .rfc6455_connection import Rfc6455Connection
@@ -116,13 +116,17 @@ def upgrade_rfc6455(conn: HttpConnection, request: Request) -> None:
     session instead (compressed or not); the application never sees the parameter.
     """
     key = rfc6455.validate_handshake(request)
-    request, session_param = without_session_param(request)
-    resume = None if session_param is None else parse_session_param(session_param)
+    session_param = resume = None
+    if SESSION_PARAM in request.query_string:  # every raw client: no parsing, no lookup
+        request, session_param = without_session_param(request)
+        resume = None if session_param is None else parse_session_param(session_param)
     host = conn.host
-    subprotocol, user = _accept(conn, request, rfc6455.offered_subprotocols(request))
-    offers = request.headers.get_all("Sec-WebSocket-Extensions")
+    index = request.headers.index()
+    offered = rfc6455.offered_subprotocols(request) if "sec-websocket-protocol" in index else []
+    subprotocol, user = _accept(conn, request, offered)
+    offers = index.get("sec-websocket-extensions")
     policy = deflate_policy(host.settings) if offers else None
-    params = _negotiate_deflate(host.app, request, offers, policy) if policy is not None else None
+    params = _negotiate_deflate(host.app, request, list(offers), policy) if policy is not None else None
     ws: Rfc6455Connection
     if session_param is None:
         if params is None:
@@ -199,7 +203,7 @@ def _accept(conn: HttpConnection, request: Request, offered: list[str]) -> tuple
     host.check_origin(request)
     app = host.app
     user = host.authenticate(request) if app.authenticates else None
-    return select_subprotocol(app, offered, request), user
+    return (select_subprotocol(app, offered, request) if offered else None), user
 
 
 def _swap(conn: HttpConnection, ws: Any, user: Any, *handshake: Any) -> None:
