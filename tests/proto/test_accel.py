@@ -208,3 +208,18 @@ def test_compacted_items_match_the_python_compaction(items, shared_max):
     c = speedups.compact_items(items, lowers, http11._SHAREABLE, c_shared, shared_max)
     assert c == py and py_shared == c_shared
     assert [id(value) for _, value in c] == [id(value) for _, value in py]
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=300))
+def test_the_accept_key_matches_the_python_one(key):
+    assert speedups.accept_key(key) == rfc6455._accept_key_python(key)
+
+
+def test_the_accept_key_is_the_rfc_example_and_refuses_what_python_refuses():
+    assert speedups.accept_key("dGhlIHNhbXBsZSBub25jZQ==") == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    for fn in (speedups.accept_key, rfc6455._accept_key_python):
+        try:
+            fn("é")
+        except UnicodeEncodeError:
+            continue
+        raise AssertionError(f"{fn} took a non-ASCII key")

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <structmember.h>
 
-#include "_http_head.h"
+#include "_handshake.h"
 
 static void xor_mask(unsigned char *out, const unsigned char *in, Py_ssize_t n, const unsigned char *m);
 
@@ -485,6 +485,7 @@ static PyMethodDef speedups_methods[] = {
      "Split a plain HTTP/1.x request head into its parts; None for any other head."},
     {"compact_items", (PyCFunction)(void (*)(void))compact_items, METH_FASTCALL,
      "Header items as a tuple, common values shared."},
+    {"accept_key", accept_key, METH_O, "Sec-WebSocket-Accept (bytes) for a Sec-WebSocket-Key."},
     {NULL, NULL, 0, NULL},
 };
 

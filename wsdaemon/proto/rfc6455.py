@@ -53,6 +53,13 @@ def accept_key(key: str) -> str:
     return binascii.b2a_base64(hashlib.sha1((key + GUID).encode("ascii")).digest(), newline=False).decode()
 
 
+def _accept_key_python(key: str) -> bytes:
+    return accept_key(key).encode()
+
+
+#: ``Sec-WebSocket-Accept`` as bytes, computed in C when it is built.
+_accept_key_bytes = speedups.accept_key if speedups is not None else _accept_key_python
+
 #: What ``base64.b64decode(key, validate=True)`` turns into exactly 16 bytes.
 _KEY_RE = re.compile(r"[A-Za-z0-9+/]{22}==")
 
@@ -95,7 +102,7 @@ def accept_response(key: str, subprotocol: str | None = None, extensions: str | 
     ``extensions`` is the ``Sec-WebSocket-Extensions`` value agreed (only ever one the client offered).
     """
     if not subprotocol and not extensions:
-        return _ACCEPT_HEAD + accept_key(key).encode() + b"\r\n\r\n"
+        return _ACCEPT_HEAD + _accept_key_bytes(key) + b"\r\n\r\n"
     headers = [
         ("Upgrade", "websocket"),
         ("Connection", "Upgrade"),
