@@ -71,13 +71,18 @@ def validate_handshake(request: Request) -> str:
     if request.version != "1.1":
         raise HandshakeError("WebSocket handshake requires HTTP/1.1", 400)
     index = request.headers.index()
-    if not joined(index.get("host")):
+    hosts = index.get("host")
+    if not hosts or not (hosts[0] or len(hosts) > 1):  # ``not headers.get("Host")``
         raise HandshakeError("missing Host header", 400)
-    if not has_token(index.get("upgrade", ()), "websocket"):
+    # Each token check takes the plain single value without a call.
+    upgrade = index.get("upgrade")
+    if not upgrade or (upgrade[0].lower() != "websocket" and not has_token(upgrade, "websocket")):
         raise HandshakeError("missing Upgrade: websocket", 400)
-    if not has_token(index.get("connection", ()), "upgrade"):
+    connection = index.get("connection")
+    if not connection or (connection[0].lower() != "upgrade" and not has_token(connection, "upgrade")):
         raise HandshakeError("missing Connection: Upgrade", 400)
-    version = joined(index.get("sec-websocket-version"), "")
+    versions = index.get("sec-websocket-version")
+    version = versions[0] if versions and len(versions) == 1 else joined(versions, "")
     if version not in SUPPORTED_VERSIONS:
         raise HandshakeError(
             f"unsupported WebSocket version {version!r}", 426, [("Sec-WebSocket-Version", "13")]
@@ -177,10 +182,18 @@ def encode_close(code: int | None = CloseCode.NORMAL_CLOSURE, reason: str = "") 
     """A close frame; the reason is cut at a character boundary to fit 123 bytes."""
     if code is None:
         return encode_frame(OP_CLOSE, b"")
+    if not reason:
+        frame = _CLOSE_FRAMES.get(code)
+        if frame is not None:
+            return frame
     raw = reason.encode("utf-8")
     if len(raw) > 123:
         raw = raw[:123].decode("utf-8", "ignore").encode("utf-8")
     return encode_frame(OP_CLOSE, struct.pack("!H", code) + raw)
+
+
+#: Close frames without a reason for the codes of RFC 6455 7.4.1, by code.
+_CLOSE_FRAMES = {code: encode_frame(OP_CLOSE, struct.pack("!H", code)) for code in range(1000, 1016)}
 
 
 def parse_close_payload(payload: bytes) -> tuple[int, str]:
@@ -190,7 +203,7 @@ def parse_close_payload(payload: bytes) -> tuple[int, str]:
     if len(payload) == 1:
         raise ProtocolError("close frame with a 1-byte payload")
     code = _unpack16(payload)[0]
-    if not is_valid_close_code(code):
+    if code != 1000 and not is_valid_close_code(code):
         raise ProtocolError(f"invalid close code {code}")
     try:
         reason = payload[2:].decode("utf-8")

@@ -91,9 +91,11 @@ def websocket_protocol(request: Request) -> str | None:
     without either -> hixie-75.
     """
     headers = request.headers.index()
-    if not has_token(headers.get("upgrade", ()), "websocket"):
+    upgrade = headers.get("upgrade")
+    if not upgrade or (upgrade[0].lower() != "websocket" and not has_token(upgrade, "websocket")):
         return None
-    version = joined(headers.get("sec-websocket-version"))
+    versions = headers.get("sec-websocket-version")
+    version = versions[0] if versions and len(versions) == 1 else joined(versions)
     if version is not None:
         if version.strip() in rfc6455.SUPPORTED_VERSIONS:
             return "rfc6455"
