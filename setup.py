@@ -13,8 +13,13 @@ if not os.environ.get("WSDAEMON_NO_SPEEDUPS"):
     ext_modules.append(
         Extension(
             "wsdaemon.proto._speedups",
-            ["wsdaemon/proto/_speedups.c", "wsdaemon/proto/_http_head.c", "wsdaemon/proto/_accept_key.c"],
-            depends=["wsdaemon/proto/_handshake.h"],
+            [
+                "wsdaemon/proto/_speedups.c",
+                "wsdaemon/proto/_http_head.c",
+                "wsdaemon/proto/_accept_key.c",
+                "wsdaemon/proto/_accept.c",
+            ],
+            depends=["wsdaemon/proto/_speedups.h"],
             optional=True,
         )
     )

@@ -223,3 +223,27 @@ def test_the_accept_key_is_the_rfc_example_and_refuses_what_python_refuses():
         except UnicodeEncodeError:
             continue
         raise AssertionError(f"{fn} took a non-ASCII key")
+
+
+def test_a_nonblocking_accept_gives_what_socket_accept_gives():
+    import fcntl
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        try:
+            speedups.accept_nonblocking(listener)
+        except BlockingIOError:
+            pass
+        else:
+            raise AssertionError("accepted with nobody waiting")
+        with socket.create_connection(listener.getsockname()) as client:
+            fd, address = speedups.accept_nonblocking(listener)
+            try:
+                assert address == client.getsockname()
+                assert fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK
+                assert fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+            finally:
+                os.close(fd)

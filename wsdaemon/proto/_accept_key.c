@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "_handshake.h"
+#include "_speedups.h"
 
 static const char GUID[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

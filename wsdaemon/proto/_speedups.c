@@ -11,7 +11,7 @@
 #include <string.h>
 #include <structmember.h>
 
-#include "_handshake.h"
+#include "_speedups.h"
 
 static void xor_mask(unsigned char *out, const unsigned char *in, Py_ssize_t n, const unsigned char *m);
 
@@ -486,6 +486,7 @@ static PyMethodDef speedups_methods[] = {
     {"compact_items", (PyCFunction)(void (*)(void))compact_items, METH_FASTCALL,
      "Header items as a tuple, common values shared."},
     {"accept_key", accept_key, METH_O, "Sec-WebSocket-Accept (bytes) for a Sec-WebSocket-Key."},
+    {"accept_nonblocking", accept_nonblocking, METH_O, "accept4 a non-blocking client of an AF_INET socket."},
     {NULL, NULL, 0, NULL},
 };
 
