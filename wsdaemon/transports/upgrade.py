@@ -124,8 +124,13 @@ def upgrade_rfc6455(conn: HttpConnection, request: Request) -> None:
         resume = None if session_param is None else parse_session_param(session_param)
     host = conn.host
     index = request.headers.index()
-    offered = rfc6455.offered_subprotocols(request) if "sec-websocket-protocol" in index else []
-    subprotocol, user = _accept(conn, request, offered)
+    # _accept and _swap, inline: every RFC 6455 client comes this way.
+    host.check_origin(request)
+    app = host.app
+    user = host.authenticate(request) if app.authenticates else None
+    subprotocol = None
+    if "sec-websocket-protocol" in index:
+        subprotocol = select_subprotocol(app, rfc6455.offered_subprotocols(request), request)
     offers = index.get("sec-websocket-extensions")
     policy = deflate_policy(host.settings) if offers else None
     params = _negotiate_deflate(host.app, request, list(offers), policy) if policy is not None else None
@@ -139,7 +144,8 @@ def upgrade_rfc6455(conn: HttpConnection, request: Request) -> None:
         ws = SessionRfc6455Connection(host, conn.sock, request, subprotocol, resume)
     else:
         ws = SessionRfc6455DeflateConnection(host, conn.sock, request, subprotocol, resume, params, policy)
-    _swap(conn, ws, user, key)
+    ws.user = user
+    ws.start(key, conn.hand_over(ws))
 
 
 _policy_of: tuple[Any, DeflatePolicy | None] = (None, None)
