@@ -10,6 +10,18 @@ from setuptools import Extension, setup
 
 ext_modules = []
 if not os.environ.get("WSDAEMON_NO_SPEEDUPS"):
-    ext_modules.append(Extension("wsdaemon.proto._speedups", ["wsdaemon/proto/_speedups.c"], optional=True))
+    ext_modules.append(
+        Extension(
+            "wsdaemon.proto._speedups",
+            [
+                "wsdaemon/proto/_speedups.c",
+                "wsdaemon/proto/_http_head.c",
+                "wsdaemon/proto/_accept_key.c",
+                "wsdaemon/proto/_accept.c",
+            ],
+            depends=["wsdaemon/proto/_speedups.h"],
+            optional=True,
+        )
+    )
 
 setup(ext_modules=ext_modules)

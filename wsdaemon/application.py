@@ -235,7 +235,8 @@ class Application:
         return self._on_connect(request)
 
     def handle_open(self, conn: Any) -> None:
-        self._on_open(conn)
+        if self._on_open is not _ignore:
+            self._on_open(conn)
 
     def handle_join(self, conn: Any, room: str) -> None:
         self._on_join(conn, room)
@@ -247,7 +248,8 @@ class Application:
         self._on_message(conn, message)
 
     def handle_close(self, conn: Any, code: int, reason: str) -> None:
-        self._on_close(conn, code, reason)
+        if self._on_close is not _ignore:
+            self._on_close(conn, code, reason)
 
     def handle_resume(self, conn: Any) -> None:
         self._on_resume(conn)

@@ -16,7 +16,7 @@ from typing import Any
 from .application import Application
 from .metrics import MetricsEndpoint
 from .net.admission import Admission
-from .net.deadlines import Deadlines, Expiring
+from .net.deadlines import Deadlines
 from .net.listener import Listener
 from .net.loop import EVENT_READ, EventLoop, TimerHandle
 from .net.sockets import bind_socket, check_descriptor_limit, format_address
@@ -71,8 +71,15 @@ class Server:
         self.connect_errors = 0
         #: Handshake, close and drain timeouts of the stream connections.
         self.deadlines = Deadlines(self.loop)
+        #: ``watch(conn)``: have ``conn.on_deadline`` called once ``conn.deadline`` has passed;
+        #: ``unwatch(conn)`` forgets it (the deadline service's own, bound once).
+        self.watch = self.deadlines.watch
+        self.unwatch = self.deadlines.unwatch
         #: ``max_connections``: the client sockets served, the refusals past the limit.
         self.admission = Admission(self)
+        #: ``client_closed(fileno)``: a client socket is being closed, it no longer counts towards
+        #: ``max_connections`` (the admitted set's own discard, bound once).
+        self.client_closed = self.admission.clients.discard
         self.origin_policy = OriginPolicy(self.settings.allowed_origins, self.settings.allow_missing_origin)
         self.proxy_trust = ProxyTrust(self.settings.trusted_proxies) or None
         self.tls_context = (
@@ -181,14 +188,11 @@ class Server:
 
     def _add_listener(self, sock: socket.socket, secure: bool) -> None:
         sock.setblocking(False)
-        make = self._new_tls_connection if secure else self._new_http_connection
+        make = self._new_tls_connection if secure else partial(HttpConnection, self)
         admit = partial(self.admission.admit, secure=True) if secure else self.admission.admit
         listener = Listener(self.loop, sock, make, admit=admit)
         self.loop.register(sock, EVENT_READ, listener)
         self.listeners.append(listener)
-
-    def _new_http_connection(self, client: socket.socket, address: Any) -> HttpConnection:
-        return HttpConnection(self, client, address)
 
     def _new_tls_connection(self, client: socket.socket, address: Any) -> TlsHandshake:
         return TlsHandshake(self, client, address, self.tls_context, self._new_https_connection)
@@ -224,10 +228,6 @@ class Server:
         self.tls_context = context
         log.info("TLS certificate reloaded from %s", self.settings.certfile)
         return True
-
-    def client_closed(self, fileno: int) -> None:
-        """A client socket is being closed: it no longer counts towards ``max_connections``."""
-        self.admission.client_closed(fileno)
 
     def check_origin(self, request: Request) -> None:
         """Refuse a request whose Origin is not allowed, with 403 and a log line.
@@ -337,15 +337,6 @@ class Server:
             plural(len(self.connections), "connection"),
             f" ({per})" if per else "",
         )
-
-    # -- deadlines ---------------------------------------------------------------
-
-    def watch(self, conn: Expiring) -> None:
-        """Have ``conn.on_deadline`` called once ``conn.deadline`` has passed."""
-        self.deadlines.watch(conn)
-
-    def unwatch(self, conn: Expiring) -> None:
-        self.deadlines.unwatch(conn)
 
     def _keepalive(self) -> None:
         now = time.monotonic()

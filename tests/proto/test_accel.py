@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wsdaemon.proto import masking, rfc6455, session
+from wsdaemon.proto import http11, masking, rfc6455, session
 from wsdaemon.proto.accel import speedups
 from wsdaemon.proto.rfc6455 import EV_ERROR, FrameParser, encode_frame
 
@@ -172,3 +172,107 @@ def test_join_unmask_refuses_what_is_out_of_range():
         except (ValueError, TypeError):
             continue
         raise AssertionError(f"join_unmask{args} did not refuse")
+
+
+_HEAD = (
+    b"GET /chat?x=1 HTTP/1.1\r\nHost: example.com:80\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-A: \t a:b \t\r\nHOST: two\r\nE:"
+)
+
+
+def _both_splits(head: bytes, names_max: int, max_headers: int) -> tuple:
+    py_names: dict = {"Host": "Host"}
+    c_names, lowers = dict(py_names), {}
+    py = http11._split_head(head, py_names, {}, names_max, max_headers)
+    c = speedups.parse_head(head, c_names, lowers, names_max, max_headers)
+    assert all(lower == name.lower() for name, lower in lowers.items())
+    return py, c, py_names, c_names
+
+
+def test_head_split_matches_the_python_parse():
+    py, c, py_names, c_names = _both_splits(_HEAD, 512, 100)
+    assert py is not None and py == c and py_names == c_names
+    assert (
+        _both_splits(_HEAD, 3, 100)[2:]
+        == ({"Host": "Host", "Upgrade": "Upgrade", "Connection": "Connection"},) * 2
+    )
+    assert _both_splits(_HEAD, 512, 6)[:2] == (None, None)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, len(_HEAD)), st.sampled_from(b"\r\n:\t \x00\x7f\x80\xffAz09/.-~"), st.booleans()
+        ),
+        max_size=4,
+    ),
+    st.integers(1, 8),
+)
+def test_head_split_matches_the_python_parse_on_edited_heads(edits, names_max):
+    head = bytearray(_HEAD)
+    for pos, byte, insert in edits:
+        if insert:
+            head[pos:pos] = bytes((byte,))
+        elif pos < len(head):
+            head[pos] = byte
+    py, c, py_names, c_names = _both_splits(bytes(head), names_max, 7)
+    assert py == c and py_names == c_names
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["Host", "host", "User-Agent", "X-Other", "Upgrade"]), st.text(max_size=300)
+        ),
+        max_size=6,
+    ),
+    st.integers(0, 4),
+)
+def test_compacted_items_match_the_python_compaction(items, shared_max):
+    lowers = {"Host": "host"}
+    py_shared, c_shared = {"": "", "common": "common"}, {"": "", "common": "common"}
+    py = http11._compact_python(items, lowers, http11._SHAREABLE, py_shared, shared_max)
+    c = speedups.compact_items(items, lowers, http11._SHAREABLE, c_shared, shared_max)
+    assert c == py and py_shared == c_shared
+    assert [id(value) for _, value in c] == [id(value) for _, value in py]
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=300))
+def test_the_accept_key_matches_the_python_one(key):
+    assert speedups.accept_key(key) == rfc6455._accept_key_python(key)
+
+
+def test_the_accept_key_is_the_rfc_example_and_refuses_what_python_refuses():
+    assert speedups.accept_key("dGhlIHNhbXBsZSBub25jZQ==") == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    for fn in (speedups.accept_key, rfc6455._accept_key_python):
+        try:
+            fn("é")
+        except UnicodeEncodeError:
+            continue
+        raise AssertionError(f"{fn} took a non-ASCII key")
+
+
+def test_a_nonblocking_accept_gives_what_socket_accept_gives():
+    import fcntl
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        try:
+            speedups.accept_nonblocking(listener)
+        except BlockingIOError:
+            pass
+        else:
+            raise AssertionError("accepted with nobody waiting")
+        with socket.create_connection(listener.getsockname()) as client:
+            fd, address = speedups.accept_nonblocking(listener)
+            try:
+                assert address == client.getsockname()
+                assert fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK
+                assert fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+            finally:
+                os.close(fd)

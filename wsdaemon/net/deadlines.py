@@ -9,6 +9,7 @@ connection costs no timer of its own.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from .loop import EventLoop, TimerHandle
@@ -31,6 +32,10 @@ class Deadlines:
         self.loop = loop
         self.interval = interval
         self._watched: set[Expiring] = set()
+        #: ``watch(conn)``: have ``conn.on_deadline`` called once ``conn.deadline`` has passed (once per
+        #: watch); ``unwatch(conn)`` forgets it. The set's own methods: no Python frame per connection.
+        self.watch: Callable[[Expiring], None] = self._watched.add
+        self.unwatch: Callable[[Expiring], None] = self._watched.discard
         self._timer: TimerHandle | None = None
 
     def start(self) -> None:
@@ -42,13 +47,6 @@ class Deadlines:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-
-    def watch(self, conn: Expiring) -> None:
-        """Have ``conn.on_deadline`` called once ``conn.deadline`` has passed (once per watch)."""
-        self._watched.add(conn)
-
-    def unwatch(self, conn: Expiring) -> None:
-        self._watched.discard(conn)
 
     def __contains__(self, conn: Expiring) -> bool:
         return conn in self._watched

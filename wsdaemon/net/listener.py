@@ -7,8 +7,10 @@ import logging
 import socket
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
+from ..proto.accel import speedups
 from .loop import EVENT_READ, EventLoop
 
 log = logging.getLogger("wsdaemon.listener")
@@ -37,6 +39,8 @@ class Listener:
         "_nodelay",
         "_batch",
         "_full_at",
+        "_accept",
+        "_nonblocking",
     )
 
     def __init__(
@@ -56,6 +60,12 @@ class Listener:
         self._pauses = 0
         #: (family, type, proto) of the accepted sockets, as ints (no enum lookups per client).
         self._kind = (int(sock.family), int(sock.type), sock.proto)
+        #: ``() -> (fd, address)``; an IPv4 client is accepted non-blocking at once (no FIONBIO).
+        self._accept: Callable[[], tuple[int, Any]] = sock._accept  # type: ignore[attr-defined]
+        self._nonblocking = speedups is not None and sock.family == socket.AF_INET
+        if self._nonblocking:
+            self._accept = partial(speedups.accept_nonblocking, sock)
+            self._kind = (int(sock.family), int(sock.type) | socket.SOCK_NONBLOCK, sock.proto)
         #: TCP_NODELAY per client: "set" on each, "check" the first (Linux copies the listener's), or "no".
         self._nodelay = "no"
         if sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -77,8 +87,9 @@ class Listener:
             batch = ACCEPTS_PER_EVENT
         elif iteration == self._full_at + 1 and batch < ACCEPTS_PER_EVENT:
             batch = self._batch = batch * 2  # readable again right after a full batch: a backlog
-        accept = self.sock._accept
+        accept = self._accept
         family, type_, proto = self._kind
+        nonblocking = self._nonblocking
         for accepted in range(batch):
             try:
                 fd, address = accept()
@@ -95,7 +106,8 @@ class Listener:
                     continue
                 raise
             client = socket.socket(family, type_, proto, fd)
-            client.setblocking(False)
+            if not nonblocking:
+                client.setblocking(False)
             if self.admit is not None and not self.admit(client, address):
                 continue
             if self._nodelay != "no":

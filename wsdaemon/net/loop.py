@@ -48,7 +48,7 @@ if hasattr(select, "epoll"):
                 fd = -1
             if fd < 0 or fd in fd_to_key or not events or events & ~(EVENT_READ | EVENT_WRITE):
                 return super().register(fileobj, events, data)
-            key = fd_to_key[fd] = selectors.SelectorKey(fileobj, fd, events, data)
+            key = fd_to_key[fd] = _new_key(_SelectorKey, (fileobj, fd, events, data))
             try:
                 self._selector.register(fd, _POLL_EVENTS[events])
             except BaseException:
@@ -64,7 +64,7 @@ if hasattr(select, "epoll"):
             if events != key.events:
                 return super().modify(fileobj, events, data)
             if data is not key.data:
-                key = self._fd_to_key[key.fd] = selectors.SelectorKey(key.fileobj, key.fd, events, data)
+                key = self._fd_to_key[key.fd] = _new_key(_SelectorKey, (key.fileobj, key.fd, events, data))
             return key
 
         def unregister(self, fileobj: Any) -> selectors.SelectorKey:
@@ -102,11 +102,15 @@ if hasattr(select, "epoll"):
             return ready
 
     _POLL_EVENTS = (0, select.EPOLLIN, select.EPOLLOUT, select.EPOLLIN | select.EPOLLOUT)
+    #: A SelectorKey made as its namedtuple ``__new__`` makes it, without that Python frame.
+    _new_key = tuple.__new__
+    _SelectorKey = selectors.SelectorKey
     _NOT_EPOLLIN = ~select.EPOLLIN
     _NOT_EPOLLOUT = ~select.EPOLLOUT
     DefaultSelector: type[selectors.BaseSelector] = LeanEpollSelector
 else:  # pragma: no cover - not Linux
     DefaultSelector = selectors.DefaultSelector
+    LeanEpollSelector = None  # type: ignore[assignment,misc]
 
 
 class TimerHandle:
@@ -161,10 +165,16 @@ class EventLoop:
         self._epoll = getattr(self.selector, "_selector", None)
         if not isinstance(self._epoll, getattr(select, "epoll", ())):
             self._epoll = None
+        #: The lean selector's fd -> SelectorKey map: a socket's register (for reading), modify
+        #: (same events) and unregister take their common case here, without the selector's frame.
+        self._fd_to_key: dict[int, selectors.SelectorKey] | None = None
+        if LeanEpollSelector is not None and type(self.selector) is LeanEpollSelector and self._epoll:
+            self._fd_to_key = self.selector._fd_to_key
         self._timers: list[TimerHandle] = []
         self._seq = itertools.count()
         self._soon: list[tuple[Callable, tuple]] = []
-        self._running = False
+        #: True while :meth:`run` runs (an attribute: every write outside a read checks it).
+        self.running = False
         #: Connections with writes corked in this iteration; flushed before the next select.
         self.corked: list = []
         self._signal_handlers: dict[int, Callable[[], Any]] = {}
@@ -178,14 +188,54 @@ class EventLoop:
     # -- registration: the socket -> handler map is the selector itself ----------
 
     def register(self, sock: Any, events: int, handler: Any) -> None:
+        fd_to_key = self._fd_to_key
+        if fd_to_key is not None and events == EVENT_READ and type(sock) is not int:
+            try:
+                fd = sock.fileno()
+            except AttributeError:  # not a file object: the selector says so
+                fd = -1
+            if fd >= 0 and fd not in fd_to_key:
+                fd_to_key[fd] = _new_key(_SelectorKey, (sock, fd, events, handler))
+                try:
+                    self._epoll.register(fd, _EPOLLIN)  # type: ignore[union-attr]
+                except BaseException:
+                    del fd_to_key[fd]
+                    raise
+                self._dispatch[fd] = handler
+                return
         key = self.selector.register(sock, events, handler)
         self._dispatch[key.fd] = handler
 
     def modify(self, sock: Any, events: int, handler: Any) -> None:
+        fd_to_key = self._fd_to_key
+        if fd_to_key is not None and type(sock) is not int:
+            try:
+                key = fd_to_key.get(sock.fileno())
+            except AttributeError:
+                key = None
+            if key is not None and key.events == events:
+                fd = key.fd
+                if key.data is not handler:
+                    fd_to_key[fd] = _new_key(_SelectorKey, (key.fileobj, fd, events, handler))
+                self._dispatch[fd] = handler
+                return
         key = self.selector.modify(sock, events, handler)
         self._dispatch[key.fd] = handler
 
     def unregister(self, sock: Any) -> None:
+        fd_to_key = self._fd_to_key
+        if fd_to_key is not None and type(sock) is not int:
+            try:
+                fd = sock.fileno()
+            except AttributeError:
+                fd = -1
+            if fd_to_key.pop(fd, None) is not None:
+                try:
+                    self._epoll.unregister(fd)  # type: ignore[union-attr]
+                except OSError:  # closed since it was registered
+                    pass
+                self._dispatch.pop(fd, None)
+                return
         try:
             key = self.selector.unregister(sock)
         except (KeyError, ValueError):
@@ -268,26 +318,22 @@ class EventLoop:
     # -- running -----------------------------------------------------------------
 
     def stop(self) -> None:
-        self._running = False
-
-    @property
-    def running(self) -> bool:
-        return self._running
+        self.running = False
 
     def run(self) -> None:
         """Dispatch I/O readiness and timers until :meth:`stop`."""
-        self._running = True
+        self.running = True
         try:
             self._run()
         finally:
-            self._running = False
+            self.running = False
             self._flush_corked()
 
     def _run(self) -> None:
         timers = self._timers
         dispatch = self._dispatch
         epoll = self._epoll
-        while self._running:
+        while self.running:
             if self.corked:
                 self._flush_corked()
             if self._soon:

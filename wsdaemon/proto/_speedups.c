@@ -12,6 +12,8 @@
 #include <string.h>
 #include <structmember.h>
 
+#include "_speedups.h"
+
 static void xor_mask(unsigned char *out, const unsigned char *in, Py_ssize_t n, const unsigned char *m);
 
 static PyObject *
@@ -552,6 +554,12 @@ static PyMethodDef speedups_methods[] = {
      "Bytes start..end of the joined parts, unmasked unless mask is None."},
     {"scan_frames", (PyCFunction)(void (*)(void))scan_frames, METH_FASTCALL,
      "Parse complete simple data frames into events; returns where it stopped."},
+    {"parse_head", (PyCFunction)(void (*)(void))parse_head, METH_FASTCALL,
+     "Split a plain HTTP/1.x request head into its parts; None for any other head."},
+    {"compact_items", (PyCFunction)(void (*)(void))compact_items, METH_FASTCALL,
+     "Header items as a tuple, common values shared."},
+    {"accept_key", accept_key, METH_O, "Sec-WebSocket-Accept (bytes) for a Sec-WebSocket-Key."},
+    {"accept_nonblocking", accept_nonblocking, METH_O, "accept4 a non-blocking client of an AF_INET socket."},
     {NULL, NULL, 0, NULL},
 };
 

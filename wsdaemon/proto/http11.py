@@ -15,6 +15,7 @@ from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
+from .accel import speedups
 from .errors import ProtocolError
 
 _TOKEN_RE = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -57,10 +58,27 @@ _SHARED_VALUES: dict[str, str] = {}
 _SHARED_MAX = 1024
 
 
-def _share(value: str) -> str:
-    if len(_SHARED_VALUES) < _SHARED_MAX:
-        _SHARED_VALUES[value] = value
-    return value
+#: Lower-case forms of the names in ``_NAMES`` (filled by the C head split).
+_LOWER_NAMES: dict[str, str] = {}
+
+
+def _compact_python(
+    items: list[tuple[str, str]], lowers: dict, shareable: frozenset, shared: dict, shared_max: int
+) -> tuple[tuple[str, str], ...]:
+    """The items as a tuple, values of ``shareable`` names replaced by the equal string of ``shared``."""
+    out = []
+    for name, value in items:
+        if name.lower() in shareable and len(value) <= 256:
+            found = shared.get(value)
+            if found:
+                value = found
+            elif len(shared) < shared_max:
+                shared[value] = value
+        out.append((name, value))
+    return tuple(out)
+
+
+_compact_items = speedups.compact_items if speedups is not None else _compact_python
 
 
 class _LazyIndex:
@@ -114,21 +132,12 @@ class Headers:
         """
         if type(self._index) is not dict:
             return
-        shared = _SHARED_VALUES
-        items = []
-        for name, value in self._items:
-            if name.lower() in _SHAREABLE and len(value) <= 256:
-                value = shared.get(value) or _share(value)
-            items.append((name, value))
-        self._items = tuple(items)
+        self._items = _compact_items(self._items, _LOWER_NAMES, _SHAREABLE, _SHARED_VALUES, _SHARED_MAX)
         self._index = _LazyIndex(self._items)
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The value of ``name``; repeated headers are joined with ``, `` as RFC 9110 allows."""
-        values = self._index.get(name.lower())
-        if not values:
-            return default
-        return values[0] if len(values) == 1 else ", ".join(values)
+        return joined(self._index.get(name.lower()), default)
 
     def get_all(self, name: str) -> list[str]:
         return list(self._index.get(name.lower(), ()))
@@ -139,11 +148,12 @@ class Headers:
 
     def has_token(self, name: str, token: str) -> bool:
         """``token in self.tokens(name)`` without building the list; ``token`` is lower-case."""
-        for value in self._index.get(name.lower(), ()):
-            value = value.lower()
-            if value == token or (token in value and any(t.strip() == token for t in value.split(","))):
-                return True
-        return False
+        return has_token(self._index.get(name.lower(), ()), token)
+
+    def index(self) -> dict[str, list[str]]:
+        """Lower-case name -> values, for lookups by names already in lower case."""
+        index = self._index
+        return index if type(index) is dict else index.index()
 
     def tokens_raw(self, name: str) -> list[str]:
         """A comma-separated list header with its case kept (``Sec-WebSocket-Protocol``)."""
@@ -169,6 +179,22 @@ class Headers:
 
     def __repr__(self) -> str:
         return f"Headers({self._items!r})"
+
+
+def has_token(values: Iterable[str], token: str) -> bool:
+    """Whether the lower-case ``token`` is in one of the comma-separated lists ``values``."""
+    for value in values:
+        value = value.lower()
+        if value == token or (token in value and any(t.strip() == token for t in value.split(","))):
+            return True
+    return False
+
+
+def joined(values: list[str] | None, default: str | None = None) -> str | None:
+    """What :meth:`Headers.get` gives for a name with ``values`` (None: absent)."""
+    if not values:
+        return default
+    return values[0] if len(values) == 1 else ", ".join(values)
 
 
 class QueryParams(Mapping[str, str]):
@@ -295,25 +321,25 @@ _NAMES: dict[str, str] = {}
 _NAMES_MAX = 512
 
 
-def _name(name: str) -> str:
-    if len(_NAMES) < _NAMES_MAX:
-        _NAMES[name] = name
-    return name
+def _split_head(head: bytes, names: dict, lowers: dict, names_max: int, max_headers: int) -> tuple | None:
+    """(method, target, version, items, index) of a plain head, None for any other (the checked parse).
 
-
-def parse_request_head(head: bytes, max_headers: int = DEFAULT_MAX_HEADERS) -> Request:
-    """Parse a request line and headers (without the final blank line)."""
+    What ``_speedups.parse_head`` does in C; ``lowers`` is its cache of lower-case names.
+    """
     if _GOOD_HEAD_RE.fullmatch(head) is None or head.count(b"\r\n") > max_headers:
-        return _parse_checked(head, max_headers)
+        return None
     lines = head.decode("latin-1").split("\r\n")
     method, target, version = lines[0].split(" ")
     items = []
     index: dict[str, list[str]] = {}
-    names = _NAMES
     for line in lines[1:]:
         name, _, value = line.partition(":")
         value = value.strip(" \t")
-        name = names.get(name) or _name(name)
+        shared = names.get(name)
+        if shared is not None:
+            name = shared
+        elif len(names) < names_max:
+            names[name] = name
         items.append((name, value))
         key = name.lower()
         values = index.get(key)
@@ -321,6 +347,18 @@ def parse_request_head(head: bytes, max_headers: int = DEFAULT_MAX_HEADERS) -> R
             index[key] = [value]
         else:
             values.append(value)
+    return method, target, version[5:], items, index
+
+
+_split = speedups.parse_head if speedups is not None else _split_head
+
+
+def parse_request_head(head: bytes, max_headers: int = DEFAULT_MAX_HEADERS) -> Request:
+    """Parse a request line and headers (without the final blank line)."""
+    parts = _split(head, _NAMES, _LOWER_NAMES, _NAMES_MAX, max_headers)
+    if parts is None:
+        return _parse_checked(head, max_headers)
+    method, target, version, items, index = parts
     headers = Headers.__new__(Headers)
     headers._items = items
     headers._index = index
@@ -330,7 +368,7 @@ def parse_request_head(head: bytes, max_headers: int = DEFAULT_MAX_HEADERS) -> R
     return Request(
         method,
         target,
-        version[5:],
+        version,
         headers,
         ("", 0),
         urllib.parse.unquote(path) if "%" in path else path,

@@ -17,7 +17,7 @@ from typing import Any
 from .accel import speedups
 from .codes import CloseCode, is_valid_close_code
 from .errors import HandshakeError, ProtocolError
-from .http11 import Request, build_response, is_token
+from .http11 import Request, build_response, has_token, is_token, joined
 from .masking import apply_mask, join_unmask
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -54,6 +54,13 @@ def accept_key(key: str) -> str:
     return binascii.b2a_base64(hashlib.sha1((key + GUID).encode("ascii")).digest(), newline=False).decode()
 
 
+def _accept_key_python(key: str) -> bytes:
+    return accept_key(key).encode()
+
+
+#: ``Sec-WebSocket-Accept`` as bytes, computed in C when it is built.
+_accept_key_bytes = speedups.accept_key if speedups is not None else _accept_key_python
+
 #: What ``base64.b64decode(key, validate=True)`` turns into exactly 16 bytes.
 _KEY_RE = re.compile(r"[A-Za-z0-9+/]{22}==")
 
@@ -64,19 +71,24 @@ def validate_handshake(request: Request) -> str:
         raise HandshakeError("WebSocket handshake must use GET", 405, [("Allow", "GET")])
     if request.version != "1.1":
         raise HandshakeError("WebSocket handshake requires HTTP/1.1", 400)
-    headers = request.headers
-    if not headers.get("Host"):
+    index = request.headers.index()
+    hosts = index.get("host")
+    if not hosts or not (hosts[0] or len(hosts) > 1):  # ``not headers.get("Host")``
         raise HandshakeError("missing Host header", 400)
-    if not headers.has_token("Upgrade", "websocket"):
+    # Each token check takes the plain single value without a call.
+    upgrade = index.get("upgrade")
+    if not upgrade or (upgrade[0].lower() != "websocket" and not has_token(upgrade, "websocket")):
         raise HandshakeError("missing Upgrade: websocket", 400)
-    if not headers.has_token("Connection", "upgrade"):
+    connection = index.get("connection")
+    if not connection or (connection[0].lower() != "upgrade" and not has_token(connection, "upgrade")):
         raise HandshakeError("missing Connection: Upgrade", 400)
-    version = headers.get("Sec-WebSocket-Version", "")
+    versions = index.get("sec-websocket-version")
+    version = versions[0] if versions and len(versions) == 1 else joined(versions, "")
     if version not in SUPPORTED_VERSIONS:
         raise HandshakeError(
             f"unsupported WebSocket version {version!r}", 426, [("Sec-WebSocket-Version", "13")]
         )
-    keys = headers.get_all("Sec-WebSocket-Key")
+    keys = index.get("sec-websocket-key", ())
     if len(keys) != 1:
         raise HandshakeError("exactly one Sec-WebSocket-Key required", 400)
     key = keys[0].strip()
@@ -96,7 +108,7 @@ def accept_response(key: str, subprotocol: str | None = None, extensions: str | 
     ``extensions`` is the ``Sec-WebSocket-Extensions`` value agreed (only ever one the client offered).
     """
     if not subprotocol and not extensions:
-        return _ACCEPT_HEAD + accept_key(key).encode() + b"\r\n\r\n"
+        return _ACCEPT_HEAD + _accept_key_bytes(key) + b"\r\n\r\n"
     headers = [
         ("Upgrade", "websocket"),
         ("Connection", "Upgrade"),
@@ -180,10 +192,18 @@ def encode_close(code: int | None = CloseCode.NORMAL_CLOSURE, reason: str = "") 
     """A close frame; the reason is cut at a character boundary to fit 123 bytes."""
     if code is None:
         return encode_frame(OP_CLOSE, b"")
+    if not reason:
+        frame = _CLOSE_FRAMES.get(code)
+        if frame is not None:
+            return frame
     raw = reason.encode("utf-8")
     if len(raw) > 123:
         raw = raw[:123].decode("utf-8", "ignore").encode("utf-8")
     return encode_frame(OP_CLOSE, struct.pack("!H", code) + raw)
+
+
+#: Close frames without a reason for the codes of RFC 6455 7.4.1, by code.
+_CLOSE_FRAMES = {code: encode_frame(OP_CLOSE, struct.pack("!H", code)) for code in range(1000, 1016)}
 
 
 def parse_close_payload(payload: bytes) -> tuple[int, str]:
@@ -193,7 +213,7 @@ def parse_close_payload(payload: bytes) -> tuple[int, str]:
     if len(payload) == 1:
         raise ProtocolError("close frame with a 1-byte payload")
     code = _unpack16(payload)[0]
-    if not is_valid_close_code(code):
+    if code != 1000 and not is_valid_close_code(code):
         raise ProtocolError(f"invalid close code {code}")
     try:
         reason = payload[2:].decode("utf-8")

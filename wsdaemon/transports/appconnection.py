@@ -167,7 +167,9 @@ class AppConnection:
         self.state = OPEN
         server = self.host
         server.connection_opened(self)
-        server.connection_log.opened(self)
+        connection_log = server.connection_log
+        if connection_log.enabled or log.isEnabledFor(logging.DEBUG):  # its lines go to ``log``
+            connection_log.opened(self)
         try:
             server.app.handle_open(self)
         except Exception:
@@ -192,7 +194,9 @@ class AppConnection:
             self.host.room_registry.leave_all(self)
         if not was_open:
             return
-        self.host.connection_log.closed(self, code, reason)
+        connection_log = self.host.connection_log
+        if connection_log.enabled or log.isEnabledFor(logging.DEBUG):
+            connection_log.closed(self, code, reason)
         try:
             self.host.app.handle_close(self, code, reason)
         except Exception:

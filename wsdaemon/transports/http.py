@@ -108,7 +108,7 @@ class HttpConnection(StreamConnection):
             self.respond_error(exc.status, exc.reason)
 
     def _serve(self, data: bytes) -> None:
-        if self.busy:
+        if self._body_callback is not None or self.holder is not None:  # busy
             return
         request = self.parser.feed(data)
         while request is not None:

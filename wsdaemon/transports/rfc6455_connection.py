@@ -274,7 +274,8 @@ class Rfc6455Connection(WebSocketConnection):
         self.close_transport()
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._deliver_close(CloseCode.ABNORMAL_CLOSURE, "connection lost")
+        if self.state != CLOSED:
+            self._deliver_close(CloseCode.ABNORMAL_CLOSURE, "connection lost")
 
     def on_deadline(self, now: float) -> None:
         if self.state == CLOSING:

@@ -12,9 +12,9 @@ from typing import Any, Protocol
 
 from ..proto import hixie, rfc6455
 from ..proto.errors import HandshakeError
-from ..proto.http11 import Request
+from ..proto.http11 import Request, has_token, joined
 from ..proto.permessage_deflate import DeflateParams, DeflatePolicy, negotiate
-from ..proto.session import parse_session_param
+from ..proto.session import SESSION_PARAM, parse_session_param
 from .hixie_connection import Hixie75Connection, Hixie76Connection
 from .http import HttpConnection
 from .rfc6455_connection import Rfc6455Connection
@@ -90,19 +90,21 @@ def websocket_protocol(request: Request) -> str | None:
     (426); ``Sec-WebSocket-Key1``/``Key2`` -> hixie-76; ``Upgrade: WebSocket``
     without either -> hixie-75.
     """
-    headers = request.headers
-    if not headers.has_token("Upgrade", "websocket"):
+    headers = request.headers.index()
+    upgrade = headers.get("upgrade")
+    if not upgrade or (upgrade[0].lower() != "websocket" and not has_token(upgrade, "websocket")):
         return None
-    version = headers.get("Sec-WebSocket-Version")
+    versions = headers.get("sec-websocket-version")
+    version = versions[0] if versions and len(versions) == 1 else joined(versions)
     if version is not None:
         if version.strip() in rfc6455.SUPPORTED_VERSIONS:
             return "rfc6455"
         raise HandshakeError(
             f"unsupported WebSocket version {version!r}", 426, [("Sec-WebSocket-Version", "13")]
         )
-    if "Sec-WebSocket-Key1" in headers and "Sec-WebSocket-Key2" in headers:
+    if "sec-websocket-key1" in headers and "sec-websocket-key2" in headers:
         return "hixie-76"
-    if "Sec-WebSocket-Key" in headers:
+    if "sec-websocket-key" in headers:
         raise HandshakeError("missing Sec-WebSocket-Version", 426, [("Sec-WebSocket-Version", "13")])
     return "hixie-75"
 
@@ -116,13 +118,22 @@ def upgrade_rfc6455(conn: HttpConnection, request: Request) -> None:
     session instead (compressed or not); the application never sees the parameter.
     """
     key = rfc6455.validate_handshake(request)
-    request, session_param = without_session_param(request)
-    resume = None if session_param is None else parse_session_param(session_param)
+    session_param = resume = None
+    if SESSION_PARAM in request.query_string:  # every raw client: no parsing, no lookup
+        request, session_param = without_session_param(request)
+        resume = None if session_param is None else parse_session_param(session_param)
     host = conn.host
-    subprotocol, user = _accept(conn, request, rfc6455.offered_subprotocols(request))
-    offers = request.headers.get_all("Sec-WebSocket-Extensions")
+    index = request.headers.index()
+    # _accept and _swap, inline: every RFC 6455 client comes this way.
+    host.check_origin(request)
+    app = host.app
+    user = host.authenticate(request) if app.authenticates else None
+    subprotocol = None
+    if "sec-websocket-protocol" in index:
+        subprotocol = select_subprotocol(app, rfc6455.offered_subprotocols(request), request)
+    offers = index.get("sec-websocket-extensions")
     policy = deflate_policy(host.settings) if offers else None
-    params = _negotiate_deflate(host.app, request, offers, policy) if policy is not None else None
+    params = _negotiate_deflate(host.app, request, list(offers), policy) if policy is not None else None
     ws: Rfc6455Connection
     if session_param is None:
         if params is None:
@@ -133,7 +144,8 @@ def upgrade_rfc6455(conn: HttpConnection, request: Request) -> None:
         ws = SessionRfc6455Connection(host, conn.sock, request, subprotocol, resume)
     else:
         ws = SessionRfc6455DeflateConnection(host, conn.sock, request, subprotocol, resume, params, policy)
-    _swap(conn, ws, user, key)
+    ws.user = user
+    ws.start(key, conn.hand_over(ws))
 
 
 _policy_of: tuple[Any, DeflatePolicy | None] = (None, None)
@@ -199,7 +211,7 @@ def _accept(conn: HttpConnection, request: Request, offered: list[str]) -> tuple
     host.check_origin(request)
     app = host.app
     user = host.authenticate(request) if app.authenticates else None
-    return select_subprotocol(app, offered, request), user
+    return (select_subprotocol(app, offered, request) if offered else None), user
 
 
 def _swap(conn: HttpConnection, ws: Any, user: Any, *handshake: Any) -> None:
