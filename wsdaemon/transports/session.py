@@ -295,30 +295,35 @@ class Session(AppConnection):
         place, session controls handled here, pings and closes by ``carrier.control_event``."""
         proto = self.proto
         handle = self.host.app.handle_message
-        before = proto.received_seq
-        for kind, message in events:
-            if kind == OP_TEXT:
-                if message and message[0] == CONTROL:  # an index, not a slice: no new object
-                    if message[:2] != ESCAPED:
-                        # a bad control fails the carrier and the session
-                        self._control_received(carrier, message)
-                        continue
-                    message = message[1:]
-            elif kind != OP_BINARY:
-                if carrier.control_event(kind, message):
-                    break
-                continue
-            proto.received_seq += 1
-            if self.state == OPEN:
-                try:
-                    handle(self, message)
-                except Exception:
-                    self._callback_failed("on_message")
-        if self._carry_due:
-            self.uncork()  # the replies of this read leave with the read's other writes
-        if self.carrier is not carrier or proto.received_seq == before:
+        before = seq = proto.received_seq
+        # The replies of this read leave together below (one frame write): a send needs no cork of its own.
+        self._carry_due = True
+        try:
+            for kind, message in events:
+                if kind == OP_TEXT:
+                    if message and message[0] == CONTROL:  # an index, not a slice: no new object
+                        if message[:2] != ESCAPED:
+                            # a bad control fails the carrier and the session
+                            self._control_received(carrier, message)
+                            continue
+                        message = message[1:]
+                elif kind != OP_BINARY:
+                    if carrier.control_event(kind, message):
+                        break
+                    continue
+                seq += 1
+                if self.state == OPEN:
+                    try:
+                        handle(self, message)
+                    except Exception:
+                        self._callback_failed("on_message")
+        finally:
+            proto.received_seq = seq  # counted once per read; nothing reads it meanwhile
+            if self._carry_due:
+                self.uncork()
+        if self.carrier is not carrier or seq == before:
             return
-        if proto.received_seq - self._acked_to_client >= ACK_EVERY:
+        if seq - self._acked_to_client >= ACK_EVERY:
             self._send_ack()
         elif self._ack_timer is None:
             self._ack_timer = self.host.loop.call_later(ACK_DELAY, self._ack_due)
