@@ -3,11 +3,13 @@
 import os
 from contextlib import contextmanager
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wsdaemon.proto import rfc6455, session
 from wsdaemon.proto.accel import speedups
+from wsdaemon.proto.errors import ProtocolError
 from wsdaemon.proto.rfc6455 import EV_ERROR, FrameParser, encode_frame
 
 MASK = b"\x37\xfa\x21\x3d"
@@ -135,6 +137,29 @@ def test_the_numbered_buffer_pushes_as_the_python_one_does():
     assert fast.sent_seq == 4 and fast.bytes == 10 and fast.keyed == {}
     fast.bytes -= 7
     assert fast.push_plain("!") and fast.bytes == 4
+
+
+def test_the_numbered_buffer_acknowledges_as_the_python_one_does():
+    fast, slow = speedups.NumberedBuffer(0), session._NumberedBufferPython(0)
+    for buffer in (fast, slow):
+        for message in ("abc", b"defg", "", "xyz", "\u00e9t\u00e9", b"!"):
+            buffer.push_plain(message)
+    results = {}
+    for buffer in (fast, slow):
+        results[buffer is fast] = [buffer.acknowledge(ack) for ack in (0, 2, 1, 2, 3, 6)]
+        assert results[buffer is fast] == [False] * 6
+    assert numbered_state(fast) == numbered_state(slow)
+    assert fast.first_seq == 7 and fast.bytes == 0 and fast.entries == [] and fast.carried_seq == 6
+    for buffer in (fast, slow):  # a close as the last entry counts no bytes; its ack confirms it
+        buffer.push_plain("four")
+        buffer.entries.append(session.Close(1000, "bye"))
+        buffer.sent_seq += 1
+        buffer.close_seq = buffer.sent_seq
+        assert buffer.acknowledge(7) is False and buffer.bytes == 0
+        assert buffer.acknowledge(8) is True and buffer.entries == []
+        with pytest.raises(ProtocolError, match="ack 9 for a message never sent"):
+            buffer.acknowledge(9)
+    assert numbered_state(fast) == numbered_state(slow)
 
 
 def test_session_state_is_a_numbered_buffer_with_its_own_slots():

@@ -340,30 +340,33 @@ session_frames(PyObject *self, PyObject *messages)
 
 /* NumberedBuffer: the counters and the kept messages of a session's outbound numbering, the base
  * of wsdaemon.proto.session.SessionState (which has the same class in Python as its fallback).
- * push_plain() is the one operation per message: number and keep it, within the byte limit.
- * Every field is an object slot (T_OBJECT_EX), which Python code reads as fast as its own slots. */
-#define NB_FIELDS(X) X(entries) X(keyed) X(max_bytes) X(first_seq) X(bytes) X(sent_seq) \
-    X(acked_seq) X(carried_seq) X(received_seq) X(close_seq) X(replaced)
-#define NB_DECLARE(name) PyObject *name;
+ * push_plain() is the one operation per message: number and keep it, within the byte limit;
+ * acknowledge() drops what the peer confirmed. The counters are C integers (T_LONGLONG members):
+ * the per-message push allocates no int; Python code reading one gets a new int, a few per read. */
+#define NB_COUNTERS(X) X(max_bytes) X(first_seq) X(bytes) X(sent_seq) X(acked_seq) X(carried_seq) \
+    X(received_seq) X(close_seq) X(replaced)
+#define NB_DECLARE(name) long long name;
 typedef struct {
     PyObject_HEAD
-    NB_FIELDS(NB_DECLARE)
+    PyObject *entries;
+    PyObject *keyed;
+    NB_COUNTERS(NB_DECLARE)
 } NumberedBuffer;
 
 static int
 nb_traverse(NumberedBuffer *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
-#define NB_VISIT(name) Py_VISIT(self->name);
-    NB_FIELDS(NB_VISIT)
+    Py_VISIT(self->entries);
+    Py_VISIT(self->keyed);
     return 0;
 }
 
 static int
 nb_clear(NumberedBuffer *self)
 {
-#define NB_CLEAR(name) Py_CLEAR(self->name);
-    NB_FIELDS(NB_CLEAR)
+    Py_CLEAR(self->entries);
+    Py_CLEAR(self->keyed);
     return 0;
 }
 
@@ -380,7 +383,7 @@ nb_dealloc(NumberedBuffer *self)
 static PyObject *
 nb_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    NumberedBuffer *self = (NumberedBuffer *)type->tp_alloc(type, 0);
+    NumberedBuffer *self = (NumberedBuffer *)type->tp_alloc(type, 0); /* counters zeroed */
     if (self == NULL)
         return NULL;
     self->entries = PyList_New(0);
@@ -389,11 +392,7 @@ nb_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         Py_DECREF(self);
         return NULL;
     }
-    PyObject *zero = PyLong_FromLong(0), *one = PyLong_FromLong(1);
-#define NB_ZERO(name) if (self->name == NULL) { Py_INCREF(zero); self->name = zero; }
-    self->first_seq = one;
-    NB_FIELDS(NB_ZERO)
-    Py_DECREF(zero);
+    self->first_seq = 1;
     return (PyObject *)self;
 }
 
@@ -401,12 +400,23 @@ static int
 nb_init(NumberedBuffer *self, PyObject *args, PyObject *kwds)
 {
     static char *names[] = {"max_bytes", NULL};
-    PyObject *max_bytes = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O!:NumberedBuffer", names, &PyLong_Type, &max_bytes))
+    long long max_bytes = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|L:NumberedBuffer", names, &max_bytes))
         return -1;
-    if (max_bytes != NULL)
-        Py_SETREF(self->max_bytes, Py_NewRef(max_bytes));
+    self->max_bytes = max_bytes;
     return 0;
+}
+
+/* len() of a kept message: str and bytes without a call; a Close (a tuple) counts no bytes when
+ * trimmed (acknowledge), its len() when pushed (push_plain is never given one). */
+static inline Py_ssize_t
+nb_size(PyObject *message)
+{
+    if (PyUnicode_CheckExact(message))
+        return PyUnicode_GET_LENGTH(message);
+    if (PyBytes_CheckExact(message))
+        return PyBytes_GET_SIZE(message);
+    return PyObject_Size(message);
 }
 
 /* push_plain(message) -> bool: number and keep an unkeyed message; False (nothing kept) when it
@@ -414,39 +424,102 @@ nb_init(NumberedBuffer *self, PyObject *args, PyObject *kwds)
 static PyObject *
 nb_push_plain(NumberedBuffer *self, PyObject *message)
 {
-    Py_ssize_t size = PyObject_Size(message);
+    Py_ssize_t size = nb_size(message);
     if (size < 0)
         return NULL;
     if (PyDict_Check(self->keyed) && PyDict_GET_SIZE(self->keyed))
         PyDict_Clear(self->keyed);
-    long long bytes = PyLong_AsLongLong(self->bytes);
-    long long max_bytes = PyLong_AsLongLong(self->max_bytes);
-    long long sent = PyLong_AsLongLong(self->sent_seq);
-    if ((bytes == -1 || max_bytes == -1 || sent == -1) && PyErr_Occurred())
-        return NULL;
-    long long total = bytes + size;
-    if (max_bytes && total > max_bytes)
+    long long total = self->bytes + size;
+    if (self->max_bytes && total > self->max_bytes)
         Py_RETURN_FALSE;
-    PyObject *new_total = PyLong_FromLongLong(total);
-    PyObject *new_sent = PyLong_FromLongLong(sent + 1);
-    if (new_total == NULL || new_sent == NULL || PyList_Append(self->entries, message) < 0) {
-        Py_XDECREF(new_total);
-        Py_XDECREF(new_sent);
+    if (!PyList_Check(self->entries)) {
+        PyErr_SetString(PyExc_TypeError, "entries must be a list");
         return NULL;
     }
-    Py_SETREF(self->bytes, new_total);
-    Py_SETREF(self->sent_seq, new_sent);
+    if (PyList_Append(self->entries, message) < 0)
+        return NULL;
+    self->sent_seq += 1;
+    self->bytes = total;
     Py_RETURN_TRUE;
+}
+
+/* ProtocolError(reason) of wsdaemon.proto.errors, raised (imported when first needed). */
+static void
+nb_protocol_error(const char *format, long long a, long long b)
+{
+    PyObject *module = PyImport_ImportModule("wsdaemon.proto.errors");
+    if (module == NULL)
+        return;
+    PyObject *cls = PyObject_GetAttrString(module, "ProtocolError");
+    Py_DECREF(module);
+    if (cls == NULL)
+        return;
+    PyObject *reason = PyUnicode_FromFormat(format, a, b);
+    if (reason != NULL) {
+        PyObject *exc = PyObject_CallOneArg(cls, reason);
+        if (exc != NULL) {
+            PyErr_SetObject(cls, exc);
+            Py_DECREF(exc);
+        }
+        Py_DECREF(reason);
+    }
+    Py_DECREF(cls);
+}
+
+/* acknowledge(ack) -> bool: drop the messages up to ack; True when that confirms the close.
+ * A stale ack changes nothing; one beyond the last number sent is a ProtocolError. */
+static PyObject *
+nb_acknowledge(NumberedBuffer *self, PyObject *arg)
+{
+    long long ack = PyLong_AsLongLong(arg);
+    if (ack == -1 && PyErr_Occurred())
+        return NULL;
+    if (ack > self->sent_seq) {
+        nb_protocol_error("ack %lld for a message never sent (last is %lld)", ack, self->sent_seq);
+        return NULL;
+    }
+    if (ack > self->acked_seq) {
+        if (!PyList_Check(self->entries)) {
+            PyErr_SetString(PyExc_TypeError, "entries must be a list");
+            return NULL;
+        }
+        self->acked_seq = ack;
+        if (ack > self->carried_seq)
+            self->carried_seq = ack;
+        Py_ssize_t count = PyList_GET_SIZE(self->entries);
+        if (ack - self->first_seq + 1 < count)
+            count = (Py_ssize_t)(ack - self->first_seq + 1);
+        if (count > 0) {
+            long long freed = 0;
+            for (Py_ssize_t i = 0; i < count; i++) {
+                PyObject *entry = PyList_GET_ITEM(self->entries, i);
+                if (PyTuple_Check(entry)) /* the Close: last, and counts no bytes */
+                    continue;
+                Py_ssize_t n = nb_size(entry);
+                if (n < 0)
+                    return NULL;
+                freed += n;
+            }
+            if (PyList_SetSlice(self->entries, 0, count, NULL) < 0)
+                return NULL;
+            self->first_seq += count;
+            self->bytes -= freed;
+        }
+    }
+    return PyBool_FromLong(self->close_seq && ack >= self->close_seq);
 }
 
 static PyMethodDef nb_methods[] = {
     {"push_plain", (PyCFunction)nb_push_plain, METH_O, "Number and keep an unkeyed message; False when full."},
+    {"acknowledge", (PyCFunction)nb_acknowledge, METH_O, "Drop messages up to ack; True when that confirms the close."},
     {NULL, NULL, 0, NULL},
 };
 
-#define NB_MEMBER(name) {#name, T_OBJECT_EX, offsetof(NumberedBuffer, name), 0, NULL},
+#define NB_MEMBER(name) {#name, T_LONGLONG, offsetof(NumberedBuffer, name), 0, NULL},
 static PyMemberDef nb_members[] = {
-    NB_FIELDS(NB_MEMBER)
+    {"entries", T_OBJECT_EX, offsetof(NumberedBuffer, entries), 0, NULL},
+    {"keyed", T_OBJECT_EX, offsetof(NumberedBuffer, keyed), 0, NULL},
+    NB_COUNTERS(NB_MEMBER)
     {NULL},
 };
 

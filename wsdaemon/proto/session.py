@@ -154,7 +154,10 @@ def parse_session_param(value: str) -> ResumeRequest | None:
 
 
 class _NumberedBufferPython:
-    """The counters and kept messages of :class:`SessionState`: ``_speedups.NumberedBuffer`` in Python."""
+    """The counters and kept messages of :class:`SessionState`: ``_speedups.NumberedBuffer`` in Python.
+
+    ``push_plain`` (once per message) and ``acknowledge`` (once per ack) are the operations in C.
+    """
 
     __slots__ = (
         "max_bytes",
@@ -199,6 +202,28 @@ class _NumberedBufferPython:
         self.bytes = total
         return True
 
+    def acknowledge(self, ack: int) -> bool:
+        """Drop messages up to ``ack``; True when that confirms the close.
+
+        A stale ack changes nothing; one beyond the last number sent is a protocol error.
+        """
+        if ack > self.sent_seq:
+            raise ProtocolError(f"ack {ack} for a message never sent (last is {self.sent_seq})")
+        if ack > self.acked_seq:
+            self.acked_seq = ack
+            if ack > self.carried_seq:
+                self.carried_seq = ack
+            entries = self.entries
+            count = min(ack - self.first_seq + 1, len(entries))
+            if count > 0:
+                self.first_seq += count
+                freed = sum(map(len, islice(entries, count)))
+                if type(entries[count - 1]) is Close:  # the close is last and counts no bytes
+                    freed -= len(entries[count - 1])
+                del entries[:count]
+                self.bytes -= freed
+        return bool(self.close_seq) and ack >= self.close_seq
+
 
 _NumberedBuffer: Any = speedups.NumberedBuffer if speedups is not None else _NumberedBufferPython
 
@@ -207,7 +232,8 @@ class SessionState(_NumberedBuffer):
     """Sequence numbers, the resume buffer and the inbound count of one session.
 
     Outbound: :meth:`push` numbers a message and keeps it until :meth:`acknowledge`
-    (``push_plain``, of the base, is the unkeyed case the server runs per message).
+    (``push_plain``, of the base, is the unkeyed case the server runs per message; ``acknowledge``,
+    of the base too, drops what the peer confirmed).
     The buffer holds the messages themselves (``str``, ``bytes``, the final
     :class:`Close`); their numbers follow from ``first_seq``, and what any
     transport carried is a prefix up to ``carried_seq``. A keyed push replaces in
@@ -289,27 +315,6 @@ class SessionState(_NumberedBuffer):
         """Every (number, message) no transport has taken yet, oldest first."""
         start = self.carried_seq + 1
         return list(enumerate(self.entries[start - self.first_seq :], start))
-
-    def acknowledge(self, ack: int) -> bool:
-        """Drop messages up to ``ack``; True when that confirms the close.
-
-        A stale ack changes nothing; one beyond the last number sent is a protocol error.
-        """
-        if ack > self.sent_seq:
-            raise ProtocolError(f"ack {ack} for a message never sent (last is {self.sent_seq})")
-        if ack > self.acked_seq:
-            self.acked_seq = ack
-            self.carried(ack)
-            entries = self.entries
-            count = min(ack - self.first_seq + 1, len(entries))
-            if count > 0:
-                self.first_seq += count
-                freed = sum(map(len, islice(entries, count)))
-                if type(entries[count - 1]) is Close:  # the close is last and counts no bytes
-                    freed -= len(entries[count - 1])
-                del entries[:count]
-                self.bytes -= freed
-        return bool(self.close_seq) and ack >= self.close_seq
 
     def unacknowledged(self) -> list[tuple[int, Any]]:
         """Every (number, message) the peer has not confirmed, oldest first (a new transport replays them)."""

@@ -171,12 +171,12 @@ class Session(AppConnection):
         self._carry_due = False
         carrier = self.carrier
         proto = self.proto
-        if carrier is None or proto.sent_seq <= proto.carried_seq or proto.close_seq:
-            return
+        sent = proto.sent_seq
         start = proto.carried_seq + 1
-        messages = proto.entries[start - proto.first_seq :]
-        if carrier.carry_many(start, messages):
-            proto.carried(proto.sent_seq)
+        if carrier is None or sent < start or proto.close_seq:
+            return
+        if carrier.carry_many(start, proto.entries[start - proto.first_seq :]):
+            proto.carried_seq = sent  # what proto.carried(sent) does: sent is past carried_seq
 
     def send_encoded(self, encoded: Any) -> None:
         if self.state == OPEN:
