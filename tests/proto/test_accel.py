@@ -1,6 +1,7 @@
 """The C accelerator gives exactly what the Python code gives: frames built, frames parsed."""
 
 import os
+import sys
 from contextlib import contextmanager
 
 import pytest
@@ -160,6 +161,72 @@ def test_the_numbered_buffer_acknowledges_as_the_python_one_does():
         with pytest.raises(ProtocolError, match="ack 9 for a message never sent"):
             buffer.acknowledge(9)
     assert numbered_state(fast) == numbered_state(slow)
+
+
+class _Session:
+    """What deliver needs of a session: a state, a handler's failures; records what it saw."""
+
+    def __init__(self) -> None:
+        self.state = "open"
+        self.seen: list = []
+
+    def _callback_failed(self, where: str) -> None:
+        self.seen.append(("failed", where, repr(sys.exc_info()[1])))
+        if "close" in str(sys.exc_info()[1]):
+            self.state = "closed"
+
+
+def _handle(conn: _Session, message) -> None:
+    conn.seen.append(message)
+    if message in ("boom", "boom, close"):
+        raise ValueError(message)
+
+
+DELIVER_EVENTS = [
+    (1, "abc"),
+    (2, b"!a1"),
+    (1, "!!escaped"),
+    (1, "!"),
+    (1, ""),
+    (1, "!a2"),
+    (1, "boom"),
+    (9, b"ping"),
+    (1, "!!"),
+    (1, "\u00e9!"),
+    (1, "boom, close"),
+    (1, "after the close"),
+    (8, (1000, "")),
+    (-1, None),
+]
+
+
+def test_the_numbered_buffer_delivers_as_the_python_one_does():
+    runs = []
+    for buffer in (speedups.NumberedBuffer(0), session._NumberedBufferPython(0)):
+        conn = _Session()
+        stops, index = [], 0
+        while index < len(DELIVER_EVENTS):
+            index = buffer.deliver(DELIVER_EVENTS, index, conn, _handle, "open")
+            stops.append(index)
+            index += 1
+        runs.append((stops, buffer.received_seq, conn.seen, conn.state))
+    assert runs[0] == runs[1]
+    stops, received, seen, _ = runs[0]
+    assert stops == [3, 5, 7, 12, 13]  # "!", "!a2", the ping, the close, the error
+    assert received == 9 and seen[:3] == ["abc", b"!a1", "!escaped"] and "after the close" not in seen
+    assert ("failed", "on_message", "ValueError('boom')") in seen
+    assert speedups.NumberedBuffer(0).deliver([], 0, _Session(), _handle, "open") == 0
+
+
+def test_deliver_lets_a_base_exception_through():
+    for buffer in (speedups.NumberedBuffer(0), session._NumberedBufferPython(0)):
+
+        def stop(conn, message):
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            buffer.deliver([(1, "x"), (1, "y")], 0, _Session(), stop, "open")
+        assert buffer.received_seq == 1
 
 
 def test_session_state_is_a_numbered_buffer_with_its_own_slots():

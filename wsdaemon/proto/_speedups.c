@@ -509,9 +509,113 @@ nb_acknowledge(NumberedBuffer *self, PyObject *arg)
     return PyBool_FromLong(self->close_seq && ack >= self->close_seq);
 }
 
+static PyObject *str_state, *str_callback_failed, *str_on_message;
+
+/* session._callback_failed("on_message") for the exception being raised, which it sees as handled
+ * (sys.exc_info(), for its log.exception), as in the Python twin's except clause. */
+static int
+nb_callback_failed(PyObject *session)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL)
+        PyException_SetTraceback(value, tb);
+    PyObject *previous = PyErr_GetHandledException();
+    PyErr_SetHandledException(value != NULL ? value : Py_None);
+    PyObject *result = PyObject_CallMethodOneArg(session, str_callback_failed, str_on_message);
+    PyErr_SetHandledException(previous != NULL ? previous : Py_None);
+    Py_XDECREF(previous);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    if (result == NULL)
+        return -1;
+    Py_DECREF(result);
+    return 0;
+}
+
+/* deliver(events, start, session, handle, open_state) -> index: the messages of events[start:]
+ * ((opcode, value) pairs of one read), each counted in received_seq and handed to
+ * handle(session, message) while session.state == open_state (a text's leading "!!" loses one
+ * "!"; an Exception of the handler goes to session._callback_failed("on_message")). Stops at the
+ * first event that is not a message (a control text, a ping, a close, an error) and returns its
+ * index, len(events) when there is none. The Python twin is _NumberedBufferPython.deliver. */
+static PyObject *
+nb_deliver(NumberedBuffer *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5 || !PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "deliver(events: list, start, session, handle, open_state)");
+        return NULL;
+    }
+    PyObject *events = args[0], *session = args[2], *handle = args[3], *open_state = args[4];
+    Py_ssize_t i = PyLong_AsSsize_t(args[1]);
+    if (i == -1 && PyErr_Occurred())
+        return NULL;
+    if (i < 0)
+        i = 0;
+    for (; i < PyList_GET_SIZE(events); i++) {
+        PyObject *event = PyList_GET_ITEM(events, i);
+        if (!PyTuple_Check(event) || PyTuple_GET_SIZE(event) != 2) {
+            PyErr_SetString(PyExc_TypeError, "an event is a (kind, value) pair");
+            return NULL;
+        }
+        PyObject *kind = PyTuple_GET_ITEM(event, 0);
+        long k = kind == op_text ? 1 : kind == op_binary ? 2 : -2;
+        if (k == -2 && PyLong_Check(kind)) {
+            k = PyLong_AsLong(kind);
+            if (k == -1 && PyErr_Occurred()) {
+                PyErr_Clear();
+                k = -2;
+            }
+        }
+        PyObject *message = PyTuple_GET_ITEM(event, 1);
+        Py_INCREF(message);
+        if (k == 1) {
+            if (PyUnicode_Check(message) && PyUnicode_GET_LENGTH(message)
+                && PyUnicode_READ_CHAR(message, 0) == '!') {
+                Py_ssize_t n = PyUnicode_GET_LENGTH(message);
+                if (n < 2 || PyUnicode_READ_CHAR(message, 1) != '!') {
+                    Py_DECREF(message);
+                    break; /* a control message: the caller's */
+                }
+                Py_SETREF(message, PyUnicode_Substring(message, 1, n));
+                if (message == NULL)
+                    return NULL;
+            }
+        }
+        else if (k != 2) {
+            Py_DECREF(message);
+            break; /* a ping, pong, close or error: the caller's */
+        }
+        self->received_seq += 1;
+        PyObject *state = PyObject_GetAttr(session, str_state);
+        if (state == NULL) {
+            Py_DECREF(message);
+            return NULL;
+        }
+        int open = state == open_state ? 1 : PyObject_RichCompareBool(state, open_state, Py_EQ);
+        Py_DECREF(state);
+        if (open > 0) {
+            PyObject *argv[2] = {session, message};
+            PyObject *result = PyObject_Vectorcall(handle, argv, 2, NULL);
+            if (result != NULL)
+                Py_DECREF(result);
+            else if (!PyErr_ExceptionMatches(PyExc_Exception) || nb_callback_failed(session) < 0)
+                open = -1;
+        }
+        Py_DECREF(message);
+        if (open < 0)
+            return NULL;
+    }
+    return PyLong_FromSsize_t(i);
+}
+
 static PyMethodDef nb_methods[] = {
     {"push_plain", (PyCFunction)nb_push_plain, METH_O, "Number and keep an unkeyed message; False when full."},
     {"acknowledge", (PyCFunction)nb_acknowledge, METH_O, "Drop messages up to ack; True when that confirms the close."},
+    {"deliver", (PyCFunction)(void (*)(void))nb_deliver, METH_FASTCALL,
+     "Number the messages of events[start:] and hand them to handle; the index of the first other event."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -564,7 +668,11 @@ PyInit__speedups(void)
 {
     op_text = PyLong_FromLong(1);
     op_binary = PyLong_FromLong(2);
-    if (op_text == NULL || op_binary == NULL)
+    str_state = PyUnicode_InternFromString("state");
+    str_callback_failed = PyUnicode_InternFromString("_callback_failed");
+    str_on_message = PyUnicode_InternFromString("on_message");
+    if (op_text == NULL || op_binary == NULL || str_state == NULL || str_callback_failed == NULL
+        || str_on_message == NULL)
         return NULL;
     PyObject *module = PyModule_Create(&speedups_module);
     if (module == NULL)

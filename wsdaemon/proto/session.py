@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from .accel import speedups
 from .errors import ProtocolError
-from .rfc6455 import binary_frame, text_frame
+from .rfc6455 import OP_BINARY, OP_TEXT, binary_frame, text_frame
 
 #: The query parameter a client of ours adds to ask for a session: ``new`` or ``ID.TOKEN.ACK``.
 SESSION_PARAM = "wsdaemon_session"
@@ -156,7 +156,8 @@ def parse_session_param(value: str) -> ResumeRequest | None:
 class _NumberedBufferPython:
     """The counters and kept messages of :class:`SessionState`: ``_speedups.NumberedBuffer`` in Python.
 
-    ``push_plain`` (once per message) and ``acknowledge`` (once per ack) are the operations in C.
+    ``push_plain`` and ``deliver`` (once per message each, out and in) and ``acknowledge`` (once per
+    ack) are the operations in C.
     """
 
     __slots__ = (
@@ -223,6 +224,32 @@ class _NumberedBufferPython:
                 del entries[:count]
                 self.bytes -= freed
         return bool(self.close_seq) and ack >= self.close_seq
+
+    def deliver(
+        self, events: list[tuple[int, Any]], start: int, session: Any, handle: Any, open_state: Any
+    ) -> int:
+        """Number the messages of ``events[start:]`` (one read's ``(opcode, value)`` pairs) in
+        ``received_seq`` and hand each to ``handle(session, message)`` while ``session.state`` is
+        ``open_state``; a text's leading ``!!`` loses one ``!``, an ``Exception`` of the handler goes to
+        ``session._callback_failed("on_message")``. Stops at the first event that is not a message (a
+        control text, a ping, a close, an error): returns its index, ``len(events)`` when there is none.
+        """
+        for index in range(start, len(events)):
+            kind, message = events[index]
+            if kind == OP_TEXT:
+                if message and message[0] == CONTROL:  # an index, not a slice: no new object
+                    if message[:2] != ESCAPED:
+                        return index
+                    message = message[1:]
+            elif kind != OP_BINARY:
+                return index
+            self.received_seq += 1
+            if session.state == open_state:
+                try:
+                    handle(session, message)
+                except Exception:
+                    session._callback_failed("on_message")
+        return len(events)
 
 
 _NumberedBuffer: Any = speedups.NumberedBuffer if speedups is not None else _NumberedBufferPython

@@ -22,10 +22,8 @@ from typing import Any, Protocol
 from ..proto.codes import CLOSED, CLOSING, CONNECTING, OPEN, CloseCode, ConnState
 from ..proto.errors import ConnectionClosedError, ProtocolError
 from ..proto.http11 import QueryParams, Request
-from ..proto.rfc6455 import OP_BINARY, OP_TEXT
+from ..proto.rfc6455 import OP_TEXT
 from ..proto.session import (
-    CONTROL,
-    ESCAPED,
     SESSION_PARAM,
     BufferFull,
     ResumeRequest,
@@ -292,35 +290,26 @@ class Session(AppConnection):
 
     def frames_carried(self, carrier: Any, events: list[tuple[int, Any]]) -> None:
         """The WebSocket carrier's parsed frames of one read, in order: messages are numbered by their
-        place, session controls handled here, pings and closes by ``carrier.control_event``."""
+        place (``proto.deliver``, in C), session controls handled here, pings and closes by
+        ``carrier.control_event``."""
         proto = self.proto
         handle = self.host.app.handle_message
-        before = seq = proto.received_seq
+        before = proto.received_seq
         # The replies of this read leave together below (one frame write): a send needs no cork of its own.
         self._carry_due = True
         try:
-            for kind, message in events:
+            index = proto.deliver(events, 0, self, handle, OPEN)
+            while index < len(events):  # an event that is not a message stopped the delivery
+                kind, value = events[index]
                 if kind == OP_TEXT:
-                    if message and message[0] == CONTROL:  # an index, not a slice: no new object
-                        if message[:2] != ESCAPED:
-                            # a bad control fails the carrier and the session
-                            self._control_received(carrier, message)
-                            continue
-                        message = message[1:]
-                elif kind != OP_BINARY:
-                    if carrier.control_event(kind, message):
-                        break
-                    continue
-                seq += 1
-                if self.state == OPEN:
-                    try:
-                        handle(self, message)
-                    except Exception:
-                        self._callback_failed("on_message")
+                    self._control_received(carrier, value)  # a bad control fails the carrier and the session
+                elif carrier.control_event(kind, value):
+                    break
+                index = proto.deliver(events, index + 1, self, handle, OPEN)
         finally:
-            proto.received_seq = seq  # counted once per read; nothing reads it meanwhile
             if self._carry_due:
                 self.uncork()
+        seq = proto.received_seq
         if self.carrier is not carrier or seq == before:
             return
         if seq - self._acked_to_client >= ACK_EVERY:
