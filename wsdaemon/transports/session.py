@@ -15,7 +15,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
+import time
 import urllib.parse
+from collections import deque
 from collections.abc import Hashable
 from typing import Any, Protocol
 
@@ -78,7 +80,7 @@ class Session(AppConnection):
         "resumable",
         "last_protocol",
         "_expiry",
-        "_ack_timer",
+        "_ack_due_at",
         "_acked_to_client",
         "_carry_due",
         "dropped",
@@ -106,7 +108,8 @@ class Session(AppConnection):
         self.resumable = resumable
         self.last_protocol = "unknown"
         self._expiry: Any = None
-        self._ack_timer: Any = None
+        #: When the pending ack is due (``time.monotonic()``; 0.0: none pending), see SessionManager.ack_later.
+        self._ack_due_at = 0.0
         self._acked_to_client = 0
         #: True while messages sent this loop turn wait to go to the carrier together (see uncork).
         self._carry_due = False
@@ -285,8 +288,8 @@ class Session(AppConnection):
                 self._callback_failed("on_message")
         if seq - self._acked_to_client >= ACK_EVERY:
             self._send_ack()
-        elif self._ack_timer is None:
-            self._ack_timer = self.host.loop.call_later(ACK_DELAY, self._ack_due)
+        elif not self._ack_due_at:
+            self.manager.ack_later(self)
 
     def frames_carried(self, carrier: Any, events: list[tuple[int, Any]]) -> None:
         """The WebSocket carrier's parsed frames of one read, in order: messages are numbered by their
@@ -307,15 +310,25 @@ class Session(AppConnection):
                     break
                 index = proto.deliver(events, index + 1, self, handle, OPEN)
         finally:
-            if self._carry_due:
-                self.uncork()
+            if self._carry_due:  # uncork(), inline: one call less on every read
+                self._carry_due = False
+                now_carrying = self.carrier
+                sent = proto.sent_seq
+                start = proto.carried_seq + 1
+                if (
+                    now_carrying is not None
+                    and sent >= start
+                    and not proto.close_seq
+                    and now_carrying.carry_many(start, proto.entries[start - proto.first_seq :])
+                ):
+                    proto.carried_seq = sent
         seq = proto.received_seq
         if self.carrier is not carrier or seq == before:
             return
         if seq - self._acked_to_client >= ACK_EVERY:
             self._send_ack()
-        elif self._ack_timer is None:
-            self._ack_timer = self.host.loop.call_later(ACK_DELAY, self._ack_due)
+        elif not self._ack_due_at:
+            self.manager.ack_later(self)
 
     def _control_received(self, carrier: Any, text: str) -> None:
         try:
@@ -331,8 +344,8 @@ class Session(AppConnection):
 
     def _ack_due(self) -> None:
         """At most ``ACK_DELAY`` after a message: acknowledge what the count did not (the timer is not
-        rescheduled per count-triggered ack, so a steady stream costs one timer per delay)."""
-        self._ack_timer = None
+        rescheduled per count-triggered ack, so a steady stream costs one ack per delay)."""
+        self._ack_due_at = 0.0
         self._send_ack()
 
     def _send_ack(self) -> None:
@@ -359,9 +372,7 @@ class Session(AppConnection):
     def _suspend(self, why: str) -> None:
         window = self.host.settings.resume_window
         log.debug("%s suspended (%s); kept %.1f s for a resume", self, why, window)
-        if self._ack_timer is not None:
-            self._ack_timer.cancel()
-            self._ack_timer = None
+        self._ack_due_at = 0.0  # the pending ack, if any, is dropped
         self._acked_to_client = 0  # a resume's hello carries it again
         self._expiry = self.host.loop.call_later(window, self._expired, why)
 
@@ -372,10 +383,10 @@ class Session(AppConnection):
 
     def _finish(self, code: int, reason: str) -> None:
         """``on_close`` once, and the session leaves the table (a later resume is not recovered)."""
-        for timer in (self._expiry, self._ack_timer):
-            if timer is not None:
-                timer.cancel()
-        self._expiry = self._ack_timer = None
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._expiry = None
+        self._ack_due_at = 0.0
         self.manager.forget(self)
         self._deliver_close(code, reason)
 
@@ -404,6 +415,10 @@ class SessionManager:
         #: Resumes that found their session, and those that did not (the client got 4000 / 410).
         self.resumed = 0
         self.not_recovered = 0
+        #: (due, session) of the pending acks, in the order asked, so by due time (the delay is one):
+        #: one loop timer for the first instead of one per session (see ack_later).
+        self._acks: deque[tuple[float, Session]] = deque()
+        self._ack_timer: Any = None
 
     def create(
         self, request: Request, subprotocol: str | None, resumable: bool = True, max_bytes: int | None = None
@@ -427,6 +442,29 @@ class SessionManager:
         self.resumed += 1
         return session
 
+    def ack_later(self, session: Session) -> None:
+        """``session._ack_due()`` in ``ACK_DELAY`` seconds, unless its ``_ack_due_at`` changes meanwhile
+        (0.0: dropped). What a timer per session would do, with one loop timer for all of them."""
+        due = session._ack_due_at = time.monotonic() + ACK_DELAY
+        self._acks.append((due, session))
+        if self._ack_timer is None:
+            self._ack_timer = self.host.loop.call_later(ACK_DELAY, self._acks_due)
+
+    def _acks_due(self) -> None:
+        """The loop timer of the first pending ack: every ack due by now goes out, in order."""
+        self._ack_timer = None
+        acks = self._acks
+        if not acks:
+            return
+        limit = max(acks[0][0], time.monotonic())  # the first is due: the timer was set for it
+        while acks and acks[0][0] <= limit:
+            due, session = acks.popleft()
+            if session._ack_due_at == due:  # not dropped, not asked again since
+                session._ack_due()
+        if acks:
+            delay = max(0.0, acks[0][0] - time.monotonic())
+            self._ack_timer = self.host.loop.call_later(delay, self._acks_due)
+
     def forget(self, session: Session) -> None:
         if self.sessions.get(session.id) is session:
             del self.sessions[session.id]
@@ -441,6 +479,10 @@ class SessionManager:
         for session in list(self.sessions.values()):
             session._finish(CloseCode.ABNORMAL_CLOSURE, "server stopped")
         self.sessions.clear()
+        self._acks.clear()
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
 
 
 def without_session_param(request: Request) -> tuple[Request, str | None]:
