@@ -10,6 +10,9 @@ from setuptools import Extension, setup
 
 ext_modules = []
 if not os.environ.get("WSDAEMON_NO_SPEEDUPS"):
-    ext_modules.append(Extension("wsdaemon.proto._speedups", ["wsdaemon/proto/_speedups.c"], optional=True))
+    sources = ["wsdaemon/proto/_speedups.c", "wsdaemon/proto/_numbered.c"]
+    ext_modules.append(
+        Extension("wsdaemon.proto._speedups", sources, depends=["wsdaemon/proto/_speedups.h"], optional=True)
+    )
 
 setup(ext_modules=ext_modules)
