@@ -138,6 +138,11 @@ def test_the_numbered_buffer_pushes_as_the_python_one_does():
     assert fast.sent_seq == 4 and fast.bytes == 10 and fast.keyed == {}
     fast.bytes -= 7
     assert fast.push_plain("!") and fast.bytes == 4
+    for buffer in (fast, slow):  # exactly str or bytes: Session.send converts the rest first
+        for other in (bytearray(b"x"), memoryview(b"x"), 3, type("Text", (str,), {})("x")):
+            with pytest.raises(TypeError, match="push_plain takes str or bytes"):
+                buffer.push_plain(other)
+    assert fast.sent_seq == 5 and slow.sent_seq == 4
 
 
 def test_the_numbered_buffer_acknowledges_as_the_python_one_does():

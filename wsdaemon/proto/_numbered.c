@@ -92,14 +92,17 @@ nb_size(PyObject *message)
     return PyObject_Size(message);
 }
 
-/* push_plain(message) -> bool: number and keep an unkeyed message; False (nothing kept) when it
- * would put the unacknowledged bytes over max_bytes. Keys seen before it replace nothing after it. */
+/* push_plain(message) -> bool: number and keep an unkeyed message, a str or bytes (exactly; else
+ * TypeError); False (nothing kept) when it would put the unacknowledged bytes over max_bytes. Keys
+ * seen before it replace nothing after it. */
 static PyObject *
 nb_push_plain(NumberedBuffer *self, PyObject *message)
 {
-    Py_ssize_t size = nb_size(message);
-    if (size < 0)
+    if (!PyUnicode_CheckExact(message) && !PyBytes_CheckExact(message)) {
+        PyErr_Format(PyExc_TypeError, "push_plain takes str or bytes, not %.100s", Py_TYPE(message)->tp_name);
         return NULL;
+    }
+    Py_ssize_t size = nb_size(message);
     if (PyDict_Check(self->keyed) && PyDict_GET_SIZE(self->keyed))
         PyDict_Clear(self->keyed);
     long long total = self->bytes + size;

@@ -192,7 +192,10 @@ class _NumberedBufferPython:
         self.replaced = 0
 
     def push_plain(self, message: str | bytes) -> bool:
-        """Number and keep an unkeyed message; False (nothing kept) when it would pass ``max_bytes``."""
+        """Number and keep an unkeyed message, a ``str`` or ``bytes`` (exactly: ``TypeError`` for anything
+        else); False (nothing kept) when it would pass ``max_bytes``."""
+        if type(message) is not str and type(message) is not bytes:
+            raise TypeError(f"push_plain takes str or bytes, not {type(message).__name__}")
         if self.keyed:
             self.keyed.clear()
         total = self.bytes + len(message)

@@ -66,6 +66,13 @@ class Carrier(Protocol):
         """True when a volatile message should be dropped rather than queued."""
 
 
+def _payload(message: Any) -> bytes:
+    """What ``send`` makes of a message that is not a ``str``: a bytes-like one as ``bytes``."""
+    if not isinstance(message, (bytes, bytearray, memoryview)):
+        raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
+    return bytes(message)
+
+
 class Session(AppConnection):
     """One client's session; outlives its transports within ``--resume-window``."""
 
@@ -137,15 +144,17 @@ class Session(AppConnection):
         """
         if self.state != OPEN:
             raise ConnectionClosedError(f"session is {ConnState(self.state).label}")
-        if type(message) is not str:
-            if not isinstance(message, (bytes, bytearray, memoryview)):
-                raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
-            message = bytes(message)
         proto = self.proto
         if key is None and not volatile:
-            if not proto.push_plain(message):
+            try:
+                kept = proto.push_plain(message)  # a str or bytes; TypeError for anything else
+            except TypeError:
+                kept = proto.push_plain(_payload(message))
+            if not kept:
                 return self._overflow()
         else:
+            if type(message) is not str:
+                message = _payload(message)
             if volatile and self.backlogged:
                 self.dropped += 1
                 return
@@ -342,12 +351,6 @@ class Session(AppConnection):
         """The client acknowledged up to ``ack``; True when that confirms our close."""
         return self.proto.acknowledge(ack)
 
-    def _ack_due(self) -> None:
-        """At most ``ACK_DELAY`` after a message: acknowledge what the count did not (the timer is not
-        rescheduled per count-triggered ack, so a steady stream costs one ack per delay)."""
-        self._ack_due_at = 0.0
-        self._send_ack()
-
     def _send_ack(self) -> None:
         carrier = self.carrier
         if carrier is not None and self.proto.received_seq > self._acked_to_client:
@@ -443,8 +446,10 @@ class SessionManager:
         return session
 
     def ack_later(self, session: Session) -> None:
-        """``session._ack_due()`` in ``ACK_DELAY`` seconds, unless its ``_ack_due_at`` changes meanwhile
-        (0.0: dropped). What a timer per session would do, with one loop timer for all of them."""
+        """``session._send_ack()`` in ``ACK_DELAY`` seconds, unless its ``_ack_due_at`` changes meanwhile
+        (0.0: dropped): at most that long after a message, what the count did not acknowledge is (an
+        ack the count sends does not push it back, so a steady stream costs one ack per delay). What
+        a timer per session would do, with one loop timer for all of them."""
         due = session._ack_due_at = time.monotonic() + ACK_DELAY
         self._acks.append((due, session))
         if self._ack_timer is None:
@@ -460,7 +465,8 @@ class SessionManager:
         while acks and acks[0][0] <= limit:
             due, session = acks.popleft()
             if session._ack_due_at == due:  # not dropped, not asked again since
-                session._ack_due()
+                session._ack_due_at = 0.0
+                session._send_ack()
         if acks:
             delay = max(0.0, acks[0][0] - time.monotonic())
             self._ack_timer = self.host.loop.call_later(delay, self._acks_due)
