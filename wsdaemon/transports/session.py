@@ -462,14 +462,16 @@ class SessionManager:
         if not acks:
             return
         limit = max(acks[0][0], time.monotonic())  # the first is due: the timer was set for it
-        while acks and acks[0][0] <= limit:
-            due, session = acks.popleft()
-            if session._ack_due_at == due:  # not dropped, not asked again since
-                session._ack_due_at = 0.0
-                session._send_ack()
-        if acks:
-            delay = max(0.0, acks[0][0] - time.monotonic())
-            self._ack_timer = self.host.loop.call_later(delay, self._acks_due)
+        try:
+            while acks and acks[0][0] <= limit:
+                due, session = acks.popleft()
+                if session._ack_due_at == due:  # not dropped, not asked again since
+                    session._ack_due_at = 0.0
+                    session._send_ack()
+        finally:  # one that failed (logged by the loop) does not hold up the others
+            if acks and self._ack_timer is None:
+                delay = max(0.0, acks[0][0] - time.monotonic())
+                self._ack_timer = self.host.loop.call_later(delay, self._acks_due)
 
     def forget(self, session: Session) -> None:
         if self.sessions.get(session.id) is session:
