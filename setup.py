@@ -15,6 +15,7 @@ if not os.environ.get("WSDAEMON_NO_SPEEDUPS"):
             "wsdaemon.proto._speedups",
             [
                 "wsdaemon/proto/_speedups.c",
+                "wsdaemon/proto/_numbered.c",
                 "wsdaemon/proto/_http_head.c",
                 "wsdaemon/proto/_accept_key.c",
                 "wsdaemon/proto/_accept.c",

@@ -126,6 +126,32 @@ def test_acks_are_batched(daemon):
     c.close()
 
 
+def test_every_session_gets_its_ack_after_the_delay(daemon):
+    """The acks due wait in one queue by due time: each session's comes about a second after its
+    first unacknowledged message, a dropped session's is dropped, the others still come."""
+    clients = [SessionClient(url(daemon)) for _ in range(4)]
+    started = []
+    for i, c in enumerate(clients):
+        c.recv()
+        started.append(time.monotonic())
+        for j in range(i + 1):
+            c.send(f"m{j}")
+        time.sleep(0.1)
+    clients[1].drop()  # suspended: its pending ack goes nowhere
+    for i, c in enumerate(clients):
+        if i == 1:
+            continue
+        for j in range(i + 1):
+            assert c.recv()[1] == f"m{j}"
+        with pytest.raises(TimeoutError):
+            c.recv(timeout=1.5)  # nothing numbered follows; the ack is recorded on the way
+        assert c.acks_received == [i + 1]
+        assert time.monotonic() - started[i] >= 0.9  # ACK_DELAY after the first, not at once
+    for i, c in enumerate(clients):
+        if i != 1:
+            c.close()
+
+
 def test_resume_replays_exactly_once_both_ways(daemon):
     c = SessionClient(url(daemon))
     c.recv()

@@ -1,13 +1,16 @@
 """The C accelerator gives exactly what the Python code gives: frames built, frames parsed."""
 
 import os
+import sys
 from contextlib import contextmanager
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wsdaemon.proto import http11, masking, rfc6455, session
 from wsdaemon.proto.accel import speedups
+from wsdaemon.proto.errors import ProtocolError
 from wsdaemon.proto.rfc6455 import EV_ERROR, FrameParser, encode_frame
 
 MASK = b"\x37\xfa\x21\x3d"
@@ -135,6 +138,100 @@ def test_the_numbered_buffer_pushes_as_the_python_one_does():
     assert fast.sent_seq == 4 and fast.bytes == 10 and fast.keyed == {}
     fast.bytes -= 7
     assert fast.push_plain("!") and fast.bytes == 4
+    for buffer in (fast, slow):  # exactly str or bytes: Session.send converts the rest first
+        for other in (bytearray(b"x"), memoryview(b"x"), 3, type("Text", (str,), {})("x")):
+            with pytest.raises(TypeError, match="push_plain takes str or bytes"):
+                buffer.push_plain(other)
+    assert fast.sent_seq == 5 and slow.sent_seq == 4
+
+
+def test_the_numbered_buffer_acknowledges_as_the_python_one_does():
+    fast, slow = speedups.NumberedBuffer(0), session._NumberedBufferPython(0)
+    for buffer in (fast, slow):
+        for message in ("abc", b"defg", "", "xyz", "\u00e9t\u00e9", b"!"):
+            buffer.push_plain(message)
+    results = {}
+    for buffer in (fast, slow):
+        results[buffer is fast] = [buffer.acknowledge(ack) for ack in (0, 2, 1, 2, 3, 6)]
+        assert results[buffer is fast] == [False] * 6
+    assert numbered_state(fast) == numbered_state(slow)
+    assert fast.first_seq == 7 and fast.bytes == 0 and fast.entries == [] and fast.carried_seq == 6
+    for buffer in (fast, slow):  # a close as the last entry counts no bytes; its ack confirms it
+        buffer.push_plain("four")
+        buffer.entries.append(session.Close(1000, "bye"))
+        buffer.sent_seq += 1
+        buffer.close_seq = buffer.sent_seq
+        assert buffer.acknowledge(7) is False and buffer.bytes == 0
+        assert buffer.acknowledge(8) is True and buffer.entries == []
+        with pytest.raises(ProtocolError, match="ack 9 for a message never sent"):
+            buffer.acknowledge(9)
+    assert numbered_state(fast) == numbered_state(slow)
+
+
+class _Session:
+    """What deliver needs of a session: a state, a handler's failures; records what it saw."""
+
+    def __init__(self) -> None:
+        self.state = "open"
+        self.seen: list = []
+
+    def _callback_failed(self, where: str) -> None:
+        self.seen.append(("failed", where, repr(sys.exc_info()[1])))
+        if "close" in str(sys.exc_info()[1]):
+            self.state = "closed"
+
+
+def _handle(conn: _Session, message) -> None:
+    conn.seen.append(message)
+    if message in ("boom", "boom, close"):
+        raise ValueError(message)
+
+
+DELIVER_EVENTS = [
+    (1, "abc"),
+    (2, b"!a1"),
+    (1, "!!escaped"),
+    (1, "!"),
+    (1, ""),
+    (1, "!a2"),
+    (1, "boom"),
+    (9, b"ping"),
+    (1, "!!"),
+    (1, "\u00e9!"),
+    (1, "boom, close"),
+    (1, "after the close"),
+    (8, (1000, "")),
+    (-1, None),
+]
+
+
+def test_the_numbered_buffer_delivers_as_the_python_one_does():
+    runs = []
+    for buffer in (speedups.NumberedBuffer(0), session._NumberedBufferPython(0)):
+        conn = _Session()
+        stops, index = [], 0
+        while index < len(DELIVER_EVENTS):
+            index = buffer.deliver(DELIVER_EVENTS, index, conn, _handle, "open")
+            stops.append(index)
+            index += 1
+        runs.append((stops, buffer.received_seq, conn.seen, conn.state))
+    assert runs[0] == runs[1]
+    stops, received, seen, _ = runs[0]
+    assert stops == [3, 5, 7, 12, 13]  # "!", "!a2", the ping, the close, the error
+    assert received == 9 and seen[:3] == ["abc", b"!a1", "!escaped"] and "after the close" not in seen
+    assert ("failed", "on_message", "ValueError('boom')") in seen
+    assert speedups.NumberedBuffer(0).deliver([], 0, _Session(), _handle, "open") == 0
+
+
+def test_deliver_lets_a_base_exception_through():
+    for buffer in (speedups.NumberedBuffer(0), session._NumberedBufferPython(0)):
+
+        def stop(conn, message):
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            buffer.deliver([(1, "x"), (1, "y")], 0, _Session(), stop, "open")
+        assert buffer.received_seq == 1
 
 
 def test_session_state_is_a_numbered_buffer_with_its_own_slots():

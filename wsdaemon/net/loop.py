@@ -129,9 +129,6 @@ class TimerHandle:
     def cancel(self) -> None:
         self.cancelled = True
 
-    def __lt__(self, other: TimerHandle) -> bool:
-        return (self.when, self.seq) < (other.when, other.seq)
-
 
 class _SignalReader:
     """Reads the wake-up fd that ``signal.set_wakeup_fd`` writes signal numbers to."""
@@ -170,7 +167,8 @@ class EventLoop:
         self._fd_to_key: dict[int, selectors.SelectorKey] | None = None
         if LeanEpollSelector is not None and type(self.selector) is LeanEpollSelector and self._epoll:
             self._fd_to_key = self.selector._fd_to_key
-        self._timers: list[TimerHandle] = []
+        #: (when, seq, handle): the heap compares floats and ints in C, never a handle.
+        self._timers: list[tuple[float, int, TimerHandle]] = []
         self._seq = itertools.count()
         self._soon: list[tuple[Callable, tuple]] = []
         #: True while :meth:`run` runs (an attribute: every write outside a read checks it).
@@ -253,16 +251,20 @@ class EventLoop:
     # -- timers ------------------------------------------------------------------
 
     def call_later(self, delay: float, callback: Callable, *args: Any) -> TimerHandle:
-        handle = TimerHandle(time.monotonic() + delay, next(self._seq), callback, args, None)
-        heapq.heappush(self._timers, handle)
+        when = time.monotonic() + delay
+        seq = next(self._seq)
+        handle = TimerHandle(when, seq, callback, args, None)
+        heapq.heappush(self._timers, (when, seq, handle))
         return handle
 
     def call_every(self, interval: float, callback: Callable, *args: Any) -> TimerHandle:
         """Call ``callback`` every ``interval`` seconds until the handle is cancelled."""
         if interval <= 0:
             raise ValueError("interval must be positive")
-        handle = TimerHandle(time.monotonic() + interval, next(self._seq), callback, args, interval)
-        heapq.heappush(self._timers, handle)
+        when = time.monotonic() + interval
+        seq = next(self._seq)
+        handle = TimerHandle(when, seq, callback, args, interval)
+        heapq.heappush(self._timers, (when, seq, handle))
         return handle
 
     def call_soon(self, callback: Callable, *args: Any) -> None:
@@ -339,7 +341,7 @@ class EventLoop:
             if self._soon:
                 timeout = 0.0
             elif timers:
-                timeout = max(0.0, timers[0].when - time.monotonic())
+                timeout = max(0.0, timers[0][0] - time.monotonic())
             else:
                 timeout = 1.0
             if epoll is not None:
@@ -366,7 +368,7 @@ class EventLoop:
                 except Exception:
                     log.exception("unhandled error in %r", handler)
                     _abort_handler(handler)
-            if timers and timers[0].when <= self.now:
+            if timers and timers[0][0] <= self.now:
                 self._run_timers()
             if self._soon:
                 soon, self._soon = self._soon, []
@@ -410,14 +412,14 @@ class EventLoop:
     def _run_timers(self) -> None:
         timers = self._timers
         now = time.monotonic()
-        while timers and timers[0].when <= now:
-            handle = heapq.heappop(timers)
+        while timers and timers[0][0] <= now:
+            handle = heapq.heappop(timers)[2]
             if handle.cancelled:
                 continue
             self.lag.observe(now - handle.when)
             if handle.interval is not None:
                 handle.when = max(handle.when + handle.interval, now)
-                heapq.heappush(timers, handle)
+                heapq.heappush(timers, (handle.when, handle.seq, handle))
             self._run_callback(handle.callback, handle.args)
 
     @staticmethod

@@ -4,7 +4,8 @@
  * but about 40x faster on large payloads: 8 bytes per step, then the tail.
  * join_unmask: a large frame's payload from its received pieces in one copy.
  * text_frame / binary_frame / session_frame: a server frame built in one allocation,
- * the same bytes as their Python versions in wsdaemon.proto.rfc6455 and .session. */
+ * the same bytes as their Python versions in wsdaemon.proto.rfc6455 and .session.
+ * NumberedBuffer, the base of a session's state, is in _numbered.c (same module). */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -411,138 +412,6 @@ session_frames(PyObject *self, PyObject *messages)
 }
 
 
-/* NumberedBuffer: the counters and the kept messages of a session's outbound numbering, the base
- * of wsdaemon.proto.session.SessionState (which has the same class in Python as its fallback).
- * push_plain() is the one operation per message: number and keep it, within the byte limit.
- * Every field is an object slot (T_OBJECT_EX), which Python code reads as fast as its own slots. */
-#define NB_FIELDS(X) X(entries) X(keyed) X(max_bytes) X(first_seq) X(bytes) X(sent_seq) \
-    X(acked_seq) X(carried_seq) X(received_seq) X(close_seq) X(replaced)
-#define NB_DECLARE(name) PyObject *name;
-typedef struct {
-    PyObject_HEAD
-    NB_FIELDS(NB_DECLARE)
-} NumberedBuffer;
-
-static int
-nb_traverse(NumberedBuffer *self, visitproc visit, void *arg)
-{
-    Py_VISIT(Py_TYPE(self));
-#define NB_VISIT(name) Py_VISIT(self->name);
-    NB_FIELDS(NB_VISIT)
-    return 0;
-}
-
-static int
-nb_clear(NumberedBuffer *self)
-{
-#define NB_CLEAR(name) Py_CLEAR(self->name);
-    NB_FIELDS(NB_CLEAR)
-    return 0;
-}
-
-static void
-nb_dealloc(NumberedBuffer *self)
-{
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    nb_clear(self);
-    tp->tp_free((PyObject *)self);
-    Py_DECREF(tp);
-}
-
-static PyObject *
-nb_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
-{
-    NumberedBuffer *self = (NumberedBuffer *)type->tp_alloc(type, 0);
-    if (self == NULL)
-        return NULL;
-    self->entries = PyList_New(0);
-    self->keyed = PyDict_New();
-    if (self->entries == NULL || self->keyed == NULL) {
-        Py_DECREF(self);
-        return NULL;
-    }
-    PyObject *zero = PyLong_FromLong(0), *one = PyLong_FromLong(1);
-#define NB_ZERO(name) if (self->name == NULL) { Py_INCREF(zero); self->name = zero; }
-    self->first_seq = one;
-    NB_FIELDS(NB_ZERO)
-    Py_DECREF(zero);
-    return (PyObject *)self;
-}
-
-static int
-nb_init(NumberedBuffer *self, PyObject *args, PyObject *kwds)
-{
-    static char *names[] = {"max_bytes", NULL};
-    PyObject *max_bytes = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O!:NumberedBuffer", names, &PyLong_Type, &max_bytes))
-        return -1;
-    if (max_bytes != NULL)
-        Py_SETREF(self->max_bytes, Py_NewRef(max_bytes));
-    return 0;
-}
-
-/* push_plain(message) -> bool: number and keep an unkeyed message; False (nothing kept) when it
- * would put the unacknowledged bytes over max_bytes. Keys seen before it replace nothing after it. */
-static PyObject *
-nb_push_plain(NumberedBuffer *self, PyObject *message)
-{
-    Py_ssize_t size = PyObject_Size(message);
-    if (size < 0)
-        return NULL;
-    if (PyDict_Check(self->keyed) && PyDict_GET_SIZE(self->keyed))
-        PyDict_Clear(self->keyed);
-    long long bytes = PyLong_AsLongLong(self->bytes);
-    long long max_bytes = PyLong_AsLongLong(self->max_bytes);
-    long long sent = PyLong_AsLongLong(self->sent_seq);
-    if ((bytes == -1 || max_bytes == -1 || sent == -1) && PyErr_Occurred())
-        return NULL;
-    long long total = bytes + size;
-    if (max_bytes && total > max_bytes)
-        Py_RETURN_FALSE;
-    PyObject *new_total = PyLong_FromLongLong(total);
-    PyObject *new_sent = PyLong_FromLongLong(sent + 1);
-    if (new_total == NULL || new_sent == NULL || PyList_Append(self->entries, message) < 0) {
-        Py_XDECREF(new_total);
-        Py_XDECREF(new_sent);
-        return NULL;
-    }
-    Py_SETREF(self->bytes, new_total);
-    Py_SETREF(self->sent_seq, new_sent);
-    Py_RETURN_TRUE;
-}
-
-static PyMethodDef nb_methods[] = {
-    {"push_plain", (PyCFunction)nb_push_plain, METH_O, "Number and keep an unkeyed message; False when full."},
-    {NULL, NULL, 0, NULL},
-};
-
-#define NB_MEMBER(name) {#name, T_OBJECT_EX, offsetof(NumberedBuffer, name), 0, NULL},
-static PyMemberDef nb_members[] = {
-    NB_FIELDS(NB_MEMBER)
-    {NULL},
-};
-
-static PyType_Slot nb_slots[] = {
-    {Py_tp_doc, "The numbering and kept messages of a session (base of SessionState)."},
-    {Py_tp_new, nb_new},
-    {Py_tp_init, nb_init},
-    {Py_tp_dealloc, nb_dealloc},
-    {Py_tp_traverse, nb_traverse},
-    {Py_tp_clear, nb_clear},
-    {Py_tp_methods, nb_methods},
-    {Py_tp_members, nb_members},
-    {0, NULL},
-};
-
-static PyType_Spec nb_spec = {
-    "wsdaemon.proto._speedups.NumberedBuffer",
-    sizeof(NumberedBuffer),
-    0,
-    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-    nb_slots,
-};
-
 static PyMethodDef speedups_methods[] = {
     {"apply_mask", apply_mask, METH_VARARGS, "Mask or unmask data with a 4-byte key."},
     {"text_frame", text_frame, METH_O, "A server's final text frame of already encoded payload."},
@@ -577,9 +446,7 @@ PyInit__speedups(void)
     PyObject *module = PyModule_Create(&speedups_module);
     if (module == NULL)
         return NULL;
-    PyObject *nb_type = PyType_FromSpec(&nb_spec);
-    if (nb_type == NULL || PyModule_AddObject(module, "NumberedBuffer", nb_type) < 0) {
-        Py_XDECREF(nb_type);
+    if (numbered_buffer_add(module, op_text, op_binary) < 0) {
         Py_DECREF(module);
         return NULL;
     }

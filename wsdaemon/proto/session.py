@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from .accel import speedups
 from .errors import ProtocolError
-from .rfc6455 import binary_frame, text_frame
+from .rfc6455 import OP_BINARY, OP_TEXT, binary_frame, text_frame
 
 #: The query parameter a client of ours adds to ask for a session: ``new`` or ``ID.TOKEN.ACK``.
 SESSION_PARAM = "wsdaemon_session"
@@ -154,7 +154,11 @@ def parse_session_param(value: str) -> ResumeRequest | None:
 
 
 class _NumberedBufferPython:
-    """The counters and kept messages of :class:`SessionState`: ``_speedups.NumberedBuffer`` in Python."""
+    """The counters and kept messages of :class:`SessionState`: ``_speedups.NumberedBuffer`` in Python.
+
+    ``push_plain`` and ``deliver`` (once per message each, out and in) and ``acknowledge`` (once per
+    ack) are the operations in C.
+    """
 
     __slots__ = (
         "max_bytes",
@@ -188,7 +192,10 @@ class _NumberedBufferPython:
         self.replaced = 0
 
     def push_plain(self, message: str | bytes) -> bool:
-        """Number and keep an unkeyed message; False (nothing kept) when it would pass ``max_bytes``."""
+        """Number and keep an unkeyed message, a ``str`` or ``bytes`` (exactly: ``TypeError`` for anything
+        else); False (nothing kept) when it would pass ``max_bytes``."""
+        if type(message) is not str and type(message) is not bytes:
+            raise TypeError(f"push_plain takes str or bytes, not {type(message).__name__}")
         if self.keyed:
             self.keyed.clear()
         total = self.bytes + len(message)
@@ -199,6 +206,54 @@ class _NumberedBufferPython:
         self.bytes = total
         return True
 
+    def acknowledge(self, ack: int) -> bool:
+        """Drop messages up to ``ack``; True when that confirms the close.
+
+        A stale ack changes nothing; one beyond the last number sent is a protocol error.
+        """
+        if ack > self.sent_seq:
+            raise ProtocolError(f"ack {ack} for a message never sent (last is {self.sent_seq})")
+        if ack > self.acked_seq:
+            self.acked_seq = ack
+            if ack > self.carried_seq:
+                self.carried_seq = ack
+            entries = self.entries
+            count = min(ack - self.first_seq + 1, len(entries))
+            if count > 0:
+                self.first_seq += count
+                freed = sum(map(len, islice(entries, count)))
+                if type(entries[count - 1]) is Close:  # the close is last and counts no bytes
+                    freed -= len(entries[count - 1])
+                del entries[:count]
+                self.bytes -= freed
+        return bool(self.close_seq) and ack >= self.close_seq
+
+    def deliver(
+        self, events: list[tuple[int, Any]], start: int, session: Any, handle: Any, open_state: Any
+    ) -> int:
+        """Number the messages of ``events[start:]`` (one read's ``(opcode, value)`` pairs) in
+        ``received_seq`` and hand each to ``handle(session, message)`` while ``session.state`` is
+        ``open_state``; a text's leading ``!!`` loses one ``!``, an ``Exception`` of the handler goes to
+        ``session._callback_failed("on_message")``. Stops at the first event that is not a message (a
+        control text, a ping, a close, an error): returns its index, ``len(events)`` when there is none.
+        """
+        for index in range(start, len(events)):
+            kind, message = events[index]
+            if kind == OP_TEXT:
+                if message and message[0] == CONTROL:  # an index, not a slice: no new object
+                    if message[:2] != ESCAPED:
+                        return index
+                    message = message[1:]
+            elif kind != OP_BINARY:
+                return index
+            self.received_seq += 1
+            if session.state == open_state:
+                try:
+                    handle(session, message)
+                except Exception:
+                    session._callback_failed("on_message")
+        return len(events)
+
 
 _NumberedBuffer: Any = speedups.NumberedBuffer if speedups is not None else _NumberedBufferPython
 
@@ -207,7 +262,8 @@ class SessionState(_NumberedBuffer):
     """Sequence numbers, the resume buffer and the inbound count of one session.
 
     Outbound: :meth:`push` numbers a message and keeps it until :meth:`acknowledge`
-    (``push_plain``, of the base, is the unkeyed case the server runs per message).
+    (``push_plain``, of the base, is the unkeyed case the server runs per message; ``acknowledge``,
+    of the base too, drops what the peer confirmed).
     The buffer holds the messages themselves (``str``, ``bytes``, the final
     :class:`Close`); their numbers follow from ``first_seq``, and what any
     transport carried is a prefix up to ``carried_seq``. A keyed push replaces in
@@ -289,27 +345,6 @@ class SessionState(_NumberedBuffer):
         """Every (number, message) no transport has taken yet, oldest first."""
         start = self.carried_seq + 1
         return list(enumerate(self.entries[start - self.first_seq :], start))
-
-    def acknowledge(self, ack: int) -> bool:
-        """Drop messages up to ``ack``; True when that confirms the close.
-
-        A stale ack changes nothing; one beyond the last number sent is a protocol error.
-        """
-        if ack > self.sent_seq:
-            raise ProtocolError(f"ack {ack} for a message never sent (last is {self.sent_seq})")
-        if ack > self.acked_seq:
-            self.acked_seq = ack
-            self.carried(ack)
-            entries = self.entries
-            count = min(ack - self.first_seq + 1, len(entries))
-            if count > 0:
-                self.first_seq += count
-                freed = sum(map(len, islice(entries, count)))
-                if type(entries[count - 1]) is Close:  # the close is last and counts no bytes
-                    freed -= len(entries[count - 1])
-                del entries[:count]
-                self.bytes -= freed
-        return bool(self.close_seq) and ack >= self.close_seq
 
     def unacknowledged(self) -> list[tuple[int, Any]]:
         """Every (number, message) the peer has not confirmed, oldest first (a new transport replays them)."""

@@ -15,17 +15,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
+import time
 import urllib.parse
+from collections import deque
 from collections.abc import Hashable
 from typing import Any, Protocol
 
 from ..proto.codes import CLOSED, CLOSING, CONNECTING, OPEN, CloseCode, ConnState
 from ..proto.errors import ConnectionClosedError, ProtocolError
 from ..proto.http11 import QueryParams, Request
-from ..proto.rfc6455 import OP_BINARY, OP_TEXT
+from ..proto.rfc6455 import OP_TEXT
 from ..proto.session import (
-    CONTROL,
-    ESCAPED,
     SESSION_PARAM,
     BufferFull,
     ResumeRequest,
@@ -66,6 +66,13 @@ class Carrier(Protocol):
         """True when a volatile message should be dropped rather than queued."""
 
 
+def _payload(message: Any) -> bytes:
+    """What ``send`` makes of a message that is not a ``str``: a bytes-like one as ``bytes``."""
+    if not isinstance(message, (bytes, bytearray, memoryview)):
+        raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
+    return bytes(message)
+
+
 class Session(AppConnection):
     """One client's session; outlives its transports within ``--resume-window``."""
 
@@ -80,7 +87,7 @@ class Session(AppConnection):
         "resumable",
         "last_protocol",
         "_expiry",
-        "_ack_timer",
+        "_ack_due_at",
         "_acked_to_client",
         "_carry_due",
         "dropped",
@@ -108,7 +115,8 @@ class Session(AppConnection):
         self.resumable = resumable
         self.last_protocol = "unknown"
         self._expiry: Any = None
-        self._ack_timer: Any = None
+        #: When the pending ack is due (``time.monotonic()``; 0.0: none pending), see SessionManager.ack_later.
+        self._ack_due_at = 0.0
         self._acked_to_client = 0
         #: True while messages sent this loop turn wait to go to the carrier together (see uncork).
         self._carry_due = False
@@ -136,15 +144,17 @@ class Session(AppConnection):
         """
         if self.state != OPEN:
             raise ConnectionClosedError(f"session is {ConnState(self.state).label}")
-        if type(message) is not str:
-            if not isinstance(message, (bytes, bytearray, memoryview)):
-                raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
-            message = bytes(message)
         proto = self.proto
         if key is None and not volatile:
-            if not proto.push_plain(message):
+            try:
+                kept = proto.push_plain(message)  # a str or bytes; TypeError for anything else
+            except TypeError:
+                kept = proto.push_plain(_payload(message))
+            if not kept:
                 return self._overflow()
         else:
+            if type(message) is not str:
+                message = _payload(message)
             if volatile and self.backlogged:
                 self.dropped += 1
                 return
@@ -171,12 +181,12 @@ class Session(AppConnection):
         self._carry_due = False
         carrier = self.carrier
         proto = self.proto
-        if carrier is None or proto.sent_seq <= proto.carried_seq or proto.close_seq:
-            return
+        sent = proto.sent_seq
         start = proto.carried_seq + 1
-        messages = proto.entries[start - proto.first_seq :]
-        if carrier.carry_many(start, messages):
-            proto.carried(proto.sent_seq)
+        if carrier is None or sent < start or proto.close_seq:
+            return
+        if carrier.carry_many(start, proto.entries[start - proto.first_seq :]):
+            proto.carried_seq = sent  # what proto.carried(sent) does: sent is past carried_seq
 
     def send_encoded(self, encoded: Any) -> None:
         if self.state == OPEN:
@@ -287,41 +297,47 @@ class Session(AppConnection):
                 self._callback_failed("on_message")
         if seq - self._acked_to_client >= ACK_EVERY:
             self._send_ack()
-        elif self._ack_timer is None:
-            self._ack_timer = self.host.loop.call_later(ACK_DELAY, self._ack_due)
+        elif not self._ack_due_at:
+            self.manager.ack_later(self)
 
     def frames_carried(self, carrier: Any, events: list[tuple[int, Any]]) -> None:
         """The WebSocket carrier's parsed frames of one read, in order: messages are numbered by their
-        place, session controls handled here, pings and closes by ``carrier.control_event``."""
+        place (``proto.deliver``, in C), session controls handled here, pings and closes by
+        ``carrier.control_event``."""
         proto = self.proto
         handle = self.host.app.handle_message
         before = proto.received_seq
-        for kind, message in events:
-            if kind == OP_TEXT:
-                if message and message[0] == CONTROL:  # an index, not a slice: no new object
-                    if message[:2] != ESCAPED:
-                        # a bad control fails the carrier and the session
-                        self._control_received(carrier, message)
-                        continue
-                    message = message[1:]
-            elif kind != OP_BINARY:
-                if carrier.control_event(kind, message):
+        # The replies of this read leave together below (one frame write): a send needs no cork of its own.
+        self._carry_due = True
+        try:
+            index = proto.deliver(events, 0, self, handle, OPEN)
+            while index < len(events):  # an event that is not a message stopped the delivery
+                kind, value = events[index]
+                if kind == OP_TEXT:
+                    self._control_received(carrier, value)  # a bad control fails the carrier and the session
+                elif carrier.control_event(kind, value):
                     break
-                continue
-            proto.received_seq += 1
-            if self.state == OPEN:
-                try:
-                    handle(self, message)
-                except Exception:
-                    self._callback_failed("on_message")
-        if self._carry_due:
-            self.uncork()  # the replies of this read leave with the read's other writes
-        if self.carrier is not carrier or proto.received_seq == before:
+                index = proto.deliver(events, index + 1, self, handle, OPEN)
+        finally:
+            if self._carry_due:  # uncork(), inline: one call less on every read
+                self._carry_due = False
+                now_carrying = self.carrier
+                sent = proto.sent_seq
+                start = proto.carried_seq + 1
+                if (
+                    now_carrying is not None
+                    and sent >= start
+                    and not proto.close_seq
+                    and now_carrying.carry_many(start, proto.entries[start - proto.first_seq :])
+                ):
+                    proto.carried_seq = sent
+        seq = proto.received_seq
+        if self.carrier is not carrier or seq == before:
             return
-        if proto.received_seq - self._acked_to_client >= ACK_EVERY:
+        if seq - self._acked_to_client >= ACK_EVERY:
             self._send_ack()
-        elif self._ack_timer is None:
-            self._ack_timer = self.host.loop.call_later(ACK_DELAY, self._ack_due)
+        elif not self._ack_due_at:
+            self.manager.ack_later(self)
 
     def _control_received(self, carrier: Any, text: str) -> None:
         try:
@@ -334,12 +350,6 @@ class Session(AppConnection):
     def ack_received(self, ack: int) -> bool:
         """The client acknowledged up to ``ack``; True when that confirms our close."""
         return self.proto.acknowledge(ack)
-
-    def _ack_due(self) -> None:
-        """At most ``ACK_DELAY`` after a message: acknowledge what the count did not (the timer is not
-        rescheduled per count-triggered ack, so a steady stream costs one timer per delay)."""
-        self._ack_timer = None
-        self._send_ack()
 
     def _send_ack(self) -> None:
         carrier = self.carrier
@@ -365,9 +375,7 @@ class Session(AppConnection):
     def _suspend(self, why: str) -> None:
         window = self.host.settings.resume_window
         log.debug("%s suspended (%s); kept %.1f s for a resume", self, why, window)
-        if self._ack_timer is not None:
-            self._ack_timer.cancel()
-            self._ack_timer = None
+        self._ack_due_at = 0.0  # the pending ack, if any, is dropped
         self._acked_to_client = 0  # a resume's hello carries it again
         self._expiry = self.host.loop.call_later(window, self._expired, why)
 
@@ -378,10 +386,10 @@ class Session(AppConnection):
 
     def _finish(self, code: int, reason: str) -> None:
         """``on_close`` once, and the session leaves the table (a later resume is not recovered)."""
-        for timer in (self._expiry, self._ack_timer):
-            if timer is not None:
-                timer.cancel()
-        self._expiry = self._ack_timer = None
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._expiry = None
+        self._ack_due_at = 0.0
         self.manager.forget(self)
         self._deliver_close(code, reason)
 
@@ -410,6 +418,10 @@ class SessionManager:
         #: Resumes that found their session, and those that did not (the client got 4000 / 410).
         self.resumed = 0
         self.not_recovered = 0
+        #: (due, session) of the pending acks, in the order asked, so by due time (the delay is one):
+        #: one loop timer for the first instead of one per session (see ack_later).
+        self._acks: deque[tuple[float, Session]] = deque()
+        self._ack_timer: Any = None
 
     def create(
         self, request: Request, subprotocol: str | None, resumable: bool = True, max_bytes: int | None = None
@@ -433,6 +445,34 @@ class SessionManager:
         self.resumed += 1
         return session
 
+    def ack_later(self, session: Session) -> None:
+        """``session._send_ack()`` in ``ACK_DELAY`` seconds, unless its ``_ack_due_at`` changes meanwhile
+        (0.0: dropped): at most that long after a message, what the count did not acknowledge is (an
+        ack the count sends does not push it back, so a steady stream costs one ack per delay). What
+        a timer per session would do, with one loop timer for all of them."""
+        due = session._ack_due_at = time.monotonic() + ACK_DELAY
+        self._acks.append((due, session))
+        if self._ack_timer is None:
+            self._ack_timer = self.host.loop.call_later(ACK_DELAY, self._acks_due)
+
+    def _acks_due(self) -> None:
+        """The loop timer of the first pending ack: every ack due by now goes out, in order."""
+        self._ack_timer = None
+        acks = self._acks
+        if not acks:
+            return
+        limit = max(acks[0][0], time.monotonic())  # the first is due: the timer was set for it
+        try:
+            while acks and acks[0][0] <= limit:
+                due, session = acks.popleft()
+                if session._ack_due_at == due:  # not dropped, not asked again since
+                    session._ack_due_at = 0.0
+                    session._send_ack()
+        finally:  # one that failed (logged by the loop) does not hold up the others
+            if acks and self._ack_timer is None:
+                delay = max(0.0, acks[0][0] - time.monotonic())
+                self._ack_timer = self.host.loop.call_later(delay, self._acks_due)
+
     def forget(self, session: Session) -> None:
         if self.sessions.get(session.id) is session:
             del self.sessions[session.id]
@@ -447,6 +487,10 @@ class SessionManager:
         for session in list(self.sessions.values()):
             session._finish(CloseCode.ABNORMAL_CLOSURE, "server stopped")
         self.sessions.clear()
+        self._acks.clear()
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
 
 
 def without_session_param(request: Request) -> tuple[Request, str | None]:
