@@ -18,33 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-from handshake_cost import BENCH, daemon_command, free_port, stop, wait_for_port
+from handshake_cost import BENCH, callgrind_window, daemon_command, free_port, stop, wait_for_port
 from profiles import PROFILES
 
 LOADGEN = BENCH / "build" / "loadgen"
-
-
-def _window(pid: int, out: Path, action) -> tuple[int, dict]:
-    """Ir while ``action()`` runs (collection on only meanwhile) and what ``action`` returned."""
-    for f in out.parent.glob(out.name + ".*"):
-        f.unlink()
-    control = ["callgrind_control"]
-    subprocess.run([*control, "--instr=on", str(pid)], check=True, capture_output=True)
-    subprocess.run([*control, "--zero", str(pid)], check=True, capture_output=True)
-    result = action()
-    subprocess.run([*control, "--dump", str(pid)], check=True, capture_output=True)
-    subprocess.run([*control, "--instr=off", str(pid)], check=True, capture_output=True)
-    dump = max(out.parent.glob(out.name + ".*"), key=lambda p: p.stat().st_mtime)
-    match = re.search(r"^(?:summary|totals): (\d+)", dump.read_text(errors="replace"), re.M)
-    if not match:
-        raise RuntimeError(f"no totals in {dump}")
-    return int(match.group(1)), result
 
 
 def _echo_window(pid: int, out: Path, port: int, args: list[str], seconds: float) -> tuple[int, int]:
@@ -63,7 +45,7 @@ def _echo_window(pid: int, out: Path, port: int, args: list[str], seconds: float
         lg.stdin.flush()
         return json.loads(lg.stdout.readline())
 
-    ir, result = _window(pid, out, traffic)
+    ir, result = callgrind_window(pid, out, traffic)
     lg.stdin.write("\n")  # then it closes
     lg.stdin.flush()
     lg.wait(300)

@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 DAEMON_OPTIONS = ["--max-connections", "0", "--max-connects-per-second", "0", "--log-level", "warning"]
@@ -198,14 +199,15 @@ def measure_strace(src: Path, cycles: int, concurrency: int) -> dict[str, float]
 # -- callgrind ----------------------------------------------------------------
 
 
-def callgrind_window(pid: int, out: Path, action) -> tuple[int, float]:
-    """Instructions the daemon executes while ``action()`` runs (collection on only meanwhile)."""
+def callgrind_window(pid: int, out: Path, action) -> tuple[int, Any]:
+    """Instructions the daemon executes while ``action()`` runs (collection on only meanwhile), and
+    what ``action`` returned."""
     for f in out.parent.glob(out.name + "*"):
         f.unlink()
     control = ["callgrind_control"]
     subprocess.run([*control, "--instr=on", str(pid)], check=True, capture_output=True)
     subprocess.run([*control, "--zero", str(pid)], check=True, capture_output=True)
-    seconds = action()
+    result = action()
     subprocess.run([*control, "--dump", str(pid)], check=True, capture_output=True)
     subprocess.run([*control, "--instr=off", str(pid)], check=True, capture_output=True)
     dumps = sorted(out.parent.glob(out.name + ".*"), key=lambda p: p.stat().st_mtime)
@@ -213,7 +215,7 @@ def callgrind_window(pid: int, out: Path, action) -> tuple[int, float]:
     match = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
     if not match:
         raise RuntimeError(f"no totals in {dumps[-1]}")
-    return int(match.group(1)), seconds
+    return int(match.group(1)), result
 
 
 def measure_callgrind(src: Path, cycles: int, concurrency: int, keep: Path | None) -> dict[str, float]:
