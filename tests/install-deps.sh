@@ -150,8 +150,8 @@ autobahn_deps() {
 speedups() {
   local so
   so="$(find "$REPO/wsdaemon/proto" -maxdepth 1 -name "_speedups*.so" | head -n 1)"
-  if [ -n "$so" ] && [ "$so" -nt "$REPO/wsdaemon/proto/_speedups.c" ] \
-    && [ "$so" -nt "$REPO/wsdaemon/proto/_numbered.c" ] && [ "$so" -nt "$REPO/wsdaemon/proto/_speedups.h" ]; then
+  # up to date: newer than every C source and header of the extension
+  if [ -n "$so" ] && [ -z "$(find "$REPO/wsdaemon/proto" -maxdepth 1 \( -name "_*.c" -o -name "_*.h" \) -newer "$so")" ]; then
     say "speedups: $(basename "$so") up to date"
     return 0
   fi

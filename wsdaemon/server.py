@@ -78,8 +78,8 @@ class Server:
         #: ``max_connections``: the client sockets served, the refusals past the limit.
         self.admission = Admission(self)
         #: ``client_closed(fileno)``: a client socket is being closed, it no longer counts towards
-        #: ``max_connections`` (the admitted set's own discard, bound once).
-        self.client_closed = self.admission.clients.discard
+        #: ``max_connections`` (the admission's own, bound once).
+        self.client_closed = self.admission.client_closed
         self.origin_policy = OriginPolicy(self.settings.allowed_origins, self.settings.allow_missing_origin)
         self.proxy_trust = ProxyTrust(self.settings.trusted_proxies) or None
         self.tls_context = (

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from .counters import REFUSED_AT_ACCEPT
@@ -35,6 +36,9 @@ class Admission:
         self.host = host
         #: Descriptors of the admitted client sockets still open (``max_connections`` counts them).
         self.clients: set[int] = set()
+        #: ``client_closed(fileno)``: an admitted socket is being closed, it no longer counts (the
+        #: set's own discard: no Python frame per connection).
+        self.client_closed: Callable[[int], None] = self.clients.discard
         #: True from the first refusal until a client is admitted again.
         self.over_capacity = False
         self._refusing: set[RefusedConnection] = set()
@@ -97,10 +101,6 @@ class Admission:
         self.host.loop.register(client, EVENT_READ, refused)
         self._refusing.add(refused)
         refused.refuse(response)
-
-    def client_closed(self, fileno: int) -> None:
-        """An admitted socket is being closed: it no longer counts."""
-        self.clients.discard(fileno)
 
     def refusal_done(self, refused: RefusedConnection) -> None:
         self._refusing.discard(refused)

@@ -110,7 +110,6 @@ if hasattr(select, "epoll"):
     DefaultSelector: type[selectors.BaseSelector] = LeanEpollSelector
 else:  # pragma: no cover - not Linux
     DefaultSelector = selectors.DefaultSelector
-    LeanEpollSelector = None  # type: ignore[assignment,misc]
 
 
 class TimerHandle:
@@ -162,11 +161,6 @@ class EventLoop:
         self._epoll = getattr(self.selector, "_selector", None)
         if not isinstance(self._epoll, getattr(select, "epoll", ())):
             self._epoll = None
-        #: The lean selector's fd -> SelectorKey map: a socket's register (for reading), modify
-        #: (same events) and unregister take their common case here, without the selector's frame.
-        self._fd_to_key: dict[int, selectors.SelectorKey] | None = None
-        if LeanEpollSelector is not None and type(self.selector) is LeanEpollSelector and self._epoll:
-            self._fd_to_key = self.selector._fd_to_key
         #: (when, seq, handle): the heap compares floats and ints in C, never a handle.
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._seq = itertools.count()
@@ -186,54 +180,14 @@ class EventLoop:
     # -- registration: the socket -> handler map is the selector itself ----------
 
     def register(self, sock: Any, events: int, handler: Any) -> None:
-        fd_to_key = self._fd_to_key
-        if fd_to_key is not None and events == EVENT_READ and type(sock) is not int:
-            try:
-                fd = sock.fileno()
-            except AttributeError:  # not a file object: the selector says so
-                fd = -1
-            if fd >= 0 and fd not in fd_to_key:
-                fd_to_key[fd] = _new_key(_SelectorKey, (sock, fd, events, handler))
-                try:
-                    self._epoll.register(fd, _EPOLLIN)  # type: ignore[union-attr]
-                except BaseException:
-                    del fd_to_key[fd]
-                    raise
-                self._dispatch[fd] = handler
-                return
         key = self.selector.register(sock, events, handler)
         self._dispatch[key.fd] = handler
 
     def modify(self, sock: Any, events: int, handler: Any) -> None:
-        fd_to_key = self._fd_to_key
-        if fd_to_key is not None and type(sock) is not int:
-            try:
-                key = fd_to_key.get(sock.fileno())
-            except AttributeError:
-                key = None
-            if key is not None and key.events == events:
-                fd = key.fd
-                if key.data is not handler:
-                    fd_to_key[fd] = _new_key(_SelectorKey, (key.fileobj, fd, events, handler))
-                self._dispatch[fd] = handler
-                return
         key = self.selector.modify(sock, events, handler)
         self._dispatch[key.fd] = handler
 
     def unregister(self, sock: Any) -> None:
-        fd_to_key = self._fd_to_key
-        if fd_to_key is not None and type(sock) is not int:
-            try:
-                fd = sock.fileno()
-            except AttributeError:
-                fd = -1
-            if fd_to_key.pop(fd, None) is not None:
-                try:
-                    self._epoll.unregister(fd)  # type: ignore[union-attr]
-                except OSError:  # closed since it was registered
-                    pass
-                self._dispatch.pop(fd, None)
-                return
         try:
             key = self.selector.unregister(sock)
         except (KeyError, ValueError):

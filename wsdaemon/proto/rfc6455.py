@@ -72,18 +72,13 @@ def validate_handshake(request: Request) -> str:
     if request.version != "1.1":
         raise HandshakeError("WebSocket handshake requires HTTP/1.1", 400)
     index = request.headers.index()
-    hosts = index.get("host")
-    if not hosts or not (hosts[0] or len(hosts) > 1):  # ``not headers.get("Host")``
+    if not joined(index.get("host")):
         raise HandshakeError("missing Host header", 400)
-    # Each token check takes the plain single value without a call.
-    upgrade = index.get("upgrade")
-    if not upgrade or (upgrade[0].lower() != "websocket" and not has_token(upgrade, "websocket")):
+    if not has_token(index.get("upgrade", ()), "websocket"):
         raise HandshakeError("missing Upgrade: websocket", 400)
-    connection = index.get("connection")
-    if not connection or (connection[0].lower() != "upgrade" and not has_token(connection, "upgrade")):
+    if not has_token(index.get("connection", ()), "upgrade"):
         raise HandshakeError("missing Connection: Upgrade", 400)
-    versions = index.get("sec-websocket-version")
-    version = versions[0] if versions and len(versions) == 1 else joined(versions, "")
+    version = joined(index.get("sec-websocket-version"), "")
     if version not in SUPPORTED_VERSIONS:
         raise HandshakeError(
             f"unsupported WebSocket version {version!r}", 426, [("Sec-WebSocket-Version", "13")]

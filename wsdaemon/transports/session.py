@@ -319,18 +319,7 @@ class Session(AppConnection):
                     break
                 index = proto.deliver(events, index + 1, self, handle, OPEN)
         finally:
-            if self._carry_due:  # uncork(), inline: one call less on every read
-                self._carry_due = False
-                now_carrying = self.carrier
-                sent = proto.sent_seq
-                start = proto.carried_seq + 1
-                if (
-                    now_carrying is not None
-                    and sent >= start
-                    and not proto.close_seq
-                    and now_carrying.carry_many(start, proto.entries[start - proto.first_seq :])
-                ):
-                    proto.carried_seq = sent
+            self.uncork()  # the replies of this read leave with the read's other writes
         seq = proto.received_seq
         if self.carrier is not carrier or seq == before:
             return

@@ -164,17 +164,7 @@ class SessionRfc6455Connection(Rfc6455Connection):
         self._ping_sent_at = 0.0
         session = self.session
         if session is not None and self.state == OPEN:
-            # _read_events, inline: one call less on every read
-            parser = self.parser
-            events = parser.feed(data)
-            if parser.resume_at:
-                self._continue_next_turn()
-            count = len(events)
-            self._traffic[2] += count
-            self._msg_count += count
-            if self._msg_count > self._msg_allow:
-                events = self._over_message_rate(events)
-            session.frames_carried(self, events)
+            session.frames_carried(self, self._read_events(data))
             return
         for kind, value in self._read_events(data):  # closing: a session that moved on gets nothing
             if kind != OP_TEXT and kind != OP_BINARY and self.control_event(kind, value):

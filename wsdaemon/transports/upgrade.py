@@ -91,11 +91,9 @@ def websocket_protocol(request: Request) -> str | None:
     without either -> hixie-75.
     """
     headers = request.headers.index()
-    upgrade = headers.get("upgrade")
-    if not upgrade or (upgrade[0].lower() != "websocket" and not has_token(upgrade, "websocket")):
+    if not has_token(headers.get("upgrade", ()), "websocket"):
         return None
-    versions = headers.get("sec-websocket-version")
-    version = versions[0] if versions and len(versions) == 1 else joined(versions)
+    version = joined(headers.get("sec-websocket-version"))
     if version is not None:
         if version.strip() in rfc6455.SUPPORTED_VERSIONS:
             return "rfc6455"
@@ -124,13 +122,8 @@ def upgrade_rfc6455(conn: HttpConnection, request: Request) -> None:
         resume = None if session_param is None else parse_session_param(session_param)
     host = conn.host
     index = request.headers.index()
-    # _accept and _swap, inline: every RFC 6455 client comes this way.
-    host.check_origin(request)
-    app = host.app
-    user = host.authenticate(request) if app.authenticates else None
-    subprotocol = None
-    if "sec-websocket-protocol" in index:
-        subprotocol = select_subprotocol(app, rfc6455.offered_subprotocols(request), request)
+    offered = rfc6455.offered_subprotocols(request) if "sec-websocket-protocol" in index else []
+    subprotocol, user = _accept(conn, request, offered)
     offers = index.get("sec-websocket-extensions")
     policy = deflate_policy(host.settings) if offers else None
     params = _negotiate_deflate(host.app, request, list(offers), policy) if policy is not None else None
@@ -144,8 +137,7 @@ def upgrade_rfc6455(conn: HttpConnection, request: Request) -> None:
         ws = SessionRfc6455Connection(host, conn.sock, request, subprotocol, resume)
     else:
         ws = SessionRfc6455DeflateConnection(host, conn.sock, request, subprotocol, resume, params, policy)
-    ws.user = user
-    ws.start(key, conn.hand_over(ws))
+    _swap(conn, ws, user, key)
 
 
 _policy_of: tuple[Any, DeflatePolicy | None] = (None, None)
