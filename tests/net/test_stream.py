@@ -10,6 +10,7 @@ import socket
 import pytest
 
 from tests.support.inprocess import SlowReader, StubHost, small_socketpair, turn
+from wsdaemon.net import stream
 from wsdaemon.net.loop import EVENT_READ, EVENT_WRITE
 from wsdaemon.net.stream import GATHER_MIN, StreamConnection
 
@@ -146,6 +147,35 @@ def test_writes_of_one_loop_iteration_are_corked_into_one_send(host):
     assert conn.sends == [13]
     client.pump(lambda got: len(got) >= 13)
     assert bytes(client.received) == b"one two three"
+
+
+def _replies_sent_when_each_read_runs(host, count):
+    """``count`` connections readable in one turn; per read, how many of them had sent a reply."""
+    pairs = [connected(host) for _ in range(count)]
+    conns = [conn for conn, _ in pairs]
+    seen = []
+
+    def reply(conn, data):
+        seen.append(sum(1 for other in conns if other.sends))
+        conn.write(b"re:" + data)
+
+    for conn, client in pairs:
+        conn.on_data = reply
+        client.send(b"x")
+    turn(host.loop)
+    for conn, client in pairs:
+        client.pump(lambda got: len(got) >= 4)
+        assert conn.sends == [4] and bytes(client.received) == b"re:x"
+    return seen
+
+
+def test_replies_made_while_reading_leave_together_at_the_end_of_the_turn(host):
+    assert _replies_sent_when_each_read_runs(host, 5) == [0, 0, 0, 0, 0]
+
+
+def test_a_full_batch_of_replies_leaves_before_the_turn_ends(host, monkeypatch):
+    monkeypatch.setattr(stream, "REPLY_BATCH", 3)
+    assert _replies_sent_when_each_read_runs(host, 7) == [0, 0, 0, 3, 3, 3, 6]
 
 
 def test_the_write_in_progress_may_be_large_but_what_waits_behind_it_is_bounded(host):

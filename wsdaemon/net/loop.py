@@ -167,7 +167,8 @@ class EventLoop:
         self._soon: list[tuple[Callable, tuple]] = []
         #: True while :meth:`run` runs (an attribute: every write outside a read checks it).
         self.running = False
-        #: Connections with writes corked in this iteration; flushed before the next select.
+        #: Connections with writes corked in this iteration; flushed before the next select, or
+        #: earlier by a full batch of replies (``stream.REPLY_BATCH``).
         self.corked: list = []
         self._signal_handlers: dict[int, Callable[[], Any]] = {}
         self._wake_r: int | None = None
@@ -283,7 +284,7 @@ class EventLoop:
             self._run()
         finally:
             self.running = False
-            self._flush_corked()
+            self.flush_corked()
 
     def _run(self) -> None:
         timers = self._timers
@@ -291,7 +292,7 @@ class EventLoop:
         epoll = self._epoll
         while self.running:
             if self.corked:
-                self._flush_corked()
+                self.flush_corked()
             if self._soon:
                 timeout = 0.0
             elif timers:
@@ -352,7 +353,7 @@ class EventLoop:
         }
         return [(key.fd, bits[mask]) for key, mask in ready]
 
-    def _flush_corked(self) -> None:
+    def flush_corked(self) -> None:
         """Send what connections corked this turn; a flush that closes one may cork others."""
         while self.corked:
             corked, self.corked = self.corked, []

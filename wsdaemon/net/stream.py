@@ -42,6 +42,10 @@ RECV_SIZE = 256 * 1024
 GATHER_MIN = 64 * 1024
 #: At most this many corked writes go to one ``sendmsg`` (well under any IOV_MAX).
 GATHER_MAX_PARTS = 64
+#: Replies made while reading wait for the end of the loop turn, or until this many connections
+#: have some: sends back to back find the peer still awake (a wakeup per send costs more than the
+#: send), and the wait stays short.
+REPLY_BATCH = 64
 _DRAIN_TIMEOUT = 2.0
 #: Bytes read and discarded after our half-close before the connection is dropped without its EOF.
 DRAIN_READ_LIMIT = 64 * 1024
@@ -196,14 +200,19 @@ class StreamConnection(WriteBacklog):
             return
         self.last_seen = self.loop.now
         self._traffic[0] += len(data)
-        # feed(data), inline: one call less on every read
+        # feed(data), inline, except that the replies wait for the end of the loop turn
         self._corked = self._feeding = True
         try:
             self.data_received(data)
         finally:
-            self._corked = self._feeding = False
+            self._feeding = False
             if self._out:
-                self._uncork()
+                corked = self.loop.corked
+                corked.append(self)
+                if len(corked) >= REPLY_BATCH:
+                    self.loop.flush_corked()
+            else:
+                self._corked = False
 
     def feed(self, data: bytes) -> None:
         """Handle ``data`` with writes corked: every reply it produces leaves in one ``send``."""
