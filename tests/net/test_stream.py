@@ -178,6 +178,30 @@ def test_a_full_batch_of_replies_leaves_before_the_turn_ends(host, monkeypatch):
     assert _replies_sent_when_each_read_runs(host, 7) == [0, 0, 0, 3, 3, 3, 6]
 
 
+def test_a_lone_reply_the_kernel_takes_in_part_is_kept_and_sent_on_writable(host):
+    conn, client = connected(host)
+    data = os.urandom(100_000)
+    conn.on_data = lambda c, _: c.write(data)
+    client.send(b"go")
+    turn(host.loop)  # the read; its one reply leaves at the end of the turn, the rest waits
+    turn(host.loop)
+    assert conn.sends[0] == len(data)
+    assert 0 < conn.buffered_amount < len(data)
+    assert events_of(host, conn) == EVENT_READ | EVENT_WRITE
+    client.pump(lambda got: len(got) >= len(data))
+    assert bytes(client.received) == data
+    turn(host.loop)
+    assert conn.buffered_amount == 0 and events_of(host, conn) == EVENT_READ
+
+
+def test_a_lone_reply_then_close_after_flush_half_closes_once_it_is_out(host):
+    conn, client = connected(host)
+    conn.on_data = lambda c, _: [c.write(b"bye"), c.close_after_flush()]
+    client.send(b"go")
+    client.pump(lambda got: client.eof)
+    assert bytes(client.received) == b"bye"
+
+
 def test_the_write_in_progress_may_be_large_but_what_waits_behind_it_is_bounded(host):
     host.settings.max_write_buffer = 10_000
     conn, client = connected(host)

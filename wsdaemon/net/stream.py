@@ -278,7 +278,26 @@ class StreamConnection(WriteBacklog):
         """Send what was corked (the loop calls this once per iteration)."""
         if self._corked:
             self._corked = False
-            if self._out:
+            out = self._out
+            if out:
+                if len(out) == 1 and not self._wbuf and not self._tls:
+                    # _uncork's commonest case (one reply, nothing backlogged), inline: the loop
+                    # calls this for every connection that answered in the turn
+                    self._out = self._okeys = None
+                    data = out[0]
+                    traffic = self._traffic
+                    traffic[3] += 1
+                    try:
+                        sent = self.sock.send(data)
+                    except (BlockingIOError, InterruptedError):
+                        sent = 0
+                    except OSError as exc:
+                        self.abort(exc)
+                        return
+                    traffic[1] += sent
+                    if sent < len(data) or self._close_after_flush:
+                        self._sent(data, sent, None)
+                    return
                 self._uncork()
 
     def _uncork(self) -> None:
@@ -369,6 +388,11 @@ class StreamConnection(WriteBacklog):
         except OSError as exc:
             self.abort(exc)
             return
+        if sent < len(data) or self._close_after_flush:
+            self._sent(data, sent, parts)
+
+    def _sent(self, data: bytes, sent: int, parts: list | None) -> None:
+        """After a send of ``data`` took ``sent`` bytes: buffer the rest, or close once all is out."""
         if sent < len(data):
             self._wbuf = bytearray(memoryview(data)[sent:])
             if parts is None:

@@ -112,6 +112,14 @@ class Rfc6455Connection(WebSocketConnection):
             self.write(frame_head(OP_BINARY, len(message)))
             self.write(message)
             return
+        if self._corked and not self.transport_closed:
+            # write()'s corked case, inline: a reply made while reading joins the turn's writes
+            out = self._out
+            if out is None:
+                self._out = [message_frame(message)]
+            else:
+                out.append(message_frame(message))
+            return
         self.write(message_frame(message))
 
     def ping(self, payload: bytes = b"") -> None:
