@@ -72,6 +72,9 @@ class Application:
         self._on_join: Callable = _ignore
         self._on_leave: Callable = _ignore
         self._on_message: Callable = _ignore
+        #: What the transports call per message: ``on_message``'s function itself, no method around it
+        #: (and under a name no method has, so the interpreter's attribute cache applies to it).
+        self.message_handler: Callable[[Any, str | bytes], None] = _ignore
         self._on_close: Callable = _ignore
         self._on_resume: Callable = _ignore
         self._on_start: list[Callable] = []
@@ -113,9 +116,7 @@ class Application:
 
     def on_message(self, fn: Callable[[Any, str | bytes], None]) -> Callable:
         """``fn(conn, message)``: ``str`` for text, ``bytes`` for binary."""
-        self._on_message = fn
-        # The transports call this once per message: the function itself, not a method around it.
-        self.handle_message = fn  # type: ignore[method-assign]
+        self._on_message = self.message_handler = fn
         return fn
 
     def on_close(self, fn: Callable[[Any, int, str], None]) -> Callable:

@@ -46,5 +46,7 @@ class ConnState(IntEnum):
         return self.name.lower()
 
 
-#: Module-level names for the hot paths (a global lookup instead of an attribute lookup).
-CONNECTING, OPEN, CLOSING, CLOSED = ConnState
+#: Module-level names for the hot paths (a global lookup instead of an attribute lookup), as plain
+#: ints: a connection's ``state`` compared with them is an int comparison the interpreter
+#: specializes, where an IntEnum member on either side takes the generic comparison.
+CONNECTING, OPEN, CLOSING, CLOSED = map(int, ConnState)

@@ -177,7 +177,7 @@ class AppConnection:
 
     def _deliver_message(self, message: str | bytes) -> None:
         try:
-            self.host.app.handle_message(self, message)
+            self.host.app.message_handler(self, message)
         except Exception:
             self._callback_failed("on_message")
 

@@ -134,7 +134,7 @@ class HixieConnection(WebSocketConnection):
     def data_received(self, data: bytes) -> None:
         if self.state == CLOSED:
             return
-        on_message = self.host.app.handle_message
+        on_message = self.host.app.message_handler
         events = self.parser.feed(data)
         self._traffic[2] += len(events)
         for kind, value in events:

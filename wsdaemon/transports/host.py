@@ -11,7 +11,7 @@ from ..proto.http11 import Request
 class TransportHost(StreamHost, Protocol):
     """The application's callbacks, the Origin check, the open-connection registry and the router."""
 
-    #: The Application: ``handle_open``, ``handle_message``, ``handle_close``, ``select_subprotocol``.
+    #: The Application: ``handle_open``, ``message_handler``, ``handle_close``, ``select_subprotocol``.
     app: Any
     #: True once a shutdown began: keep-alive ends, new sessions are refused.
     stopping: bool

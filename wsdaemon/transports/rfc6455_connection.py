@@ -172,7 +172,7 @@ class Rfc6455Connection(WebSocketConnection):
         if self._msg_count > self._msg_allow:
             events = self._over_message_rate(events)
         self._ping_sent_at = 0.0
-        on_message = self.host.app.handle_message
+        on_message = self.host.app.message_handler
         for kind, value in events:
             if kind == OP_TEXT or kind == OP_BINARY:
                 if self.state == OPEN:

@@ -292,7 +292,7 @@ class Session(AppConnection):
         proto.received_seq = seq
         if self.state == OPEN:
             try:
-                self.host.app.handle_message(self, message)
+                self.host.app.message_handler(self, message)
             except Exception:
                 self._callback_failed("on_message")
         if seq - self._acked_to_client >= ACK_EVERY:
@@ -305,7 +305,7 @@ class Session(AppConnection):
         place (``proto.deliver``, in C), session controls handled here, pings and closes by
         ``carrier.control_event``."""
         proto = self.proto
-        handle = self.host.app.handle_message
+        handle = self.host.app.message_handler
         before = proto.received_seq
         # The replies of this read leave together below (one frame write): a send needs no cork of its own.
         self._carry_due = True
