@@ -71,7 +71,6 @@ class Application:
         self._on_open: Callable = _ignore
         self._on_join: Callable = _ignore
         self._on_leave: Callable = _ignore
-        self._on_message: Callable = _ignore
         #: What the transports call per message: ``on_message``'s function itself, no method around it
         #: (and under a name no method has, so the interpreter's attribute cache applies to it).
         self.message_handler: Callable[[Any, str | bytes], None] = _ignore
@@ -116,7 +115,7 @@ class Application:
 
     def on_message(self, fn: Callable[[Any, str | bytes], None]) -> Callable:
         """``fn(conn, message)``: ``str`` for text, ``bytes`` for binary."""
-        self._on_message = self.message_handler = fn
+        self.message_handler = fn
         return fn
 
     def on_close(self, fn: Callable[[Any, int, str], None]) -> Callable:
@@ -244,9 +243,6 @@ class Application:
 
     def handle_leave(self, conn: Any, room: str) -> None:
         self._on_leave(conn, room)
-
-    def handle_message(self, conn: Any, message: str | bytes) -> None:
-        self._on_message(conn, message)
 
     def handle_close(self, conn: Any, code: int, reason: str) -> None:
         if self._on_close is not _ignore:

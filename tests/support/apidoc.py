@@ -72,7 +72,6 @@ INTERNAL = {
     "handle_join",
     "handle_leave",
     "handle_open",
-    "handle_message",
     "handle_close",
     "handle_resume",
     "started",
