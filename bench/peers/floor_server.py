@@ -74,6 +74,13 @@ def serve(host: str, port: int) -> None:
                     data = pending.pop(fd) + data
                 events: list = []
                 pos = scan(data, 0, len(data) - 1, events, MAX_SIZE, True)
+                if pos == len(data) and len(events) == 1:  # one whole message: the commonest read
+                    try:
+                        sock.send(frame(events[0][1]))
+                    except OSError:
+                        del open_[fd]
+                        drop(fd, sock)
+                    continue
                 if pos != len(data):
                     if data[pos] == 0x88:  # a close frame: answered with 1000, then the TCP close
                         events.append(None)
