@@ -74,13 +74,6 @@ def serve(host: str, port: int) -> None:
                     data = pending.pop(fd) + data
                 events: list = []
                 pos = scan(data, 0, len(data) - 1, events, MAX_SIZE, True)
-                if pos == len(data) and len(events) == 1:  # one whole message: the commonest read
-                    try:
-                        sock.send(frame(events[0][1]))
-                    except OSError:
-                        del open_[fd]
-                        drop(fd, sock)
-                    continue
                 if pos != len(data):
                     if data[pos] == 0x88:  # a close frame: answered with 1000, then the TCP close
                         events.append(None)
@@ -96,6 +89,8 @@ def serve(host: str, port: int) -> None:
                         events.pop()
                         sock.send(b"".join([frame(value) for _, value in events]) + CLOSE_1000)
                         drop(fd, sock)
+                    elif len(events) == 1:  # the commonest read: one message, no list, no join
+                        sock.send(frame(events[0][1]))
                     else:
                         sock.send(b"".join([frame(value) for _, value in events]))
                 except OSError:
